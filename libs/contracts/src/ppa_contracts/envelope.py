@@ -1,0 +1,102 @@
+"""CloudEvents 1.0 envelope and its Kafka binary-mode binding."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from ppa_contracts.base import Payload, event_class
+
+_HEADER_ATTRS = (
+    "id", "source", "type", "specversion", "time", "subject",
+    "correlationid", "causationid", "aggregateversion", "schemaversion",
+)
+
+
+def new_id() -> str:
+    """A new random event id."""
+    return uuid.uuid4().hex
+
+
+class Envelope(BaseModel):
+    """One event as it travels: CloudEvents attributes, our extensions and the JSON payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_id)
+    source: str
+    type: str
+    specversion: str = "1.0"
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str
+    datacontenttype: str = "application/json"
+    correlationid: str
+    causationid: str | None = None
+    aggregateversion: int | None = None
+    schemaversion: int = 1
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: Payload,
+        *,
+        subject: str,
+        correlation_id: str,
+        causation_id: str | None = None,
+        aggregate_version: int | None = None,
+    ) -> Envelope:
+        """Wrap a payload for publishing."""
+        return cls(
+            source=f"/ppa/{payload.event_service}",
+            type=payload.event_type(),
+            subject=subject,
+            correlationid=correlation_id,
+            causationid=causation_id,
+            aggregateversion=aggregate_version,
+            schemaversion=payload.event_version,
+            data=payload.model_dump(mode="json"),
+        )
+
+    def payload(self) -> Payload:
+        """Decode `data` into its registered payload model."""
+        cls = event_class(self.type)
+        if cls is None:
+            raise LookupError(f"unknown event type {self.type}")
+        return cls.model_validate(self.data)
+
+    def to_kafka(self) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
+        """Binary content mode: key, `ce_*` headers and the payload as the value."""
+        headers = [("content-type", self.datacontenttype.encode())]
+        for attr in _HEADER_ATTRS:
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            text = value.isoformat() if isinstance(value, datetime) else str(value)
+            headers.append((f"ce_{attr}", text.encode()))
+        return self.subject.encode(), headers, orjson.dumps(self.data)
+
+    @classmethod
+    def from_kafka(cls, headers: list[tuple[str, bytes]] | tuple, value: bytes) -> Envelope:
+        """Rebuild an envelope from a binary-mode Kafka record."""
+        attrs: dict[str, Any] = {}
+        for name, raw in headers or ():
+            if name.startswith("ce_"):
+                attrs[name[3:]] = raw.decode()
+            elif name == "content-type":
+                attrs["datacontenttype"] = raw.decode()
+        attrs["data"] = orjson.loads(value) if value else {}
+        return cls.model_validate(attrs)
+
+    def to_json(self) -> bytes:
+        """Structured mode JSON (for stores and the dashboard)."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        """Parse structured mode JSON."""
+        return cls.model_validate(orjson.loads(raw))

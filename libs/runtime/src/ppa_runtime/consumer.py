@@ -1,0 +1,140 @@
+"""Consumer groups: decode, dispatch by event type, retry with backoff, then dead-letter.
+
+At-least-once: a batch's positions are committed only after every record in it was applied or
+dead-lettered. Idempotence: handlers with `dedupe` record each applied event id in the service's
+`inbox` collection, so a redelivered event is a no-op; projections keyed by aggregate version
+(`apply_versioned`) are idempotent by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ppa_contracts import Envelope, Payload, dlq
+from ppa_contracts.ops import DeadLetter
+from ppa_runtime import metrics
+from ppa_runtime.bus import EventBus, Record
+from ppa_runtime.context import correlated
+from ppa_runtime.docstore import Collection, DuplicateKey
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Payload, Envelope], Awaitable[None]]
+
+
+@dataclass
+class ConsumerSpec:
+    """A consumer group: the topics it reads and a handler per event type (an explicit registry)."""
+
+    group: str
+    topics: list[str]
+    handlers: dict[str, Handler]
+    dedupe: bool = True
+    batch_size: int = 500
+    name: str = ""
+    on_batch: Callable[[list[Record]], Awaitable[None]] | None = field(default=None)
+
+
+class Consumer:
+    """Runs one consumer group until stopped."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        bus: EventBus,
+        inbox: Collection,
+        max_attempts: int = 5,
+        backoff: float = 0.2,
+    ) -> None:
+        self.spec = spec
+        self.bus = bus
+        self.inbox = inbox
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.applied = 0
+        self.running = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        sub = await self.bus.subscribe(self.spec.group, self.spec.topics)
+        self.running = True
+        log.info("consumer_started", group=self.spec.group, topics=self.spec.topics)
+        try:
+            while not stop.is_set():
+                records = await sub.fetch(timeout=0.5, max_records=self.spec.batch_size)
+                if not records:
+                    continue
+                if self.spec.on_batch is not None:
+                    await self.spec.on_batch(records)
+                else:
+                    for record in records:
+                        await self.handle(record)
+                await sub.commit(records)
+        finally:
+            self.running = False
+            await sub.close()
+
+    async def handle(self, record: Record) -> None:
+        """Apply one record (retries, then dead letter); never returns having dropped it silently."""
+        env = record.envelope
+        handler = self.spec.handlers.get(env.type)
+        if handler is None:
+            return
+        key = f"{self.spec.group}:{env.id}"
+        if self.spec.dedupe and await self.inbox.get(key) is not None:
+            metrics.EVENTS_DUPLICATE.labels(self.spec.group, record.topic).inc()
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with correlated(env.correlationid, env.id):
+                    await handler(env.payload(), env)
+                break
+            except Exception as exc:  # a handler failure of any kind: retry, then dead-letter
+                metrics.HANDLER_ERRORS.labels(self.spec.group, env.type).inc()
+                log.warning("handler_failed", group=self.spec.group, event_type=env.type, event_id=env.id,
+                            attempt=attempt, error=repr(exc))
+                if attempt >= self.max_attempts:
+                    await self.dead_letter(record, exc, attempt)
+                    break
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+        if self.spec.dedupe:
+            try:
+                await self.inbox.insert({"_id": key, "topic": record.topic, "offset": record.offset})
+            except DuplicateKey:
+                pass
+        self.applied += 1
+        metrics.EVENTS_CONSUMED.labels(self.spec.group, record.topic).inc()
+
+    async def dead_letter(self, record: Record, exc: Exception, attempts: int) -> None:
+        """Publish the original event with the error to `<topic>.dlq`."""
+        env = record.envelope
+        letter = DeadLetter(
+            original=env.model_dump(mode="json"),
+            original_topic=record.topic,
+            consumer_group=self.spec.group,
+            error=f"{type(exc).__name__}: {exc}"[:2000],
+            attempts=attempts,
+        )
+        await self.bus.publish(
+            dlq(record.topic),
+            [Envelope.wrap(letter, subject=env.subject, correlation_id=env.correlationid, causation_id=env.id)],
+        )
+        metrics.DEAD_LETTERS.labels(self.spec.group, record.topic).inc()
+        log.error("event_dead_lettered", group=self.spec.group, event_type=env.type, event_id=env.id, attempts=attempts)
+
+
+async def apply_versioned(coll: Collection, doc_id: str, version: int, update: dict) -> bool:
+    """Apply an update to a projection document once per aggregate version (idempotent, order-safe).
+
+    The document records the last applied version in `_v`; a repeat or older event matches nothing.
+    """
+    update = {**update, "$set": {**update.get("$set", {}), "_v": version}}
+    try:
+        return await coll.update({"_id": doc_id, "_v": {"$lt": version}}, update, upsert=True)
+    except DuplicateKey:
+        return False

@@ -1,0 +1,226 @@
+"""Document store on SQLite: one table per collection, JSON documents, expression indexes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from typing import Any
+
+from ppa_runtime.docstore import DuplicateKey, Filter, Sort, apply_update, equality_fields, _walk
+from ppa_runtime.sqlite import SqliteDb
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _expr(field: str) -> str:
+    if field == "_id":
+        return "id"
+    if not _FIELD.match(field):
+        raise ValueError(f"bad field name {field!r}")
+    return f"json_extract(doc, '$.{field}')"
+
+
+def _param(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def compile_filter(filter: Filter | None) -> tuple[str, list[Any]]:
+    """Translate a MongoDB-style filter into a SQL condition and its parameters."""
+    if not filter:
+        return "1", []
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, value in filter.items():
+        if key in ("$or", "$and"):
+            subs = [compile_filter(f) for f in value]
+            joiner = " OR " if key == "$or" else " AND "
+            parts.append("(" + joiner.join(s for s, _ in subs) + ")" if subs else ("0" if key == "$or" else "1"))
+            for _, p in subs:
+                params.extend(p)
+            continue
+        expr = _expr(key)
+        ops = value if isinstance(value, dict) and value and all(k.startswith("$") for k in value) else {"$eq": value}
+        options = ops.get("$options", "")
+        for op, arg in ops.items():
+            if op == "$options":
+                continue
+            if op == "$eq":
+                if arg is None:
+                    parts.append(f"{expr} IS NULL")
+                else:
+                    parts.append(f"{expr} = ?")
+                    params.append(_param(arg))
+            elif op == "$ne":
+                if arg is None:
+                    parts.append(f"{expr} IS NOT NULL")
+                else:
+                    parts.append(f"({expr} IS NULL OR {expr} != ?)")
+                    params.append(_param(arg))
+            elif op in ("$gt", "$gte", "$lt", "$lte"):
+                sym = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}[op]
+                parts.append(f"{expr} {sym} ?")
+                params.append(_param(arg))
+            elif op in ("$in", "$nin"):
+                items = list(arg)
+                if not items:
+                    parts.append("0" if op == "$in" else "1")
+                    continue
+                marks = ",".join("?" * len(items))
+                parts.append(f"{expr} {'IN' if op == '$in' else 'NOT IN'} ({marks})")
+                params.extend(_param(i) for i in items)
+            elif op == "$exists":
+                parts.append(f"{expr} IS {'NOT ' if arg else ''}NULL")
+            elif op == "$regex":
+                parts.append(f"regexp(?, {expr})")
+                params.append(("(?i)" if "i" in options else "") + arg)
+            else:
+                raise ValueError(f"unsupported filter operator {op}")
+    return " AND ".join(parts) or "1", params
+
+
+class SqliteCollection:
+    """A collection stored as a SQLite table of JSON documents."""
+
+    def __init__(self, db: SqliteDb, name: str) -> None:
+        if not _NAME.match(name):
+            raise ValueError(f"bad collection name {name!r}")
+        self.db = db
+        self.table = f"doc_{name}"
+        self._ready = False
+
+    def _create(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+
+    async def _ensure(self) -> None:
+        if not self._ready:
+            await self.db.write(self._create)
+            self._ready = True
+
+    async def ensure_index(self, *fields: str, unique: bool = False) -> None:
+        await self._ensure()
+        name = f"ix_{self.table}_{'_'.join(f.replace('.', '_') for f in fields)}"
+        cols = ", ".join(_expr(f) for f in fields)
+        sql = f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {self.table} ({cols})"
+        await self.db.write(lambda c: c.execute(sql))
+
+    @staticmethod
+    def _dump(doc: dict[str, Any]) -> str:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    async def insert(self, doc: dict[str, Any]) -> None:
+        await self._ensure()
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(f"INSERT INTO {self.table} (id, doc) VALUES (?, ?)", (str(doc["_id"]), self._dump(doc)))
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(str(exc)) from exc
+
+        await self.db.write(run)
+
+    async def insert_many(self, docs: list[dict[str, Any]]) -> int:
+        await self._ensure()
+        rows = [(str(d["_id"]), self._dump(d)) for d in docs]
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(f"INSERT OR IGNORE INTO {self.table} (id, doc) VALUES (?, ?)", rows)
+            return conn.total_changes - before
+
+        return await self.db.write(run)
+
+    async def get(self, doc_id: str) -> dict[str, Any] | None:
+        await self._ensure()
+        row = await self.db.read(
+            lambda c: c.execute(f"SELECT doc FROM {self.table} WHERE id = ?", (str(doc_id),)).fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    async def find(
+        self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
+    ) -> list[dict[str, Any]]:
+        await self._ensure()
+        where, params = compile_filter(filter)
+        sql = f"SELECT doc FROM {self.table} WHERE {where}"
+        if sort:
+            sql += " ORDER BY " + ", ".join(f"{_expr(f)} {'DESC' if d < 0 else 'ASC'}" for f, d in sort)
+        if limit or skip:
+            sql += " LIMIT ? OFFSET ?"
+            params = [*params, limit if limit else -1, skip]
+        rows = await self.db.read(lambda c: c.execute(sql, params).fetchall())
+        return [json.loads(r[0]) for r in rows]
+
+    async def count(self, filter: Filter | None = None) -> int:
+        await self._ensure()
+        where, params = compile_filter(filter)
+        row = await self.db.read(lambda c: c.execute(f"SELECT COUNT(*) FROM {self.table} WHERE {where}", params).fetchone())
+        return int(row[0])
+
+    async def update(self, filter: Filter, update: dict[str, Any], upsert: bool = False) -> bool:
+        await self._ensure()
+        where, params = compile_filter(filter)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(f"SELECT id, doc FROM {self.table} WHERE {where} LIMIT 1", params).fetchone()
+            try:
+                if row:
+                    doc = apply_update(json.loads(row[1]), update, inserting=False)
+                    conn.execute(f"UPDATE {self.table} SET doc = ? WHERE id = ?", (self._dump(doc), row[0]))
+                    return True
+                if not upsert:
+                    return False
+                base: dict[str, Any] = {}
+                for path, value in equality_fields(filter).items():
+                    parent, key = _walk(base, path)
+                    parent[key] = value
+                doc = apply_update(base, update, inserting=True)
+                if "_id" not in doc:
+                    raise ValueError("upsert needs an _id in the filter or the update")
+                conn.execute(f"INSERT INTO {self.table} (id, doc) VALUES (?, ?)", (str(doc["_id"]), self._dump(doc)))
+                return True
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(str(exc)) from exc
+
+        return await self.db.write(run)
+
+    async def replace(self, doc: dict[str, Any]) -> None:
+        await self._ensure()
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO {self.table} (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                    (str(doc["_id"]), self._dump(doc)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(str(exc)) from exc
+
+        await self.db.write(run)
+
+    async def delete(self, filter: Filter) -> int:
+        await self._ensure()
+        where, params = compile_filter(filter)
+        return await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table} WHERE {where}", params).rowcount)
+
+    async def drop(self) -> None:
+        await self.db.write(lambda c: c.execute(f"DROP TABLE IF EXISTS {self.table}"))
+        self._ready = False
+
+
+class SqliteDocStore:
+    """The documents of one service in its own SQLite file."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+        self._collections: dict[str, SqliteCollection] = {}
+
+    def collection(self, name: str) -> SqliteCollection:
+        if name not in self._collections:
+            self._collections[name] = SqliteCollection(self.db, name)
+        return self._collections[name]

@@ -1,0 +1,79 @@
+"""Runs services in a process: their outbox relays and consumer groups, with clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from ppa_runtime.consumer import Consumer
+from ppa_runtime.relay import OutboxRelay
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.service import Service
+
+log = structlog.get_logger(__name__)
+
+
+class Host:
+    """The services of one process; `workers` decides whether it runs relays and consumers."""
+
+    def __init__(self, runtime: Runtime, services: list[Service], workers: bool = True) -> None:
+        self.runtime = runtime
+        self.services = services
+        self.workers = workers
+        self.consumers: list[Consumer] = []
+        self.relays: list[OutboxRelay] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.started = False
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    async def start(self) -> None:
+        """Start every service, then its relay and consumers in the background."""
+        for svc in self.services:
+            await svc.start()
+        if self.workers:
+            settings = self.runtime.settings
+            for svc in self.services:
+                if svc.has_outbox:
+                    relay = OutboxRelay(svc.name, svc.events, self.runtime.bus)
+                    self.relays.append(relay)
+                    self._spawn(relay.run(self._stop), f"relay:{svc.name}")
+                for spec in svc.consumers():
+                    consumer = Consumer(spec, self.runtime.bus, svc.docs.collection("inbox"),
+                                        settings.consumer_max_attempts, settings.consumer_backoff_seconds)
+                    self.consumers.append(consumer)
+                    self._spawn(consumer.run(self._stop), f"consumer:{spec.group}")
+        self.started = True
+        log.info("host_started", services=[s.name for s in self.services], workers=self.workers,
+                 runtime=self.runtime.kind)
+
+    def _spawn(self, coro, name: str) -> None:
+        task = asyncio.create_task(self._guard(coro, name), name=name)
+        self._tasks.append(task)
+
+    async def _guard(self, coro, name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_task_crashed", task=name)
+            raise
+
+    def ready(self) -> bool:
+        """True once every service started and every consumer is attached to its group."""
+        crashed = any(t.done() for t in self._tasks) and not self._stop.is_set()
+        return self.started and not crashed and all(c.running for c in self.consumers)
+
+    async def stop(self) -> None:
+        """Let the background loops finish their current batch, then return."""
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("host_stopped")

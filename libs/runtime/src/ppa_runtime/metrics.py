@@ -1,0 +1,13 @@
+"""Prometheus metrics shared by every process."""
+
+from prometheus_client import Counter, Histogram
+
+HTTP_LATENCY = Histogram(
+    "ppa_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_PUBLISHED = Counter("ppa_events_published_total", "Events published by the outbox relay", ["service", "topic"])
+EVENTS_CONSUMED = Counter("ppa_events_consumed_total", "Events applied by consumers", ["group", "topic"])
+EVENTS_DUPLICATE = Counter("ppa_events_duplicate_total", "Redelivered events skipped", ["group", "topic"])
+HANDLER_ERRORS = Counter("ppa_handler_errors_total", "Handler failures (each attempt)", ["group", "event_type"])
+DEAD_LETTERS = Counter("ppa_dead_letters_total", "Events sent to a dead-letter topic", ["group", "topic"])

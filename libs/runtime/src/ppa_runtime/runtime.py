@@ -1,0 +1,82 @@
+"""Builds the adapters for the configured runtime: embedded (SQLite) or distributed (Kafka + MongoDB)."""
+
+from __future__ import annotations
+
+from ppa_runtime.bus import EventBus
+from ppa_runtime.docstore import DocStore
+from ppa_runtime.eventstore import EventStore
+from ppa_runtime.settings import Settings
+
+
+class Runtime:
+    """The event bus and, per service, its event store and document store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bus: EventBus
+        self._dbs: dict[str, object] = {}
+        self._mongo = None
+
+    @property
+    def kind(self) -> str:
+        return "distributed" if self.settings.distributed else "embedded"
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        """Connect to the bus and stores (created in the caller's lifespan, never at import)."""
+        rt = cls(settings)
+        if settings.distributed:
+            from pymongo import AsyncMongoClient
+
+            from ppa_runtime.bus_kafka import KafkaBus
+
+            rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
+            await bus.start()
+            rt.bus = bus
+        else:
+            from ppa_runtime.bus_sqlite import SqliteBus
+
+            bus = SqliteBus(rt._sqlite("bus"))
+            await bus.start()
+            rt.bus = bus
+        return rt
+
+    def _sqlite(self, name: str):
+        from ppa_runtime.sqlite import SqliteDb
+
+        if name not in self._dbs:
+            path = self.settings.data_dir / f"{self.settings.namespace}{name}.db"
+            self._dbs[name] = SqliteDb(path, self.settings.sqlite_synchronous)
+        return self._dbs[name]
+
+    def _mongo_db(self, service: str):
+        return self._mongo[f"{self.settings.namespace}ppa_{service}".replace(".", "_")]
+
+    def docstore(self, service: str) -> DocStore:
+        """The document store a service owns."""
+        if self._mongo is not None:
+            from ppa_runtime.docstore_mongo import MongoDocStore
+
+            return MongoDocStore(self._mongo_db(service))
+        from ppa_runtime.docstore_sqlite import SqliteDocStore
+
+        return SqliteDocStore(self._sqlite(service))
+
+    def eventstore(self, service: str) -> EventStore:
+        """The event store a service owns."""
+        if self._mongo is not None:
+            from ppa_runtime.eventstore_mongo import MongoEventStore
+
+            return MongoEventStore(self._mongo_db(service))
+        from ppa_runtime.eventstore_sqlite import SqliteEventStore
+
+        return SqliteEventStore(self._sqlite(service))
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self.bus.close()
+        if self._mongo is not None:
+            await self._mongo.close()
+        for db in self._dbs.values():
+            db.close()

@@ -1,0 +1,56 @@
+"""What every service provides to the host: routers, consumer groups, and an event-sourced write path."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from fastapi import APIRouter
+
+from ppa_contracts import Envelope, Payload
+from ppa_runtime.consumer import ConsumerSpec
+from ppa_runtime.context import causation_id, correlation_id
+from ppa_runtime.runtime import Runtime
+
+
+class Service:
+    """Base of a service: owns an event store and a document store; no I/O at construction."""
+
+    name: ClassVar[str]
+    has_outbox: ClassVar[bool] = True
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.events = runtime.eventstore(self.name)
+        self.docs = runtime.docstore(self.name)
+
+    async def start(self) -> None:
+        """Create indexes and anything else needed before serving (idempotent)."""
+
+    def routers(self) -> list[APIRouter]:
+        """The public HTTP routes of this service (JSON API and pages)."""
+        return []
+
+    def consumers(self) -> list[ConsumerSpec]:
+        """The consumer groups this service's worker runs."""
+        return []
+
+    async def record(self, stream: str, expected_version: int, *payloads: Payload, subject: str) -> int:
+        """Append payloads to a stream as envelopes that carry the current correlation id.
+
+        Payloads whose `event_topic` is None are private to the service and never published.
+        """
+        envelopes = [
+            (
+                p.event_topic,
+                Envelope.wrap(
+                    p,
+                    subject=subject,
+                    correlation_id=correlation_id(),
+                    causation_id=causation_id(),
+                    aggregate_version=expected_version + i,
+                ),
+            )
+            for i, p in enumerate(payloads, start=1)
+        ]
+        return await self.events.append(stream, expected_version, envelopes)

@@ -1,0 +1,1 @@
+"""Billing: PPA customers, monthly invoices and invoice documents."""

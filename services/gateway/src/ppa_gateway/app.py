@@ -1,0 +1,71 @@
+"""The gateway app factory: every service's routers behind one FastAPI app."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ppa_runtime.host import Host
+from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platform") -> FastAPI:
+    """Build the app; with `lifespan_owner` the app starts and stops the host itself."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if lifespan_owner:
+            await host.start()
+        try:
+            yield
+        finally:
+            if lifespan_owner:
+                await host.stop()
+
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        description="家庭用PPA事業者向けプラットフォーム: agency portal, owners' My Page, device API.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.host = host
+    app.state.templates = templates
+    app.add_middleware(RequestContextMiddleware)
+    install_problem_handlers(app)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        ready = host.ready()
+        body: dict[str, Any] = {
+            "status": "ok" if ready else "starting",
+            "runtime": host.runtime.kind,
+            "services": [s.name for s in host.services],
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "home.html", {"title": "ホーム"})
+
+    for svc in host.services:
+        for router in svc.routers():
+            app.include_router(router)
+    return app

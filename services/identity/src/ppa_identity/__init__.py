@@ -1,0 +1,1 @@
+"""Identity: agency and owner accounts, credentials and sessions."""

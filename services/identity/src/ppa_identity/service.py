@@ -1,0 +1,66 @@
+"""Identity service: agency accounts (created, authenticated)."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+
+from ppa_contracts.identity import AgencyProfile, AgencyRegistered
+from ppa_identity.domain.agency import (
+    Agency,
+    AgencyCredentialSet,
+    InvalidAgency,
+    fold,
+    normalize_email,
+    stream_for,
+    validate_new_agency,
+)
+from ppa_identity.passwords import hash_password, verify_password
+from ppa_runtime.eventstore import ConcurrencyConflict
+from ppa_runtime.service import Service
+
+log = structlog.get_logger(__name__)
+
+
+class AgencyExists(Exception):
+    """An agency with this e-mail is registered already."""
+
+
+class IdentityService(Service):
+    """Owns agency and owner accounts and their credentials."""
+
+    name = "identity"
+
+    async def create_agency(self, email: str, password: str, profile: AgencyProfile) -> str:
+        """Register an agency directly (CLI, first account); returns the agency id."""
+        validate_new_agency(email, password, profile.company)
+        email = normalize_email(email)
+        agency_id = uuid.uuid4().hex
+        try:
+            await self.record(
+                stream_for(email),
+                0,
+                AgencyRegistered(agency_id=agency_id, email=email, profile=profile),
+                AgencyCredentialSet(agency_id=agency_id, password_hash=hash_password(password)),
+                subject=agency_id,
+            )
+        except ConcurrencyConflict as exc:
+            raise AgencyExists(email) from exc
+        log.info("agency_registered", agency_id=agency_id)
+        return agency_id
+
+    async def load_agency(self, email: str) -> Agency | None:
+        """The agency registered under this e-mail, folded from its stream."""
+        envelopes = await self.events.read(stream_for(email))
+        return fold([e.payload() for e in envelopes])
+
+    async def authenticate_agency(self, email: str, password: str) -> Agency | None:
+        """The agency when the password matches, else None (same cost either way)."""
+        agency = await self.load_agency(email) if email else None
+        if verify_password(agency.password_hash if agency else None, password):
+            return agency
+        return None
+
+
+__all__ = ["AgencyExists", "IdentityService", "InvalidAgency"]

@@ -1,0 +1,1 @@
+"""Linking: owner-approved links between owners and agencies, and audited proxy login."""

@@ -1,0 +1,1 @@
+"""Metering: device registry, reading ingestion and daily usage."""

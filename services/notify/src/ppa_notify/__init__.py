@@ -1,0 +1,1 @@
+"""Notify: e-mail templates, sending and the delivery log."""

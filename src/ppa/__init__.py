@@ -1,0 +1,1 @@
+"""The `ppa` command: composition root that wires every service into processes."""

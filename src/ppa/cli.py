@@ -1,0 +1,183 @@
+"""`ppa` — run the platform, its per-service processes, and admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from ppa.platform import SERVICES, build_host
+from ppa_runtime import logging as ppa_logging
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.settings import Settings
+
+log = structlog.get_logger("ppa")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)
+    ppa_logging.configure(settings.log_level, settings.log_json)
+    return settings
+
+
+async def _serve(app, host: str, port: int, announce: str | None = None) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+
+    async def announce_when_ready() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        if announce:
+            print(announce, flush=True)
+
+    waiter = asyncio.create_task(announce_when_ready())
+    try:
+        await server.serve()
+    finally:
+        waiter.cancel()
+
+
+async def _up(args: argparse.Namespace) -> None:
+    from ppa_gateway.app import create_app
+
+    settings = _settings(args)
+    if not settings.distributed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runtime = await Runtime.open(settings)
+    try:
+        host = build_host(runtime)
+        app = create_app(host, lifespan_owner=True)
+        url = f"http://{args.host}:{args.port}/"
+        await _serve(app, args.host, args.port,
+                     announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login")
+    finally:
+        await runtime.close()
+
+
+async def _api(args: argparse.Namespace) -> None:
+    from ppa_gateway.app import create_app
+
+    settings = _settings(args)
+    runtime = await Runtime.open(settings)
+    try:
+        names = None if args.service == "gateway" else [args.service]
+        host = build_host(runtime, names, workers=False)
+        app = create_app(host, lifespan_owner=True, title=f"PPA {args.service} API")
+        await _serve(app, args.host, args.port, announce=f"{args.service} api listening on {args.host}:{args.port}")
+    finally:
+        await runtime.close()
+
+
+async def _worker(args: argparse.Namespace) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    settings = _settings(args)
+    runtime = await Runtime.open(settings)
+    host = build_host(runtime, [args.service], workers=True)
+    try:
+        await host.start()
+        print(f"{args.service} worker running ({runtime.kind})", flush=True)
+        app = FastAPI(openapi_url=None)
+
+        @app.get("/healthz")
+        async def healthz() -> JSONResponse:
+            return JSONResponse({"ready": host.ready()}, status_code=200 if host.ready() else 503)
+
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+        if args.health_port:
+            await _serve(app, args.health_host, args.health_port)
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await host.stop()
+        await runtime.close()
+
+
+async def _agency_create(args: argparse.Namespace) -> int:
+    from ppa_contracts.identity import AgencyProfile
+    from ppa_identity.service import AgencyExists, IdentityService, InvalidAgency
+
+    settings = _settings(args)
+    runtime = await Runtime.open(settings)
+    try:
+        identity = IdentityService(runtime)
+        await identity.start()
+        try:
+            agency_id = await identity.create_agency(args.email, args.password, AgencyProfile(company=args.company))
+        except InvalidAgency as exc:
+            print(f"error: {exc.field}: {exc.message}", file=sys.stderr)
+            return 2
+        except AgencyExists:
+            print(f"error: agency {args.email} is registered already", file=sys.stderr)
+            return 1
+        print(f"agency created: {args.email} (id {agency_id})")
+        return 0
+    finally:
+        await runtime.close()
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="ppa", description="Residential PPA platform")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole platform in one process")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", default=None)
+
+    api = sub.add_parser("api", help="run one service's API (distributed deployment)")
+    api.add_argument("service", choices=[*SERVICES, "gateway"])
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--data-dir", default=None)
+
+    worker = sub.add_parser("worker", help="run one service's relay and consumers")
+    worker.add_argument("service", choices=list(SERVICES))
+    worker.add_argument("--health-port", type=int, default=0)
+    worker.add_argument("--health-host", default="0.0.0.0")
+    worker.add_argument("--data-dir", default=None)
+
+    agency = sub.add_parser("agency", help="agency accounts").add_subparsers(dest="action", required=True)
+    create = agency.add_parser("create", help="create an agency account without the e-mail round trip")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument("--company", required=True)
+    create.add_argument("--data-dir", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `ppa` command."""
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "up":
+            asyncio.run(_up(args))
+        elif args.command == "api":
+            asyncio.run(_api(args))
+        elif args.command == "worker":
+            asyncio.run(_worker(args))
+        elif args.command == "agency":
+            sys.exit(asyncio.run(_agency_create(args)))
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,23 @@
+"""Composition root: which services exist and how a process hosts them."""
+
+from __future__ import annotations
+
+from ppa_billing.service import BillingService
+from ppa_identity.service import IdentityService
+from ppa_linking.service import LinkingService
+from ppa_metering.service import MeteringService
+from ppa_notify.service import NotifyService
+from ppa_runtime.host import Host
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.service import Service
+
+SERVICES: dict[str, type[Service]] = {
+    cls.name: cls
+    for cls in (IdentityService, LinkingService, MeteringService, BillingService, NotifyService)
+}
+
+
+def build_host(runtime: Runtime, names: list[str] | None = None, workers: bool = True) -> Host:
+    """A host for the named services (all of them by default)."""
+    chosen = names or list(SERVICES)
+    return Host(runtime, [SERVICES[n](runtime) for n in chosen], workers=workers)
