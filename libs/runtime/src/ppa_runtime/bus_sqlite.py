@@ -38,7 +38,8 @@ class SqliteSubscription:
         self.bus = bus
         self.group = group
         self.topics = topics
-        self.positions: dict[str, int] = {}
+        self.positions: dict[str, int] = {}  # committed
+        self.fetched: dict[str, int] = {}  # handed out, like a Kafka consumer's fetch position
 
     async def load(self) -> None:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
@@ -50,6 +51,7 @@ class SqliteSubscription:
             return {t: o for t, o in rows}
 
         self.positions = {t: -1 for t in self.topics} | await self.bus.db.read(run)
+        self.fetched = dict(self.positions)
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -71,13 +73,15 @@ class SqliteSubscription:
                 out += conn.execute(
                     "SELECT topic, partition, offset, envelope FROM log WHERE topic = ? AND partition = 0 "
                     "AND offset > ? ORDER BY offset LIMIT ?",
-                    (topic, self.positions[topic], max_records - len(out)),
+                    (topic, self.fetched[topic], max_records - len(out)),
                 ).fetchall()
                 if len(out) >= max_records:
                     break
             return out
 
         rows = await self.bus.db.read(run)
+        for topic, _, offset, _ in rows:
+            self.fetched[topic] = max(self.fetched[topic], offset)
         return [Record(t, p, o, Envelope.from_json(e)) for t, p, o, e in rows]
 
     async def commit(self, records: list[Record]) -> None:

@@ -8,6 +8,7 @@ $setOnInsert`. Every update touches one document atomically.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol
 
 Filter = dict[str, Any]
@@ -54,7 +55,7 @@ class DocStore(Protocol):
 
 def apply_update(doc: dict[str, Any], update: dict[str, Any], inserting: bool) -> dict[str, Any]:
     """Apply MongoDB update operators to a copy of `doc` (for backends that have none)."""
-    out = {k: v for k, v in doc.items()}
+    out = copy.deepcopy(doc)
     for op, fields in update.items():
         if op == "$setOnInsert" and not inserting:
             continue

@@ -1,0 +1,72 @@
+"""Fixtures shared by every test: settings per runtime, real Kafka/MongoDB servers for the distributed one.
+
+The distributed runtime takes KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI from the environment, else
+starts testcontainers when a Docker engine answers, else skips with the reason — except under
+CI=true, where a missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.settings import Settings
+from support import make_settings
+
+RUNTIMES = ["embedded", "distributed"]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[dict[str, str]]:
+    """Addresses of a real Kafka broker and MongoDB-protocol server."""
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    mongo = os.environ.get("MONGODB_URI")
+    if kafka and mongo:
+        yield {"kafka": kafka, "mongo": mongo}
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as k, MongoDbContainer("mongo:8") as m:
+            yield {"kafka": k.get_bootstrap_server(), "mongo": m.get_connection_url()}
+        return
+    reason = "no KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI set and no Docker engine answers (run .ci/run to start real servers)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(runtime_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    servers = request.getfixturevalue("servers") if runtime_kind == "distributed" else None
+    return make_settings(runtime_kind, tmp_path, servers)
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = await Runtime.open(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()

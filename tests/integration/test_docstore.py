@@ -1,0 +1,74 @@
+"""The document store port behaves the same on SQLite and on a MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppa_runtime.docstore import DuplicateKey
+
+
+@pytest.fixture
+async def coll(runtime):
+    c = runtime.docstore("testsvc").collection("things")
+    await c.ensure_index("email", unique=True)
+    await c.ensure_index("n")
+    for i in range(10):
+        await c.insert({"_id": f"id{i:02d}", "email": f"user{i}@Example.jp", "n": i, "even": i % 2 == 0,
+                        "name": "山田" if i < 3 else "佐藤", "tags": []})
+    return c
+
+
+async def test_get_find_count_sort_and_page(coll):
+    assert (await coll.get("id03"))["n"] == 3
+    assert await coll.get("missing") is None
+    page = await coll.find({"n": {"$gte": 2, "$lt": 8}}, sort=[("n", -1)], skip=1, limit=3)
+    assert [d["n"] for d in page] == [6, 5, 4]
+    assert await coll.count({"even": True}) == 5
+    assert await coll.count({"n": {"$in": [1, 2, 99]}}) == 2
+    assert await coll.count({"n": {"$nin": [1, 2]}}) == 8
+    assert await coll.count({"$or": [{"n": 1}, {"name": "山田"}]}) == 3
+    assert await coll.count({"n": {"$ne": 4}}) == 9
+
+
+async def test_case_insensitive_regex_search(coll):
+    found = await coll.find({"email": {"$regex": "USER1@", "$options": "i"}})
+    assert [d["_id"] for d in found] == ["id01"]
+    assert await coll.count({"email": {"$regex": "^user"}}) == 10
+
+
+async def test_unique_index_and_id_refuse_duplicates(coll):
+    with pytest.raises(DuplicateKey):
+        await coll.insert({"_id": "other", "email": "user1@Example.jp", "n": 100})
+    with pytest.raises(DuplicateKey):
+        await coll.insert({"_id": "id01", "email": "new@example.jp"})
+    assert await coll.count() == 10
+
+
+async def test_conditional_update_touches_one_document_once(coll):
+    assert await coll.update({"_id": "id01", "n": 1}, {"$set": {"n": 11}, "$inc": {"hits": 1}})
+    assert not await coll.update({"_id": "id01", "n": 1}, {"$set": {"n": 12}})
+    doc = await coll.get("id01")
+    assert doc["n"] == 11 and doc["hits"] == 1
+    assert await coll.update({"_id": "id02"}, {"$push": {"tags": {"$each": ["a", "b"]}}})
+    assert (await coll.get("id02"))["tags"] == ["a", "b"]
+
+
+async def test_upsert_inserts_when_missing_and_refuses_duplicate_ids(coll):
+    assert await coll.update({"_id": "new", "_v": {"$lt": 1}}, {"$set": {"_v": 1, "email": "n@x.jp"}}, upsert=True)
+    assert (await coll.get("new"))["_v"] == 1
+    with pytest.raises(DuplicateKey):
+        await coll.update({"_id": "new", "_v": {"$lt": 1}}, {"$set": {"_v": 1}}, upsert=True)
+
+
+async def test_replace_and_delete(coll):
+    await coll.replace({"_id": "id05", "email": "changed@example.jp", "n": 50})
+    assert (await coll.get("id05"))["n"] == 50
+    assert await coll.delete({"n": {"$gte": 8}}) == 3  # 8, 9 and the replaced 50
+    assert await coll.count() == 7
+
+
+async def test_insert_many_skips_existing_ids(coll):
+    new = await coll.insert_many([{"_id": "id01", "email": "x@y.jp"}, {"_id": "zz1", "email": "zz1@y.jp"},
+                                  {"_id": "zz2", "email": "zz2@y.jp"}])
+    assert new == 2
+    assert await coll.count() == 12

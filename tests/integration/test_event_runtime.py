@@ -1,0 +1,201 @@
+"""One behaviour suite for the event store, outbox relay, event bus and consumers, on both runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import pytest
+
+from ppa_contracts import Envelope, Payload, dlq
+from ppa_contracts.identity import AgencyProfile, AgencyRegistered
+from ppa_contracts.ops import DeadLetter
+from ppa_contracts.topics import IDENTITY_AGENCY
+from ppa_runtime.consumer import Consumer, ConsumerSpec
+from ppa_runtime.eventstore import ConcurrencyConflict
+from ppa_runtime.relay import OutboxRelay
+
+
+class SecretNoted(Payload):
+    """A private test event: stored with the stream, never published."""
+
+    event_service: ClassVar[str] = "testsvc"
+    event_name: ClassVar[str] = "secret_noted"
+    event_topic: ClassVar[str | None] = None
+    secret: str
+
+
+def registered(i: int, version: int = 1) -> tuple[str, Envelope]:
+    payload = AgencyRegistered(agency_id=f"a{i}", email=f"a{i}@example.jp", profile=AgencyProfile(company=f"社{i}"))
+    return IDENTITY_AGENCY, Envelope.wrap(payload, subject=f"a{i}", correlation_id=f"c{i}", aggregate_version=version)
+
+
+async def drain(sub, want: int, timeout: float = 30) -> list:
+    out: list = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(out) < want and loop.time() < deadline:
+        out += await sub.fetch(timeout=0.5)
+    return out
+
+
+async def test_append_then_read_a_stream(runtime):
+    store = runtime.eventstore("testsvc")
+    assert await store.append("agency:a1", 0, [registered(1)]) == 1
+    events = await store.read("agency:a1")
+    assert [e.type for e in events] == ["jp.ppa.identity.agency_registered.v1"]
+    assert events[0].payload().email == "a1@example.jp"
+    assert await store.read("agency:none") == []
+
+
+async def test_append_with_a_stale_expected_version_is_a_conflict(runtime):
+    store = runtime.eventstore("testsvc")
+    await store.append("agency:a1", 0, [registered(1)])
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("agency:a1", 0, [registered(1)])
+    _, second = registered(1, version=2)
+    await store.append("agency:a1", 1, [(IDENTITY_AGENCY, second)])
+    _, stale = registered(1, version=2)
+    with pytest.raises(ConcurrencyConflict, match="no longer at version 1"):
+        await store.append("agency:a1", 1, [(IDENTITY_AGENCY, stale)])
+    assert len(await store.read("agency:a1")) == 2
+
+
+async def test_relay_publishes_each_stored_event_once_and_never_private_ones(runtime):
+    store = runtime.eventstore("testsvc")
+    for i in range(5):
+        topic, env = registered(i)
+        secret = Envelope.wrap(SecretNoted(secret="s3cret"), subject=f"a{i}", correlation_id="c", aggregate_version=2)
+        await store.append(f"agency:a{i}", 0, [(topic, env), (None, secret)])
+    relay = OutboxRelay("testsvc", store, runtime.bus)
+    assert await relay.run_once() == 10
+    assert await relay.run_once() == 0
+    sub = await runtime.bus.subscribe("test-relay", [IDENTITY_AGENCY])
+    try:
+        got = await drain(sub, 5)
+        await asyncio.sleep(0.5)
+        got += await sub.fetch(timeout=0.5)
+    finally:
+        await sub.close()
+    assert sorted(r.envelope.subject for r in got) == [f"a{i}" for i in range(5)]
+    assert all(r.envelope.type != SecretNoted.event_type() for r in got)
+    assert relay.published == 5
+
+
+async def test_bus_keeps_envelope_and_order_per_key(runtime):
+    envs = [registered(1, version=v)[1] for v in range(1, 6)]
+    await runtime.bus.publish(IDENTITY_AGENCY, envs)
+    sub = await runtime.bus.subscribe("test-order", [IDENTITY_AGENCY])
+    try:
+        got = await drain(sub, 5)
+    finally:
+        await sub.close()
+    assert [r.envelope.aggregateversion for r in got] == [1, 2, 3, 4, 5]
+    assert got[0].envelope == envs[0]
+
+
+async def test_consumer_group_resumes_after_its_committed_position(runtime):
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(i)[1] for i in range(3)])
+    sub = await runtime.bus.subscribe("test-resume", [IDENTITY_AGENCY])
+    first = await drain(sub, 3)
+    await sub.commit(first)
+    await sub.close()
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(9)[1]])
+    sub = await runtime.bus.subscribe("test-resume", [IDENTITY_AGENCY])
+    try:
+        again = await drain(sub, 1)
+    finally:
+        await sub.close()
+    assert [r.envelope.subject for r in again] == ["a9"]
+
+
+async def run_consumer_until(consumer: Consumer, done, timeout: float = 30) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done() and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+
+
+async def test_redelivered_event_is_applied_once(runtime):
+    applied: list[str] = []
+
+    async def handler(payload, env):
+        applied.append(env.id)
+
+    _, env = registered(1)
+    await runtime.bus.publish(IDENTITY_AGENCY, [env, env])  # at-least-once: the same event twice
+    inbox = runtime.docstore("testsvc").collection("inbox")
+    consumer = Consumer(ConsumerSpec("test-dedupe", [IDENTITY_AGENCY], {env.type: handler}), runtime.bus, inbox)
+    await run_consumer_until(consumer, lambda: consumer.applied >= 1)
+    assert applied == [env.id]
+
+
+async def test_failing_handler_retries_then_dead_letters_without_losing_the_event(runtime):
+    attempts: list[int] = []
+
+    async def broken(payload, env):
+        attempts.append(1)
+        raise RuntimeError("projection store unavailable")
+
+    _, env = registered(7)
+    await runtime.bus.publish(IDENTITY_AGENCY, [env])
+    inbox = runtime.docstore("testsvc").collection("inbox")
+    consumer = Consumer(ConsumerSpec("test-dlq", [IDENTITY_AGENCY], {env.type: broken}), runtime.bus, inbox,
+                        max_attempts=3, backoff=0.01)
+    await run_consumer_until(consumer, lambda: consumer.applied >= 1)
+    assert len(attempts) == 3
+    sub = await runtime.bus.subscribe("test-dlq-reader", [dlq(IDENTITY_AGENCY)])
+    try:
+        letters = await drain(sub, 1)
+    finally:
+        await sub.close()
+    assert len(letters) == 1
+    letter = letters[0].envelope.payload()
+    assert isinstance(letter, DeadLetter)
+    assert letter.attempts == 3 and letter.consumer_group == "test-dlq"
+    assert "projection store unavailable" in letter.error
+    assert Envelope.model_validate(letter.original) == env
+
+
+async def test_handler_that_recovers_within_its_retries_applies_once(runtime):
+    calls: list[int] = []
+
+    async def flaky(payload, env):
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionError("transient")
+
+    _, env = registered(8)
+    await runtime.bus.publish(IDENTITY_AGENCY, [env])
+    inbox = runtime.docstore("testsvc").collection("inbox")
+    consumer = Consumer(ConsumerSpec("test-flaky", [IDENTITY_AGENCY], {env.type: flaky}), runtime.bus, inbox,
+                        max_attempts=3, backoff=0.01)
+    await run_consumer_until(consumer, lambda: consumer.applied >= 1)
+    assert len(calls) == 2
+    assert sum(p.end for p in await runtime.bus.lag("test-flaky", [dlq(IDENTITY_AGENCY)])) == 0
+
+
+async def test_replay_feeds_every_record_from_the_start(runtime):
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(i)[1] for i in range(12)])
+    seen: list[str] = []
+
+    async def collect(record):
+        seen.append(record.envelope.subject)
+
+    assert await runtime.bus.replay(IDENTITY_AGENCY, collect) == 12
+    assert sorted(seen) == sorted(f"a{i}" for i in range(12))
+
+
+async def test_lag_reports_what_a_group_has_not_yet_committed(runtime):
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(1, version=v)[1] for v in range(1, 5)])  # one key
+    sub = await runtime.bus.subscribe("test-lag", [IDENTITY_AGENCY])
+    got = await drain(sub, 4)
+    await sub.commit(got[:1])
+    await sub.close()
+    lag = sum(p.lag for p in await runtime.bus.lag("test-lag", [IDENTITY_AGENCY]))
+    assert lag == 3

@@ -1,0 +1,65 @@
+"""The gateway skeleton: health, metrics, OpenAPI, request ids, problem+json, Japanese layout."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ppa.platform import build_host
+from ppa_gateway.app import create_app
+
+
+@pytest.fixture
+async def client(runtime):
+    host = build_host(runtime)
+    app = create_app(host)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        c.host = host
+        yield c
+    await host.stop()
+
+
+async def test_healthz_is_503_until_every_service_is_ready(client):
+    before = await client.get("/healthz")
+    assert before.status_code == 503
+    await client.host.start()
+    for _ in range(100):
+        after = await client.get("/healthz")
+        if after.status_code == 200:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.1)
+    assert after.status_code == 200
+    assert set(after.json()["services"]) == {"identity", "linking", "metering", "billing", "notify"}
+
+
+async def test_request_id_is_echoed_or_made(client):
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.get("/healthz", headers={"X-Request-ID": "<script>"})
+    assert made.headers["x-request-id"] != "<script>" and len(made.headers["x-request-id"]) == 32
+
+
+async def test_unknown_api_path_is_problem_json(client):
+    r = await client.get("/api/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == 404 and body["title"] == "Not Found" and body["instance"] == "/api/v1/nothing-here"
+
+
+async def test_metrics_are_prometheus_text(client):
+    await client.get("/healthz")
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert "ppa_http_request_duration_seconds_bucket" in r.text
+
+
+async def test_openapi_and_japanese_home_page(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    home = await client.get("/")
+    assert home.status_code == 200
+    assert '<html lang="ja">' in home.text and "販売店・業者様向け管理画面" in home.text

@@ -1,0 +1,45 @@
+"""Runtime rules that need no server: settings, log redaction, filter translation, update operators."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppa_runtime.docstore import apply_update
+from ppa_runtime.docstore_sqlite import compile_filter
+from ppa_runtime.logging import redact
+from ppa_runtime.settings import Settings
+
+
+def test_settings_refuse_the_default_secret_outside_dev():
+    with pytest.raises(ValueError, match="PPA_SECRET_KEY"):
+        Settings(env="prod")
+    assert Settings(env="prod", secret_key="x" * 40).env == "prod"
+
+
+def test_settings_need_kafka_and_mongodb_together():
+    with pytest.raises(ValueError, match="both"):
+        Settings(kafka_bootstrap_servers="127.0.0.1:9092")
+    assert Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/").distributed
+
+
+def test_secrets_are_redacted_from_log_events_at_any_depth():
+    out = redact(None, "info", {"event": "x", "password": "hunter22", "ctx": {"auth_code": "ABC", "ok": 1},
+                                "items": [{"token": "t"}]})
+    assert out["password"] == "***" and out["ctx"] == {"auth_code": "***", "ok": 1}
+    assert out["items"] == [{"token": "***"}]
+
+
+def test_filters_compile_to_parameterised_sql():
+    sql, params = compile_filter({"email": {"$regex": "a.b", "$options": "i"}, "n": {"$in": [1, 2]}})
+    assert "?" in sql and "a.b" not in sql
+    assert params == ["(?i)a.b", 1, 2]
+    with pytest.raises(ValueError):
+        compile_filter({"x') OR 1=1 --": 1})
+
+
+def test_update_operators_apply_to_a_copy():
+    doc = {"_id": "1", "n": 1, "tags": ["a"], "nested": {"x": 1}}
+    out = apply_update(doc, {"$inc": {"n": 2}, "$push": {"tags": {"$each": ["b"]}}, "$set": {"nested.y": 2},
+                             "$unset": {"nested.x": ""}, "$setOnInsert": {"created": True}}, inserting=False)
+    assert out == {"_id": "1", "n": 3, "tags": ["a", "b"], "nested": {"y": 2}}
+    assert doc == {"_id": "1", "n": 1, "tags": ["a"], "nested": {"x": 1}}
