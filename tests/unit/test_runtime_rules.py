@@ -10,6 +10,12 @@ from ppa_runtime.logging import redact
 from ppa_runtime.settings import Settings
 
 
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_SECRET_KEY", "PPA_ENV"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_settings_refuse_the_default_secret_outside_dev():
     with pytest.raises(ValueError, match="PPA_SECRET_KEY"):
         Settings(env="prod")

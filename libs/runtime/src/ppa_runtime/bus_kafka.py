@@ -89,8 +89,36 @@ class KafkaBus:
                     await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass
+                await self._await_leaders(admin, [t.name for t in wanted])
         finally:
             await admin.close()
+
+    @staticmethod
+    async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
+        """New topics answer NotLeaderForPartition until every partition has a leader: wait for that."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            described = await admin.describe_topics(names)
+            if all(d.get("error_code", 0) == 0 and d["partitions"]
+                   and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
+                return
+            await asyncio.sleep(0.2)
+        log.warning("topics_without_leader", topics=names)
+
+    async def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        """Every partition of these (logical) topics, from the broker's metadata."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([self.physical(t) for t in topics])
+        finally:
+            await admin.close()
+        return [
+            TopicPartition(d["topic"], p["partition"])
+            for d in described if d.get("error_code", 0) == 0
+            for p in sorted(d["partitions"], key=lambda p: p["partition"])
+        ]
 
     async def publish(self, topic: str, events: list[Envelope]) -> None:
         assert self.producer is not None, "bus not started"
@@ -114,18 +142,13 @@ class KafkaBus:
         return KafkaSubscription(self, consumer)
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
-        name = self.physical(topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                     client_id=f"replay-{uuid.uuid4().hex[:8]}")
+        tps = await self.partitions([topic])
+        if not tps:
+            return 0
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(name) or set()
-            if not partitions:
-                await consumer.topics()
-                partitions = consumer.partitions_for_topic(name) or set()
-            tps = [TopicPartition(name, p) for p in sorted(partitions)]
-            if not tps:
-                return 0
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -147,27 +170,22 @@ class KafkaBus:
             await consumer.stop()
 
     async def lag(self, group: str, topics: list[str]) -> list[GroupLag]:
+        tps = await self.partitions(topics)
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        await admin.start()
         await consumer.start()
         try:
             committed = await admin.list_consumer_group_offsets(f"{self.namespace}{group}")
-            await consumer.topics()
-            tps = [
-                TopicPartition(self.physical(t), p)
-                for t in topics
-                for p in sorted(consumer.partitions_for_topic(self.physical(t)) or ())
-            ]
             ends = await consumer.end_offsets(tps) if tps else {}
-            return [
-                GroupLag(group, self.logical(tp.topic), tp.partition,
-                         committed[tp].offset if tp in committed else 0, ends[tp])
-                for tp in tps
-            ]
         finally:
             await consumer.stop()
             await admin.close()
+        return [
+            GroupLag(group, self.logical(tp.topic), tp.partition,
+                     committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0, ends[tp])
+            for tp in tps
+        ]
 
     async def close(self) -> None:
         if self.producer is not None:
