@@ -36,6 +36,8 @@ class ConsumerSpec:
     dedupe: bool = True
     batch_size: int = 500
     name: str = ""
+    collections: list[str] = field(default_factory=list)  # the read model a rebuild starts afresh
+    setup: Callable[[], Awaitable[None]] | None = None  # indexes, run again after a rebuild drops them
     on_batch: Callable[[list[Record]], Awaitable[None]] | None = field(default=None)
 
 

@@ -44,6 +44,8 @@ class AgencyDirectory:
         return ConsumerSpec(
             group="linking.agency-directory",
             name=AGENCY_DIRECTORY,
+            collections=[AGENCY_DIRECTORY],
+            setup=self.setup,
             topics=[IDENTITY_AGENCY],
             handlers={
                 AgencyRegistered.event_type(): self.on_registered,

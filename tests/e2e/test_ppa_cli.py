@@ -1,0 +1,69 @@
+"""`ppa up` as a person runs it: prints the portal URL, answers /healthz, stops on Ctrl-C, keeps state."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PPA = str(Path(sys.executable).parent / "ppa")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([PPA, "up", "--port", str(port), "--data-dir", str(data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "ready:" in line:
+            return proc, line
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("ppa up did not announce its URL")
+
+
+def get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status
+
+
+def test_ppa_up_serves_stops_cleanly_and_keeps_state(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    data = tmp_path / "ppa"
+    created = subprocess.run([PPA, "agency", "create", "--email", "first@example.jp", "--password", "password123",
+                              "--company", "太陽電力", "--data-dir", str(data)], capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    proc, line = run_up(data, port)
+    try:
+        assert f"http://127.0.0.1:{port}/" in line
+        for _ in range(50):
+            try:
+                if get(f"http://127.0.0.1:{port}/healthz") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert get(f"http://127.0.0.1:{port}/healthz") == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    again = subprocess.run([PPA, "agency", "create", "--email", "FIRST@example.jp", "--password", "password123",
+                            "--company", "重複", "--data-dir", str(data)], capture_output=True, text=True)
+    assert again.returncode == 1 and "registered already" in again.stderr
+    bad = subprocess.run([PPA, "agency", "create", "--email", "x@example.jp", "--password", "short",
+                          "--company", "社", "--data-dir", str(data)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "半角英数字8文字以上" in bad.stderr
