@@ -199,3 +199,24 @@ async def test_lag_reports_what_a_group_has_not_yet_committed(runtime):
     await sub.close()
     lag = sum(p.lag for p in await runtime.bus.lag("test-lag", [IDENTITY_AGENCY]))
     assert lag == 3
+
+
+async def test_racing_writers_never_lose_an_acknowledged_append(runtime):
+    store = runtime.eventstore("testsvc")
+    acknowledged: list[str] = []
+
+    async def writer(name: str) -> None:
+        for _ in range(15):
+            version = len(await store.read("agency:race"))
+            _, env = registered(1, version=version + 1)
+            try:
+                await store.append("agency:race", version, [(IDENTITY_AGENCY, env)])
+                acknowledged.append(env.id)
+            except ConcurrencyConflict:
+                pass
+
+    await asyncio.gather(*(writer(n) for n in "abc"))
+    stored = await store.read("agency:race")
+    assert [e.id for e in stored] == acknowledged or sorted(e.id for e in stored) == sorted(acknowledged)
+    assert [e.aggregateversion for e in stored] == list(range(1, len(stored) + 1))
+    assert len(stored) == len(acknowledged) >= 15

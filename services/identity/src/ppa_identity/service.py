@@ -50,6 +50,11 @@ class IdentityService(Service):
         log.info("agency_registered", agency_id=agency_id)
         return agency_id
 
+    def routers(self):
+        from ppa_identity.api import router
+
+        return [router(self)]
+
     async def load_agency(self, email: str) -> Agency | None:
         """The agency registered under this e-mail, folded from its stream."""
         envelopes = await self.events.read(stream_for(email))

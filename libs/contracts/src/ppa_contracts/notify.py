@@ -1,0 +1,95 @@
+"""Events of the notify service: e-mail requests and their delivery results.
+
+How another service sends an e-mail: it records an `EmailRequested` with its own event store, in the
+same `append` as the event that causes the mail, so the mail is requested exactly when that event is
+stored (its outbox relay then publishes the request on `ppa.notify.requests.v1`):
+
+    await self.record(f"agency:{agency_id}", version,
+                      AgencySignupRequested(email=email, expires_at=expires_at),
+                      EmailRequested(message_id=f"agency-signup-{token_id}",
+                                     template=EmailTemplate.AGENCY_SIGNUP_LINK, recipient=email,
+                                     context={"signup_url": url, "expires_at": expires_at.isoformat()}),
+                      subject=agency_id)
+
+`message_id` makes the mail once-only: notify sends one mail per message id however often the
+request is delivered, so derive it from the cause (an event or token id), never from the clock.
+Notify reads only the payload, so the envelope's subject may stay the causing aggregate's id.
+The context may hold one-time links: only notify reads this topic (and its `.dlq`), and
+`EmailSent`/`EmailFailed` never carry it. `TEMPLATE_CONTEXT` lists the keys each template needs; a
+missing key fails the request loudly (retried, then dead-lettered) and never sends half a mail.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from ppa_contracts.base import Payload
+from ppa_contracts.topics import NOTIFY_EMAIL, NOTIFY_REQUESTS
+
+
+class EmailTemplate(StrEnum):
+    """The e-mails notify knows how to write (one template file each)."""
+
+    AGENCY_SIGNUP_LINK = "agency_signup_link"
+    AGENCY_REGISTERED = "agency_registered"
+    LINK_REQUESTED = "link_requested"
+    LINK_APPROVED = "link_approved"
+    LINK_REJECTED = "link_rejected"
+    OWNER_PASSWORD_RESET = "owner_password_reset"
+
+
+# The context keys each template needs; notify adds `recipient` itself (the greeting uses it).
+TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
+    EmailTemplate.AGENCY_SIGNUP_LINK: ("signup_url", "expires_at"),
+    EmailTemplate.AGENCY_REGISTERED: ("agency_id",),
+    # products: a list of {"system_model": ..., "system_serial": ...}
+    EmailTemplate.LINK_REQUESTED: ("link_id", "owner_name", "owner_name_kana", "prefecture", "city", "street",
+                                   "owner_email", "products"),
+    EmailTemplate.LINK_APPROVED: ("agency_email",),
+    EmailTemplate.LINK_REJECTED: ("agency_email",),
+    EmailTemplate.OWNER_PASSWORD_RESET: ("reset_url", "expires_at"),
+}
+
+
+class EmailRequest(Payload):
+    event_service: ClassVar[str] = "notify"
+    event_topic: ClassVar[str] = NOTIFY_REQUESTS
+
+
+class EmailRequested(EmailRequest):
+    """A service asks notify to send one e-mail; the context may hold one-time links (notify reads it alone)."""
+
+    event_name: ClassVar[str] = "email_requested"
+    message_id: str = Field(min_length=1, max_length=200, description="Once-only key, also the Kafka key.")
+    template: str = Field(description="One of EmailTemplate.")
+    recipient: str = Field(description="The address the mail goes to.")
+    context: dict[str, Any] = Field(default_factory=dict, description="Template values; may hold secrets.")
+
+
+class EmailResult(Payload):
+    event_service: ClassVar[str] = "notify"
+    event_topic: ClassVar[str] = NOTIFY_EMAIL
+
+
+class EmailSent(EmailResult):
+    """The mail was handed to the SMTP server (or written to the Maildir)."""
+
+    event_name: ClassVar[str] = "email_sent"
+    message_id: str
+    template: str
+    recipient: str
+    attempts: int
+
+
+class EmailFailed(EmailResult):
+    """Every attempt to send the mail failed; the request went to the dead-letter topic."""
+
+    event_name: ClassVar[str] = "email_failed"
+    message_id: str
+    template: str
+    recipient: str
+    attempts: int
+    error: str

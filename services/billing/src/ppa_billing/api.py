@@ -1,0 +1,136 @@
+"""Billing's JSON API: PPA customers (register, list/search, read, edit, delete, re-issue auth code)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict
+
+from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
+from ppa_runtime.auth import CurrentAgency
+from ppa_runtime.http import Problem
+
+Amount = str | int
+
+
+class CustomerBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    serial_number: str
+    name: str
+    name_kana: str = ""
+    contract_start: str | None = None
+    contract_end: str | None = None
+    base_fee: Amount
+    sell_unit_price: Amount
+    usage_unit_price: Amount
+    notes: str = ""
+    email: str | None = None
+
+
+class CustomerCreate(CustomerBase):
+    customer_number: str
+
+
+class CustomerUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    serial_number: str | None = None
+    name: str | None = None
+    name_kana: str | None = None
+    contract_start: str | None = None
+    contract_end: str | None = None
+    base_fee: Amount | None = None
+    sell_unit_price: Amount | None = None
+    usage_unit_price: Amount | None = None
+    notes: str | None = None
+    email: str | None = None
+
+
+class CustomerPublic(BaseModel):
+    customer_number: str
+    serial_number: str
+    name: str
+    name_kana: str
+    contract_start: str | None
+    contract_end: str | None
+    base_fee: str
+    sell_unit_price: str
+    usage_unit_price: str
+    notes: str
+    email: str | None
+    auth_code: str | None
+    registered_at: str
+    updated_at: str
+
+
+class CustomerList(BaseModel):
+    items: list[CustomerPublic]
+    total: int
+
+
+def _public(doc: dict[str, Any]) -> CustomerPublic:
+    return CustomerPublic.model_validate({k: doc.get(k) for k in CustomerPublic.model_fields})
+
+
+def _invalid(exc: InvalidCustomer | CustomerConflict, status: int) -> Problem:
+    errors = [{"field": f, "message": m} for f, m in exc.errors.items()]
+    title = "Unprocessable Content" if status == 422 else "Conflict"
+    return Problem(status, title, "、".join(exc.errors.values()), errors)
+
+
+def router(customers: Customers) -> APIRouter:
+    """Routes bound to the billing service's customers."""
+    r = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+    not_found = "指定された顧客は見つかりません。"
+
+    @r.post("", status_code=201, response_model=CustomerPublic, summary="Register a PPA customer")
+    async def create(body: CustomerCreate, agency: CurrentAgency) -> CustomerPublic:
+        try:
+            return _public(await customers.register(agency.agency_id, body.model_dump()))
+        except InvalidCustomer as exc:
+            raise _invalid(exc, 422) from exc
+        except CustomerConflict as exc:
+            raise _invalid(exc, 409) from exc
+
+    @r.get("", response_model=CustomerList, summary="List and search customers")
+    async def search(agency: CurrentAgency, q: str = "", page: int = Query(1, ge=1, le=100_000)) -> CustomerList:
+        docs, total = await customers.search(agency.agency_id, q, page)
+        return CustomerList(items=[_public({**d, "auth_code": None}) for d in docs], total=total)
+
+    @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer")
+    async def read(customer_number: str, agency: CurrentAgency) -> CustomerPublic:
+        try:
+            return _public(await customers.get(agency.agency_id, customer_number))
+        except CustomerNotFound as exc:
+            raise Problem(404, "Not Found", not_found) from exc
+
+    @r.patch("/{customer_number}", response_model=CustomerPublic, summary="Edit a customer")
+    async def edit(customer_number: str, body: CustomerUpdate, agency: CurrentAgency) -> CustomerPublic:
+        try:
+            return _public(await customers.change(agency.agency_id, customer_number,
+                                                  body.model_dump(exclude_unset=True)))
+        except CustomerNotFound as exc:
+            raise Problem(404, "Not Found", not_found) from exc
+        except InvalidCustomer as exc:
+            raise _invalid(exc, 422) from exc
+        except CustomerConflict as exc:
+            raise _invalid(exc, 409) from exc
+
+    @r.delete("/{customer_number}", status_code=204, summary="Delete a customer (issued invoices stay)")
+    async def delete(customer_number: str, agency: CurrentAgency) -> Response:
+        try:
+            await customers.delete(agency.agency_id, customer_number)
+        except CustomerNotFound as exc:
+            raise Problem(404, "Not Found", not_found) from exc
+        return Response(status_code=204)
+
+    @r.post("/{customer_number}/auth-code", response_model=CustomerPublic, summary="Re-issue the auth code")
+    async def reissue(customer_number: str, agency: CurrentAgency) -> CustomerPublic:
+        try:
+            return _public(await customers.reissue(agency.agency_id, customer_number))
+        except CustomerNotFound as exc:
+            raise Problem(404, "Not Found", not_found) from exc
+
+    return r

@@ -1,0 +1,189 @@
+"""Billing's customers: commands append to the customer's stream; the `customers` read model is applied
+inline (read-your-writes) and again by billing's own consumer (idempotent by stream version)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ppa_billing.domain.customer import Customer, InvalidCustomer, edit_customer, new_customer, reissue_auth_code
+from ppa_contracts import Envelope, Payload
+from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
+from ppa_contracts.topics import BILLING_CUSTOMER
+from ppa_runtime.consumer import ConsumerSpec, apply_versioned
+from ppa_runtime.docstore import DocStore
+
+CUSTOMERS = "customers"
+AUTH_CODES = "auth_codes"
+PAGE_SIZE = 20
+
+
+class CustomerNotFound(LookupError):
+    """No such customer for this agency."""
+
+
+class CustomerConflict(Exception):
+    """The customer number or serial number is taken."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def hash_auth_code(code: str) -> str:
+    """Auth codes are 16 random characters (~95 bits), so a plain SHA-256 is a safe verifier."""
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def stream_of(agency_id: str, number: str) -> str:
+    return f"customer:{agency_id}:{number}"
+
+
+def _fields(c: Customer) -> dict[str, Any]:
+    return {
+        "serial_number": c.serial_number, "name": c.name, "name_kana": c.name_kana,
+        "contract_start": c.contract_start, "contract_end": c.contract_end, "base_fee": c.base_fee,
+        "sell_unit_price": c.sell_unit_price, "usage_unit_price": c.usage_unit_price,
+        "notes": c.notes, "email": c.email,
+    }
+
+
+def to_customer(doc: dict[str, Any], auth_code: str) -> Customer:
+    """Rebuild the domain customer from its read-model document."""
+    return new_customer(
+        customer_number=doc["customer_number"], serial_number=doc["serial_number"], name=doc["name"],
+        name_kana=doc.get("name_kana", ""), contract_start=doc.get("contract_start"),
+        contract_end=doc.get("contract_end"), base_fee=doc["base_fee"], sell_unit_price=doc["sell_unit_price"],
+        usage_unit_price=doc["usage_unit_price"], notes=doc.get("notes", ""), email=doc.get("email"),
+        auth_code=auth_code,
+    )
+
+
+class Customers:
+    """Commands and queries on PPA customers, always within one agency."""
+
+    def __init__(self, service, docs: DocStore) -> None:
+        self.service = service
+        self.coll = docs.collection(CUSTOMERS)
+        self.codes = docs.collection(AUTH_CODES)
+
+    async def setup(self) -> None:
+        await self.coll.ensure_index("agency_id", "customer_number", unique=True)
+        await self.coll.ensure_index("serial_number", unique=True)
+        await self.coll.ensure_index("agency_id", "registered_at")
+
+    async def _version(self, stream: str) -> int:
+        return len(await self.service.events.read(stream))
+
+    async def _append(self, stream: str, version: int, payload: Payload) -> None:
+        await self.service.record(stream, version, payload, subject=payload.customer_number)
+        await self.apply(payload, version + 1, datetime.now(UTC))
+
+    async def register(self, agency_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Validate and register a customer; a new 認証コード is drawn."""
+        customer = new_customer(**data)
+        errors: dict[str, str] = {}
+        if await self.coll.get(f"{agency_id}:{customer.customer_number}") is not None:
+            errors["customer_number"] = "この顧客番号は既に登録されています。"
+        if await self.coll.count({"serial_number": customer.serial_number}):
+            errors["serial_number"] = "この製造番号は既に登録されています。"
+        if errors:
+            raise CustomerConflict(errors)
+        stream = stream_of(agency_id, customer.customer_number)
+        await self.codes.replace({"_id": stream, "auth_code": customer.auth_code})
+        await self._append(stream, await self._version(stream), CustomerRegistered(
+            agency_id=agency_id, customer_number=customer.customer_number,
+            auth_code_hash=hash_auth_code(customer.auth_code), **_fields(customer)))
+        return await self.get(agency_id, customer.customer_number)
+
+    async def _load(self, agency_id: str, number: str) -> tuple[dict[str, Any], Customer]:
+        doc = await self.coll.get(f"{agency_id}:{number}")
+        if doc is None:
+            raise CustomerNotFound(number)
+        code = await self.codes.get(stream_of(agency_id, number))
+        return doc, to_customer(doc, code["auth_code"])
+
+    async def change(self, agency_id: str, number: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Edit the editable fields (never the number or the auth code)."""
+        doc, customer = await self._load(agency_id, number)
+        changed = edit_customer(customer, changes)
+        if changed.serial_number != customer.serial_number and await self.coll.count(
+                {"serial_number": changed.serial_number}):
+            raise CustomerConflict({"serial_number": "この製造番号は既に登録されています。"})
+        await self._append(stream_of(agency_id, number), doc["_v"], CustomerChanged(
+            agency_id=agency_id, customer_number=number, **_fields(changed)))
+        return await self.get(agency_id, number)
+
+    async def reissue(self, agency_id: str, number: str) -> dict[str, Any]:
+        """Draw a new auth code; the old one stops working."""
+        doc, customer = await self._load(agency_id, number)
+        renewed = reissue_auth_code(customer)
+        stream = stream_of(agency_id, number)
+        await self._append(stream, doc["_v"], AuthCodeReissued(
+            agency_id=agency_id, customer_number=number, serial_number=customer.serial_number,
+            auth_code_hash=hash_auth_code(renewed.auth_code)))
+        await self.codes.replace({"_id": stream, "auth_code": renewed.auth_code})
+        return await self.get(agency_id, number)
+
+    async def delete(self, agency_id: str, number: str) -> None:
+        """Delete the customer (an event; issued invoices stay)."""
+        doc, _ = await self._load(agency_id, number)
+        await self._append(stream_of(agency_id, number), doc["_v"], CustomerDeleted(
+            agency_id=agency_id, customer_number=number, serial_number=doc["serial_number"]))
+
+    async def get(self, agency_id: str, number: str) -> dict[str, Any]:
+        doc = await self.coll.get(f"{agency_id}:{number}")
+        if doc is None:
+            raise CustomerNotFound(number)
+        code = await self.codes.get(stream_of(agency_id, number))
+        return {**doc, "auth_code": code["auth_code"] if code else None}
+
+    async def search(self, agency_id: str, q: str = "", page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list, int]:
+        """Customers of the agency matching number, name, kana or e-mail; newest first."""
+        flt: dict[str, Any] = {"agency_id": agency_id}
+        if q.strip():
+            pattern = re.escape(q.strip())
+            flt["$or"] = [{f: {"$regex": pattern, "$options": "i"}}
+                          for f in ("customer_number", "name", "name_kana", "email")]
+        total = await self.coll.count(flt)
+        docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=(page - 1) * per_page, limit=per_page)
+        return docs, total
+
+    async def apply(self, event: Payload, version: int, at: datetime) -> None:
+        """Apply one customer event to the read model (inline and from the consumer alike)."""
+        doc_id = f"{event.agency_id}:{event.customer_number}"
+        if isinstance(event, CustomerDeleted):
+            await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
+            return
+        data = event.model_dump(mode="json")
+        if isinstance(event, (CustomerRegistered, CustomerChanged)):
+            fields = {k: data[k] for k in ("agency_id", "customer_number", *_fields_keys())}
+            fields["updated_at"] = at.isoformat()
+            if isinstance(event, CustomerRegistered):
+                fields["registered_at"] = at.isoformat()
+                fields["auth_code_hash"] = event.auth_code_hash
+            await apply_versioned(self.coll, doc_id, version, {"$set": fields})
+        elif isinstance(event, AuthCodeReissued):
+            await apply_versioned(self.coll, doc_id, version,
+                                  {"$set": {"auth_code_hash": event.auth_code_hash, "updated_at": at.isoformat()}})
+
+    async def _on_event(self, event: Payload, env: Envelope) -> None:
+        await self.apply(event, env.aggregateversion or 0, env.time)
+
+    def spec(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            group="billing.customers", name=CUSTOMERS, topics=[BILLING_CUSTOMER], collections=[CUSTOMERS],
+            setup=self.setup, dedupe=False,
+            handlers={cls.event_type(): self._on_event
+                      for cls in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},
+        )
+
+
+def _fields_keys() -> tuple[str, ...]:
+    return ("serial_number", "name", "name_kana", "contract_start", "contract_end", "base_fee",
+            "sell_unit_price", "usage_unit_price", "notes", "email")
+
+
+__all__ = ["Customers", "CustomerConflict", "CustomerNotFound", "InvalidCustomer", "date"]

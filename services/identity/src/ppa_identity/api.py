@@ -1,0 +1,32 @@
+"""Identity's JSON API: the OAuth2 password grant for agencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+
+from ppa_runtime.auth import TOKEN_SECONDS, issue_agency_token
+from ppa_runtime.http import Problem
+
+
+class TokenPublic(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = TOKEN_SECONDS
+
+
+def router(service) -> APIRouter:
+    """Routes bound to an IdentityService."""
+    r = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+    @r.post("/token", response_model=TokenPublic, summary="Agency access token (OAuth2 password grant)")
+    async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenPublic:
+        agency = await service.authenticate_agency(form.username.strip().lower(), form.password)
+        if agency is None:
+            raise Problem(401, "Unauthorized", "販売店IDまたはパスワードが正しくありません。")
+        return TokenPublic(access_token=issue_agency_token(service.settings.secret_key, agency.agency_id, agency.email))
+
+    return r
