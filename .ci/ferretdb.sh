@@ -13,11 +13,15 @@
 #   FERRETDB_VERSION   (default v1.24.2 - the newest v1.24.x on the proxy)
 #   PPA_CI_CACHE       (default ~/.cache/ppa-ci)
 #   FERRETDB_START_TIMEOUT seconds (default 60)
+#   FERRETDB_LOG_LEVEL     debug|info|warn|error (default error)
 set -euo pipefail
 
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
 CACHE_ROOT="${PPA_CI_CACHE:-$HOME/.cache/ppa-ci}"
 START_TIMEOUT="${FERRETDB_START_TIMEOUT:-60}"
+# At "warn" FerretDB dumps every error reply (e.g. each expected duplicate-key
+# error) as ~150 log lines; "error" keeps the log to real problems.
+LOG_LEVEL="${FERRETDB_LOG_LEVEL:-error}"
 BIN_DIR="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/bin"
 BIN="$BIN_DIR/ferretdb"
 
@@ -31,21 +35,29 @@ build_from() {
     local src="$1" out="$2"
     shift 2
     local copy="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/src"
-    rm -rf "$copy"
-    cp -R "$src" "$copy"
-    chmod -R u+w "$copy"
-    echo "$FERRETDB_VERSION" >"$copy/build/version/version.txt"
-    echo "ppa-ci" >"$copy/build/version/package.txt"
-    (cd "$copy" && env "$@" go build -trimpath -buildvcs=false -o "$out" ./cmd/ferretdb)
-    # Smoke test before the binary is cached.
-    "$out" --version
+    # Explicit && chain: this runs inside an `if`, where set -e is off.
+    rm -rf "$copy" &&
+        cp -R "$src" "$copy" &&
+        chmod -R u+w "$copy" &&
+        echo "$FERRETDB_VERSION" >"$copy/build/version/version.txt" &&
+        echo "ppa-ci" >"$copy/build/version/package.txt" &&
+        (cd "$copy" && env "$@" go build -trimpath -buildvcs=false -o "$out" ./cmd/ferretdb) &&
+        "$out" --version  # smoke test before the binary is cached
 }
 
 build() {
     [ -x "$BIN" ] && return 0
     command -v go >/dev/null 2>&1 || die "go not found in PATH"
-    mkdir -p "$CACHE_ROOT/go" "$BIN_DIR"
-    local tmpbin="$BIN_DIR.tmp.$$" log="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/build.log"
+    local root="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION"
+    mkdir -p "$BIN_DIR"
+    # Serialise concurrent first runs (the lock is released on exit too).
+    exec 9>"$root/.lock"
+    flock 9
+    if [ -x "$BIN" ]; then
+        exec 9>&-
+        return 0
+    fi
+    local tmpbin="$BIN_DIR.tmp.$$" log="$root/build.log"
     rm -rf "$tmpbin"
     mkdir -p "$tmpbin"
     : >"$log"
@@ -58,15 +70,15 @@ build() {
     # which the binary panics at start-up, so we build from a copy of the
     # source with that file written in.
     local goenv=(
-        GOPATH="$CACHE_ROOT/go"
-        GOMODCACHE="$CACHE_ROOT/go/pkg/mod"
-        GOCACHE="$CACHE_ROOT/go/cache"
+        GOPATH="$root/go"
+        GOMODCACHE="$root/go/pkg/mod"
+        GOCACHE="$root/go/cache"
         GOFLAGS=-modcacherw
         GOTOOLCHAIN=local
         CGO_ENABLED=0
     )
     local src
-    if ! src="$(cd "$CACHE_ROOT" && env "${goenv[@]}" go mod download -json \
+    if ! src="$(cd "$root" && env "${goenv[@]}" go mod download -json \
                 "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>>"$log" \
                 | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
        || [ ! -d "$src/cmd/ferretdb" ] \
@@ -76,7 +88,10 @@ build() {
         die "build of FerretDB $FERRETDB_VERSION failed (log: $log)"
     fi
     mv -f "$tmpbin/ferretdb" "$BIN"
-    rm -rf "$tmpbin"
+    # The Go module/build caches (~1 GB) and the source copy are not needed
+    # once the binary exists.
+    rm -rf "$tmpbin" "$root/go" "$root/src"
+    exec 9>&-
 }
 
 # ---------------------------------------------------------------- helpers
@@ -181,7 +196,7 @@ start() {
         --state-dir="$state" \
         --debug-addr=- \
         --telemetry=disable \
-        --log-level=warn \
+        --log-level="$LOG_LEVEL" \
         </dev/null >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
@@ -206,8 +221,8 @@ stop() {
     pid="$(cat "$pidfile")"
     if is_ours "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 100); do  # up to 10 s
+        local _
+        for _ in $(seq 1 100); do  # up to 10 s
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

@@ -45,6 +45,13 @@ fetch_jars() {
     command -v java >/dev/null 2>&1 || die "java not found in PATH"
     local tmp="$LIBS.tmp.$$" log="$CACHE_ROOT/kafka-$KAFKA_VERSION/mvn.log"
     mkdir -p "$CACHE_ROOT/kafka-$KAFKA_VERSION"
+    # Serialise concurrent first runs (the lock is released on exit too).
+    exec 9>"$CACHE_ROOT/kafka-$KAFKA_VERSION/.lock"
+    flock 9
+    if [ -f "$LIBS/.complete" ]; then
+        exec 9>&-
+        return 0
+    fi
     rm -rf "$tmp"
     if ! mvn -q -B -f "$HERE/kafka/pom.xml" \
             -Dkafka.version="$KAFKA_VERSION" \
@@ -62,6 +69,7 @@ fetch_jars() {
     touch "$tmp/.complete"
     rm -rf "$LIBS"
     mv "$tmp" "$LIBS"
+    exec 9>&-
 }
 
 # ---------------------------------------------------------------- helpers
@@ -279,8 +287,8 @@ stop() {
     pid="$(cat "$pidfile")"
     if is_ours "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for i in $(seq 1 300); do  # controlled shutdown: up to 30 s
+        local _
+        for _ in $(seq 1 300); do  # controlled shutdown: up to 30 s
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

@@ -7,7 +7,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort
 
@@ -62,6 +62,11 @@ class MongoCollection:
             result = await self.coll.update_one(filter, update, upsert=upsert)
         except DuplicateKeyError as exc:
             raise DuplicateKey(str(exc)) from exc
+        except OperationFailure as exc:
+            # FerretDB 1.x reports a unique-index violation by an update as InternalError (code 1)
+            if "duplicate" in str(exc).lower() or "E11000" in str(exc):
+                raise DuplicateKey(str(exc)) from exc
+            raise
         return result.matched_count > 0 or result.upserted_id is not None
 
     async def replace(self, doc: dict[str, Any]) -> None:

@@ -1,0 +1,200 @@
+"""Daily energy per JST day from all cumulative readings of one device. Pure, no I/O.
+
+Depends on the set of readings only (not their order, not repeats): a replay rebuilds the same
+totals. Per channel, sorted by instant: a (channel, instant) sent with several values keeps the
+greatest (kwh, register_max); an interval's energy is the difference of its registers; one crossing
+JST midnight is split pro rata by time and marks its days `estimated`; a register that goes down
+wraps if `register_max` is declared (by the reading, else the one before): (register_max - previous)
++ current; otherwise it is a reset or a new meter: the interval counts 0, the new value is the
+baseline and the new reading's day is flagged `reset`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
+from decimal import (ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow,
+                     localcontext)
+from functools import lru_cache
+from itertools import islice
+from operator import eq, itemgetter
+from zoneinfo import ZoneInfo
+
+from .readings import CHANNELS, Reading
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+KWH = Decimal("0.001")  # stored precision of a day's totals
+CENTI = Decimal("0.01")  # presented precision (invoices, API, pages)
+ZERO = Decimal("0.000")
+_NO_MAX, UTC = Decimal(0), timezone.utc
+_DAWN = datetime.min.replace(tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_ONE_DAY = timedelta(days=1)
+_INSTANT = itemgetter(0)
+# A fixed context: the caller's thread-local decimal settings must never change a total.
+_CONTEXT = Context(prec=40, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow])
+_ESTIMATED, _RESET = len(CHANNELS), len(CHANNELS) + 1  # flag slots after the per-channel sums
+_EMPTY_ROW = (ZERO,) * len(CHANNELS) + (False, False)
+_ENERGY_FIELDS = ("generation_kwh", "sold_kwh", "import_kwh", "battery_charge_kwh", "battery_discharge_kwh")
+
+
+@dataclass(frozen=True, slots=True)
+class DailyUsage:
+    """One JST day of a device: kWh per channel (3 decimals) and how much to trust them."""
+
+    date: date
+    generation_kwh: Decimal
+    sold_kwh: Decimal
+    usage_kwh: Decimal
+    import_kwh: Decimal
+    battery_charge_kwh: Decimal
+    battery_discharge_kwh: Decimal
+    estimated: bool = False
+    reset: bool = False
+    usage_clamped: bool = False
+
+    def presented(self) -> DailyUsage:
+        """Return the day with 2 decimals, usage re-derived so a printed row adds up."""
+        kwh = {name: present_kwh(getattr(self, name)) for name in _ENERGY_FIELDS}
+        usage = max(kwh["generation_kwh"] - kwh["sold_kwh"], Decimal("0.00"))
+        return replace(self, **kwh, usage_kwh=usage)
+
+
+@dataclass(frozen=True, slots=True)
+class DayChange:
+    """A day whose totals differ between two derivations; `None` where the day is absent."""
+
+    date: date
+    old: DailyUsage | None
+    new: DailyUsage | None
+
+
+def present_kwh(value: Decimal) -> Decimal:
+    """Round kWh to the 2 decimals shown to people, half up."""
+    return value.quantize(CENTI, rounding=ROUND_HALF_UP)
+
+
+def compute_daily(readings: Iterable[Reading],
+                  only: Collection[date] | None = None) -> dict[date, DailyUsage]:
+    """Derive every JST day's totals (in date order, or only the `only` days) for one device."""
+    days: dict[date, list] = {}
+    with localcontext(_CONTEXT):
+        for column, points in enumerate(_sorted_points(readings)):
+            _walk(points, column, days)
+        return {day: _finish(day, days[day]) for day in sorted(days) if only is None or day in only}
+
+
+def affected_days(existing_times: Mapping[str, Sequence[datetime]],
+                  new_readings: Iterable[Reading]) -> set[date]:
+    """Days whose totals new readings can change, given each channel's stored instants (sorted)."""
+    # Recompute them from their readings plus each channel's neighbours on either side, only=days.
+    days: set[date] = set()
+    for reading in new_readings:
+        times = existing_times.get(reading.channel, ())
+        # The reading splits the interval between its neighbours, and only that one.
+        before, after = bisect_left(times, reading.at), bisect_right(times, reading.at)
+        first = times[before - 1] if before > 0 else reading.at
+        last = times[after] if after < len(times) else reading.at
+        day, end = jst_date(first), jst_date(last)
+        while day <= end:
+            days.add(day)
+            day += _ONE_DAY
+    return days
+
+
+def diff_days(old: Mapping[date, DailyUsage], new: Mapping[date, DailyUsage]) -> list[DayChange]:
+    """The days (in date order) whose totals or flags differ, with the old and new values."""
+    return [DayChange(day, old.get(day), new.get(day))
+            for day in sorted(old.keys() | new.keys()) if old.get(day) != new.get(day)]
+
+
+def jst_date(at: datetime) -> date:
+    """The Japanese calendar day of an aware instant."""
+    return at.astimezone(TOKYO).date()
+
+
+def _sorted_points(readings: Iterable[Reading]) -> list[list[tuple[datetime, Decimal, Decimal]]]:
+    """Per channel (in `CHANNELS` order): (UTC instant, kwh, register_max) sorted."""
+    column = {channel: index for index, channel in enumerate(CHANNELS)}
+    groups: list[list[tuple[datetime, Decimal, Decimal]]] = [[] for _ in CHANNELS]
+    appenders = [group.append for group in groups]
+    for reading in readings:
+        at = reading.at
+        if at.tzinfo is not UTC:  # one shared tzinfo makes every later comparison a fast one
+            at = at.astimezone(UTC)
+        appenders[column[reading.channel]]((at, reading.kwh, reading.register_max or _NO_MAX))
+    for group in groups:
+        group.sort(key=_INSTANT)  # comparing instants alone is several times faster than tuples
+        if any(map(eq, map(_INSTANT, group), map(_INSTANT, islice(group, 1, None)))):
+            group.sort()  # repeated instants: order them by (kwh, register_max), the winner last
+    return groups
+
+
+def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: dict[date, list]) -> None:
+    """Add one channel's energy to the per-day rows."""
+    end = _DAWN  # the end of the previous reading's day; the first reading takes the slow path
+    row: list = []
+    last_at, last_kwh, base, last_max = None, ZERO, ZERO, ZERO
+    for index, (at, kwh, register_max) in enumerate(points):
+        if at < end and kwh >= last_kwh:
+            # Same day, register up: a run whose energy is its last value minus its base. Repeats
+            # of one instant sort by value, so the run ends on the winner whatever came between.
+            last_at, last_kwh, last_max = at, kwh, register_max
+            continue
+        if index + 1 < len(points) and points[index + 1][0] == at:
+            continue  # a losing value of a repeated instant
+        energy: Decimal | None = None
+        if last_at is not None:
+            row[column] += last_kwh - base
+            if kwh >= last_kwh:
+                energy = kwh - last_kwh
+            elif (wrap := register_max or last_max) and last_kwh <= wrap:
+                energy = wrap - last_kwh + kwh  # the register rolled over at its declared size
+            if energy is not None and at <= end:
+                row[column] += energy  # one ending exactly at midnight is all the earlier day's
+            elif energy is not None:
+                _split(days, column, last_at, at, energy)
+        if at >= end:
+            day = jst_date(at)
+            end = _midnight(day + _ONE_DAY)
+            row = days.setdefault(day, [*_EMPTY_ROW])
+        if energy is None and last_at is not None:
+            row[_RESET] = True
+        base = last_kwh = kwh
+        last_at, last_max = at, register_max
+    if last_at is not None:
+        row[column] += last_kwh - base
+
+
+def _split(days: dict[date, list], column: int, start: datetime, stop: datetime, energy: Decimal) -> None:
+    """Share an interval crossing midnight between its days, pro rata by time."""
+    total = (stop - start) // _US
+    day = jst_date(start)
+    allocated = ZERO
+    while True:
+        row = days.setdefault(day, [*_EMPTY_ROW])
+        row[_ESTIMATED] = True
+        end = _midnight(day + _ONE_DAY)
+        if stop <= end:
+            row[column] += energy - allocated  # the remainder: the shares add up to the interval
+            return
+        # Rounding the running total (not each share) keeps every share >= 0 and the sum exact.
+        share = (energy * ((end - start) // _US) / total).quantize(KWH)
+        row[column] += share - allocated
+        allocated = share
+        day += _ONE_DAY
+
+
+def _finish(day: date, row: list) -> DailyUsage:
+    generation, sold, bought, charge, discharge = (value.quantize(KWH) for value in row[:_ESTIMATED])
+    usage = generation - sold
+    clamped = usage < 0  # more sold than generated is impossible physically: a meter error
+    return DailyUsage(day, generation, sold, ZERO if clamped else usage, bought, charge, discharge,
+                      estimated=row[_ESTIMATED], reset=row[_RESET], usage_clamped=clamped)
+
+
+@lru_cache(maxsize=8192)
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=TOKYO).astimezone(UTC)

@@ -1,0 +1,147 @@
+"""Devices push readings; daily usage appears per customer and is revised by late readings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from ppa.platform import build_host
+from ppa_contracts.identity import AgencyProfile
+from ppa_contracts.topics import METERING_DAILY_USAGE
+from ppa_gateway.app import create_app
+
+CUSTOMER = {"customer_number": "1120240001", "serial_number": "HEMS0001", "name": "佐藤 花子",
+            "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
+            "contract_start": "2024-01-01"}
+
+
+async def eventually(check, timeout: float = 60.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result or loop.time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def api(runtime):
+    host = build_host(runtime, ["identity", "billing", "metering"])
+    app = create_app(host)
+    await host.start()
+    identity = host.service("identity")
+    for who in ("a", "b"):
+        await identity.create_agency(f"{who}@example.jp", "password123", AgencyProfile(company=who))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        tokens = {}
+        for who in ("a", "b"):
+            r = await client.post("/api/v1/auth/token", data={"username": f"{who}@example.jp", "password": "password123"})
+            tokens[who] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        created = await client.post("/api/v1/customers", json=CUSTOMER, headers=tokens["a"])
+        code = created.json()["auth_code"]
+        device = {"Authorization": f"Bearer {code}"}
+        metering = host.service("metering")
+        assert await eventually(lambda: metering.devices.authenticate("HEMS0001", code)), "registry never saw the device"
+        yield client, tokens, device
+    await host.stop()
+
+
+def reading(at: str, channel: str, kwh: str) -> dict:
+    return {"at": at, "channel": channel, "kwh": kwh}
+
+
+async def push(client, device, readings):
+    return await client.post("/api/v1/devices/HEMS0001/readings", json={"readings": readings}, headers=device)
+
+
+async def test_device_needs_its_serial_and_auth_code(api):
+    client, _, device = api
+    ok = [reading("2024-01-16T00:00:00+09:00", "pv_generation", "1.0")]
+    wrong = await client.post("/api/v1/devices/HEMS0001/readings", json={"readings": ok},
+                              headers={"Authorization": "Bearer WRONGWRONGWRONG1"})
+    assert wrong.status_code == 401 and wrong.headers["content-type"] == "application/problem+json"
+    unknown = await client.post("/api/v1/devices/NOPE/readings", json={"readings": ok}, headers=device)
+    assert unknown.status_code == 401
+    assert (await client.post("/api/v1/devices/HEMS0001/readings", json={"readings": ok})).status_code == 401
+
+
+async def test_bad_bodies_are_422_problems_and_store_nothing(api):
+    client, _, device = api
+    broken = await client.post("/api/v1/devices/HEMS0001/readings", content=b"{oops", headers=device)
+    assert broken.status_code == 422 and broken.headers["content-type"] == "application/problem+json"
+    assert (await client.post("/api/v1/devices/HEMS0001/readings", json={"readings": "x"}, headers=device)).status_code == 422
+    huge = [reading("2024-01-16T00:00:00+09:00", "pv_generation", "1")] * 10_001
+    too_many = await push(client, device, huge)
+    assert too_many.status_code == 422 and "10000" in too_many.json()["detail"]
+
+
+async def test_batch_counts_rejects_and_duplicates(api):
+    client, _, device = api
+    batch = [
+        reading("2024-01-16T00:00:00+09:00", "pv_generation", "100.000"),
+        reading("2024-01-16T00:30:00", "pv_generation", "100.100"),           # no timezone
+        reading("2024-01-16T00:30:00+09:00", "wind", "1"),                     # unknown channel
+        reading("2099-01-01T00:00:00+09:00", "pv_generation", "1"),            # future
+        reading("2024-01-16T00:30:00+09:00", "grid_export", "-1"),             # negative
+        reading("2024-01-16T00:30:00+09:00", "grid_export", "50.000"),
+    ]
+    first = await push(client, device, batch)
+    assert first.status_code == 202
+    body = first.json()
+    assert body["accepted"] == 2 and body["duplicates"] == 0
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3, 4]
+    again = await push(client, device, [batch[0], batch[5]])
+    assert again.json() == {"accepted": 0, "duplicates": 2, "rejected": []}
+
+
+async def test_daily_usage_is_split_at_midnight_and_revised_by_a_late_reading(api, runtime):
+    client, tokens, device = api
+    a = tokens["a"]
+    first = [reading("2024-01-16T12:00:00+09:00", "pv_generation", "100.000"),
+             reading("2024-01-17T12:00:00+09:00", "pv_generation", "110.000"),
+             reading("2024-01-16T12:00:00+09:00", "grid_export", "50.000"),
+             reading("2024-01-17T12:00:00+09:00", "grid_export", "54.000")]
+    assert (await push(client, device, first)).json()["accepted"] == 4
+    url = "/api/v1/customers/1120240001/daily-usage?from=2024-01-16&to=2024-01-17"
+
+    async def days():
+        r = await client.get(url, headers=a)
+        return r.json() if r.status_code == 200 and len(r.json()) == 2 else None
+
+    split = await eventually(days)
+    assert split == [
+        {"date": "2024-01-16", "generation_kwh": "5.00", "sold_kwh": "2.00", "usage_kwh": "3.00", "estimated": True},
+        {"date": "2024-01-17", "generation_kwh": "5.00", "sold_kwh": "2.00", "usage_kwh": "3.00", "estimated": True},
+    ]
+    late = [reading("2024-01-17T00:00:00+09:00", "pv_generation", "108.000"),
+            reading("2024-01-17T00:00:00+09:00", "grid_export", "53.000")]
+    assert (await push(client, device, late)).json()["accepted"] == 2
+
+    async def revised():
+        got = await days()
+        return got if got and got[0]["generation_kwh"] == "8.00" else None
+
+    final = await eventually(revised)
+    assert final[0] == {"date": "2024-01-16", "generation_kwh": "8.00", "sold_kwh": "3.00", "usage_kwh": "5.00",
+                        "estimated": False}
+    assert final[1]["generation_kwh"] == "2.00" and final[1]["sold_kwh"] == "1.00"
+
+    sub = await runtime.bus.subscribe("test-daily-events", [METERING_DAILY_USAGE])
+    events = []
+    try:
+        for _ in range(60):
+            events += await sub.fetch(timeout=0.5)
+            if sum(e.envelope.type.endswith("daily_usage_revised.v1") for e in events) >= 2:
+                break
+    finally:
+        await sub.close()
+    revisions = [e.envelope.payload() for e in events if e.envelope.type.endswith("daily_usage_revised.v1")]
+    day16 = next(r for r in revisions if r.date.isoformat() == "2024-01-16")
+    assert str(day16.old.generation_kwh) == "5.000" and str(day16.new.generation_kwh) == "8.000"
+    assert all(e.envelope.subject == "1120240001" for e in events)
+
+    other = await client.get(url, headers=tokens["b"])
+    assert other.status_code == 404
