@@ -1,1 +1,1 @@
-"""Notify: e-mail templates, sending and the delivery log."""
+"""Notify: e-mail templates, sending (SMTP or Maildir) and the delivery log."""
