@@ -49,3 +49,16 @@ def test_update_operators_apply_to_a_copy():
                              "$unset": {"nested.x": ""}, "$setOnInsert": {"created": True}}, inserting=False)
     assert out == {"_id": "1", "n": 3, "tags": ["a", "b"], "nested": {"y": 2}}
     assert doc == {"_id": "1", "n": 1, "tags": ["a"], "nested": {"x": 1}}
+
+
+def test_standard_library_logs_are_json_lines(capsys):
+    import json
+    import logging
+
+    from ppa_runtime.logging import configure
+
+    configure("INFO", json=True)
+    logging.getLogger("uvicorn.error").info("Started server %s", "x")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert record["event"] == "Started server x" and record["level"] == "info" and "timestamp" in record
