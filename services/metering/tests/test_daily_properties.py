@@ -89,7 +89,8 @@ def reshuffled(draw: st.DrawFn, readings: list[Reading]) -> list[Reading]:
 
 @derivation
 @given(devices(), st.data())
-def test_order_repeats_and_losing_values_do_not_change_the_totals(device: dict[str, History], data: st.DataObject) -> None:
+def test_order_repeats_and_losing_values_do_not_change_the_totals(device: dict[str, History],
+                                                                  data: st.DataObject) -> None:
     readings = all_readings(device)
     # Lower values sent again for an instant lose the tie-break: they must change nothing.
     cuts = data.draw(st.lists(st.tuples(st.sampled_from(readings), st.integers(1, 9_999)), max_size=10))

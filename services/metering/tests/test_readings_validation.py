@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from ppa_metering.domain.readings import (MAX_BATCH, BatchTooLarge, Reading, Rejection, parse_kwh,
-                                          validate_batch, InvalidReading)
+from ppa_metering.domain.readings import (MAX_BATCH, BatchTooLarge, InvalidReading, Reading, Rejection,
+                                          parse_kwh, validate_batch)
 
 NOW = datetime(2024, 1, 16, 3, 0, tzinfo=timezone.utc)  # 12:00 JST
 JST = timezone(timedelta(hours=9))

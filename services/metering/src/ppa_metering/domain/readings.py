@@ -101,7 +101,7 @@ def validate_batch(readings: Sequence[object], now: datetime) -> BatchResult:
 
 def parse_reading(raw: object, latest: datetime) -> Reading:
     """Parse one reading, refusing instants after `latest`; raises `InvalidReading`."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # the exact type first: cheaper
         raise InvalidReading("reading must be a JSON object")
     at = parse_at(raw.get("at"))
     if at > latest:
@@ -133,7 +133,7 @@ def parse_at(value: object) -> datetime:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidReading(_AT_FORMAT) from None
-    if at.tzinfo is None or at.utcoffset() is None:
+    if at.tzinfo is None:  # fromisoformat only ever attaches fixed offsets
         raise InvalidReading("at must include a timezone offset such as +09:00 or Z")
     if at < EARLIEST:
         raise InvalidReading("at is before 2000-01-01, the device clock looks unset")
@@ -143,6 +143,10 @@ def parse_at(value: object) -> datetime:
 
 def parse_kwh(value: object, field: str) -> Decimal:
     """Parse a non-negative kWh register value exactly; raises `InvalidReading`."""
+    if isinstance(value, str):  # the documented form, so checked first
+        if KWH_TEXT.fullmatch(value) is None:
+            raise InvalidReading(_kwh_text_reason(value, field))
+        return Decimal(value)
     if value is None:
         raise InvalidReading(f"{field} is required")
     if isinstance(value, bool):  # bool is an int subclass; true is not 1 kWh
@@ -155,10 +159,6 @@ def parse_kwh(value: object, field: str) -> Decimal:
         number = value
     elif isinstance(value, float):
         raise InvalidReading(f"{field} {_KWH_FLOAT}")
-    elif isinstance(value, str):
-        if KWH_TEXT.fullmatch(value) is None:
-            raise InvalidReading(_kwh_text_reason(value, field))
-        return Decimal(value)
     else:
         raise InvalidReading(f"{field} {_KWH_FORMAT}")
     if number < 0:
