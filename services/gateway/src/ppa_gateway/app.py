@@ -68,4 +68,8 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
     for svc in host.services:
         for router in svc.routers():
             app.include_router(router)
+    if any(s.name == "identity" for s in host.services):
+        from ppa_gateway.agency_pages import router as agency_pages
+
+        app.include_router(agency_pages)
     return app

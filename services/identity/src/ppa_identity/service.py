@@ -17,6 +17,7 @@ from ppa_identity.domain.agency import (
     validate_new_agency,
 )
 from ppa_identity.passwords import hash_password, verify_password
+from ppa_identity.sessions import SESSIONS, Sessions
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.service import Service
 
@@ -31,6 +32,13 @@ class IdentityService(Service):
     """Owns agency and owner accounts and their credentials."""
 
     name = "identity"
+
+    def __init__(self, runtime) -> None:
+        super().__init__(runtime)
+        self.sessions = Sessions(self.docs.collection(SESSIONS))
+
+    async def start(self) -> None:
+        await self.sessions.setup()
 
     async def create_agency(self, email: str, password: str, profile: AgencyProfile) -> str:
         """Register an agency directly (CLI, first account); returns the agency id."""

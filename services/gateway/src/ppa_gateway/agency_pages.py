@@ -1,0 +1,67 @@
+"""Agency portal pages: login, logout and the management home (販売店・業者様向け管理画面)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
+
+router = APIRouter(include_in_schema=False)
+LOGIN_FAILED = "販売店IDまたはパスワードが正しくありません。"
+CSRF_FAILED = "画面の有効期限が切れました。もう一度操作してください。"
+
+
+async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200) -> Response:
+    session = await current_session(request)
+    fresh = None
+    if session is None:
+        fresh, session = await identity(request).sessions.open()
+    response = render(request, "agency/login.html", {"title": "ログイン", "csrf": session["csrf"], "error": error,
+                                                      "email": email}, status)
+    if fresh:
+        set_cookie(request, response, fresh)
+    return response
+
+
+@router.get("/agency/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    return await _login_page(request)
+
+
+@router.post("/agency/login")
+async def login(request: Request, email: str = Form(""), password: str = Form(""),
+                csrf_token: str = Form("")) -> Response:
+    session = await current_session(request)
+    if not csrf_ok(session, csrf_token):
+        return await _login_page(request, CSRF_FAILED, email, status=403)
+    agency = await identity(request).authenticate_agency(email.strip().lower(), password)
+    if agency is None:
+        return await _login_page(request, LOGIN_FAILED, email, status=401)
+    # a new session id at login, so an id planted before login is worth nothing after it
+    await identity(request).sessions.close(request.cookies.get(COOKIE))
+    session_id, _ = await identity(request).sessions.open("agency", agency.agency_id, email=agency.email,
+                                                         company=agency.profile.company)
+    response = RedirectResponse("/agency/", status_code=303)
+    set_cookie(request, response, session_id)
+    return response
+
+
+@router.post("/agency/logout")
+async def logout(request: Request, csrf_token: str = Form("")) -> Response:
+    session = await current_session(request)
+    if not csrf_ok(session, csrf_token):
+        return RedirectResponse("/agency/", status_code=303)
+    await identity(request).sessions.close(request.cookies.get(COOKIE))
+    response = RedirectResponse("/agency/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/agency/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    session = await current_session(request)
+    if session is None or session["kind"] != "agency":
+        return RedirectResponse("/agency/login", status_code=303)
+    return render(request, "agency/home.html", {"title": "販売店・業者様向け管理画面", "session": session,
+                                                "csrf": session["csrf"]})

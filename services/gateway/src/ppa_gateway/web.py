@@ -1,0 +1,33 @@
+"""Page plumbing: the session cookie and CSRF checks every form goes through."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+COOKIE = "ppa_session"
+
+
+def identity(request: Request):
+    """The identity service hosted by this process."""
+    return request.app.state.host.service("identity")
+
+
+async def current_session(request: Request) -> dict | None:
+    return await identity(request).sessions.get(request.cookies.get(COOKIE))
+
+
+def set_cookie(request: Request, response: Response, session_id: str) -> None:
+    secure = request.app.state.host.runtime.settings.public_url.startswith("https://")
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="lax", secure=secure, path="/")
+
+
+def csrf_ok(session: dict | None, token: str | None) -> bool:
+    """The form's token must be the session's own (constant-time compare)."""
+    return bool(session and token and hmac.compare_digest(session["csrf"], token))
+
+
+def render(request: Request, template: str, context: dict, status: int = 200) -> HTMLResponse:
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
