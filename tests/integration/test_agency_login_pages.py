@@ -75,3 +75,18 @@ async def test_login_rotates_the_session_and_logout_ends_it(client):
     client.cookies.clear()
     client.cookies.set("ppa_session", after)
     assert (await client.get("/agency/")).status_code == 303
+
+
+async def test_repeated_failures_lock_the_account_with_a_clear_message(client):
+    token = csrf_of((await client.get("/agency/login")).text)
+    for _ in range(5):
+        r = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "wrong1234",
+                                                     "csrf_token": token})
+        assert r.status_code == 401
+    locked = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "password123",
+                                                      "csrf_token": token})
+    assert locked.status_code == 429 and "一時的にログインできません" in locked.text
+    api = await client.post("/api/v1/auth/token", data={"username": "shop@example.jp", "password": "password123"})
+    assert api.status_code == 429 and api.headers["content-type"] == "application/problem+json"
+    other = await client.post("/api/v1/auth/token", data={"username": "nobody@example.jp", "password": "x1234567"})
+    assert other.status_code == 401  # another account is not locked by this one's failures

@@ -16,6 +16,10 @@ TOKEN_SECONDS = 3600
 _scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+class LoginLocked(Exception):
+    """Too many failed logins for this account or address: wait before trying again."""
+
+
 @dataclass(frozen=True)
 class AgencyPrincipal:
     """The agency a request acts for."""

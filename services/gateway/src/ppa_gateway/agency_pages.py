@@ -6,10 +6,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
+from ppa_runtime.auth import LoginLocked
 
 router = APIRouter(include_in_schema=False)
 LOGIN_FAILED = "販売店IDまたはパスワードが正しくありません。"
 CSRF_FAILED = "画面の有効期限が切れました。もう一度操作してください。"
+LOCKED = "ログインに続けて失敗したため、一時的にログインできません。15分ほど待ってから再度お試しください。"
 
 
 async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200) -> Response:
@@ -35,7 +37,11 @@ async def login(request: Request, email: str = Form(""), password: str = Form(""
     session = await current_session(request)
     if not csrf_ok(session, csrf_token):
         return await _login_page(request, CSRF_FAILED, email, status=403)
-    agency = await identity(request).authenticate_agency(email.strip().lower(), password)
+    try:
+        agency = await identity(request).login_agency(email, password,
+                                                      request.client.host if request.client else "unknown")
+    except LoginLocked:
+        return await _login_page(request, LOCKED, email, status=429)
     if agency is None:
         return await _login_page(request, LOGIN_FAILED, email, status=401)
     # a new session id at login, so an id planted before login is worth nothing after it

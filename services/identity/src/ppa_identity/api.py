@@ -8,8 +8,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from ppa_runtime.auth import TOKEN_SECONDS, issue_agency_token
+from ppa_identity.throttle import LOCKED
+from ppa_runtime.auth import TOKEN_SECONDS, LoginLocked, issue_agency_token
 from ppa_runtime.http import Problem
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (a proxy in front must be trusted explicitly before X-Forwarded-For is)."""
+    return request.client.host if request.client else "unknown"
 
 
 class TokenPublic(BaseModel):
@@ -24,7 +30,10 @@ def router(service) -> APIRouter:
 
     @r.post("/token", response_model=TokenPublic, summary="Agency access token (OAuth2 password grant)")
     async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenPublic:
-        agency = await service.authenticate_agency(form.username.strip().lower(), form.password)
+        try:
+            agency = await service.login_agency(form.username, form.password, client_ip(request))
+        except LoginLocked as exc:
+            raise Problem(429, "Too Many Requests", LOCKED) from exc
         if agency is None:
             raise Problem(401, "Unauthorized", "販売店IDまたはパスワードが正しくありません。")
         return TokenPublic(access_token=issue_agency_token(service.settings.secret_key, agency.agency_id, agency.email))

@@ -18,6 +18,8 @@ from ppa_identity.domain.agency import (
 )
 from ppa_identity.passwords import hash_password, verify_password
 from ppa_identity.sessions import SESSIONS, Sessions
+from ppa_identity.throttle import FAILED_LOGINS, LoginThrottle
+from ppa_runtime.auth import LoginLocked
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.service import Service
 
@@ -36,9 +38,11 @@ class IdentityService(Service):
     def __init__(self, runtime) -> None:
         super().__init__(runtime)
         self.sessions = Sessions(self.docs.collection(SESSIONS))
+        self.throttle = LoginThrottle(self.docs.collection(FAILED_LOGINS))
 
     async def start(self) -> None:
         await self.sessions.setup()
+        await self.throttle.setup()
 
     async def create_agency(self, email: str, password: str, profile: AgencyProfile) -> str:
         """Register an agency directly (CLI, first account); returns the agency id."""
@@ -75,5 +79,17 @@ class IdentityService(Service):
             return agency
         return None
 
+    async def login_agency(self, email: str, password: str, ip: str) -> Agency | None:
+        """Authenticate under throttling; raises LoginLocked after too many recent failures."""
+        email = normalize_email(email)
+        if await self.throttle.locked(email, ip):
+            raise LoginLocked()
+        agency = await self.authenticate_agency(email, password)
+        if agency is None:
+            await self.throttle.failed(email, ip)
+        else:
+            await self.throttle.succeeded(email)
+        return agency
 
-__all__ = ["AgencyExists", "IdentityService", "InvalidAgency"]
+
+__all__ = ["AgencyExists", "IdentityService", "InvalidAgency", "LoginLocked"]
