@@ -40,3 +40,46 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers or ""
         env["MONGODB_URI"] = settings.mongodb_uri or ""
     return env
+
+
+class Portal:
+    """An in-process platform behind an HTTP client, with agencies `a` and `b` and their bearer tokens."""
+
+    def __init__(self, client, host, agency_ids: dict[str, str], tokens: dict[str, dict[str, str]]) -> None:
+        self.client = client
+        self.host = host
+        self.agency_ids = agency_ids
+        self.tokens = tokens
+
+
+def portal(runtime, services: list[str], agencies: tuple[str, ...] = ("a", "b")):
+    """Async context manager: start the named services, create the agencies, log each in through the API."""
+    from contextlib import asynccontextmanager
+
+    import httpx
+
+    from ppa.platform import build_host
+    from ppa_contracts.identity import AgencyProfile
+    from ppa_gateway.app import create_app
+
+    @asynccontextmanager
+    async def run():
+        host = build_host(runtime, services)
+        app = create_app(host)
+        await host.start()
+        try:
+            identity = host.service("identity")
+            ids = {w: await identity.create_agency(f"{w}@example.jp", "password123", AgencyProfile(company=f"{w}電力"))
+                   for w in agencies}
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                tokens = {}
+                for w in agencies:
+                    r = await client.post("/api/v1/auth/token",
+                                          data={"username": f"{w}@example.jp", "password": "password123"})
+                    assert r.status_code == 200, r.text
+                    tokens[w] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+                yield Portal(client, host, ids, tokens)
+        finally:
+            await host.stop()
+
+    return run()

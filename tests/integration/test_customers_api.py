@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
+from support import portal
 
-from ppa.platform import build_host
 from ppa_billing.customers import hash_auth_code
-from ppa_contracts.identity import AgencyProfile
 from ppa_contracts.topics import BILLING_CUSTOMER
-from ppa_gateway.app import create_app
 
 SEED = {
     "customer_number": "1120230030", "serial_number": "E2300030", "name": "山田 太郎", "name_kana": "ヤマダ タロウ",
@@ -22,16 +19,8 @@ SEED = {
 
 @pytest.fixture
 async def api(runtime):
-    host = build_host(runtime, ["identity", "billing"])
-    app = create_app(host)
-    await host.start()
-    identity = host.service("identity")
-    await identity.create_agency("a@example.jp", "password123", AgencyProfile(company="A電力"))
-    await identity.create_agency("b@example.jp", "password123", AgencyProfile(company="B電力"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        client.host = host
-        yield client
-    await host.stop()
+    async with portal(runtime, ["identity", "billing"]) as p:
+        yield p.client
 
 
 async def token(client, user: str, password: str = "password123") -> dict[str, str]:

@@ -6,15 +6,12 @@ import asyncio
 from datetime import date
 from decimal import Decimal
 
-import httpx
 import pytest
+from support import portal
 
-from ppa.platform import build_host
 from ppa_contracts import Envelope
-from ppa_contracts.identity import AgencyProfile
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues
 from ppa_contracts.topics import METERING_DAILY_USAGE
-from ppa_gateway.app import create_app
 
 CUSTOMER = {"customer_number": "1120230030", "serial_number": "E2300030", "name": "山田 太郎",
             "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
@@ -32,21 +29,9 @@ def values(gen: str, sold: str) -> DailyValues:
 
 @pytest.fixture
 async def api(runtime):
-    host = build_host(runtime, ["identity", "billing"])
-    app = create_app(host)
-    await host.start()
-    identity = host.service("identity")
-    ids = {}
-    for who in ("a", "b"):
-        ids[who] = await identity.create_agency(f"{who}@example.jp", "password123", AgencyProfile(company=who))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        tokens = {}
-        for who in ("a", "b"):
-            r = await client.post("/api/v1/auth/token", data={"username": f"{who}@example.jp", "password": "password123"})
-            tokens[who] = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        assert (await client.post("/api/v1/customers", json=CUSTOMER, headers=tokens["a"])).status_code == 201
-        yield client, tokens, ids["a"]
-    await host.stop()
+    async with portal(runtime, ["identity", "billing"]) as p:
+        assert (await p.client.post("/api/v1/customers", json=CUSTOMER, headers=p.tokens["a"])).status_code == 201
+        yield p.client, p.tokens, p.agency_ids["a"]
 
 
 def day_event(agency_id: str, day: str, version: int, new: DailyValues, old: DailyValues | None = None) -> Envelope:

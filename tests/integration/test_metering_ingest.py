@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
+from support import portal
 
-from ppa.platform import build_host
-from ppa_contracts.identity import AgencyProfile
 from ppa_contracts.topics import METERING_DAILY_USAGE
-from ppa_gateway.app import create_app
 
 CUSTOMER = {"customer_number": "1120240001", "serial_number": "HEMS0001", "name": "佐藤 花子",
             "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
@@ -29,24 +26,12 @@ async def eventually(check, timeout: float = 60.0):
 
 @pytest.fixture
 async def api(runtime):
-    host = build_host(runtime, ["identity", "billing", "metering"])
-    app = create_app(host)
-    await host.start()
-    identity = host.service("identity")
-    for who in ("a", "b"):
-        await identity.create_agency(f"{who}@example.jp", "password123", AgencyProfile(company=who))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        tokens = {}
-        for who in ("a", "b"):
-            r = await client.post("/api/v1/auth/token", data={"username": f"{who}@example.jp", "password": "password123"})
-            tokens[who] = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        created = await client.post("/api/v1/customers", json=CUSTOMER, headers=tokens["a"])
+    async with portal(runtime, ["identity", "billing", "metering"]) as p:
+        created = await p.client.post("/api/v1/customers", json=CUSTOMER, headers=p.tokens["a"])
         code = created.json()["auth_code"]
-        device = {"Authorization": f"Bearer {code}"}
-        metering = host.service("metering")
+        metering = p.host.service("metering")
         assert await eventually(lambda: metering.devices.authenticate("HEMS0001", code)), "registry never saw the device"
-        yield client, tokens, device
-    await host.stop()
+        yield p.client, p.tokens, {"Authorization": f"Bearer {code}"}
 
 
 def reading(at: str, channel: str, kwh: str) -> dict:
