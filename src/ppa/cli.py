@@ -164,6 +164,10 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--password", required=True)
     create.add_argument("--company", required=True)
     create.add_argument("--data-dir", default=None)
+
+    from ppa import simulate
+
+    simulate.add_parser(sub)
     return p
 
 
@@ -179,5 +183,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_worker(args))
         elif args.command == "agency":
             sys.exit(asyncio.run(_agency_create(args)))
+        elif args.command == "simulate":
+            sys.exit(args.handler(args))
     except KeyboardInterrupt:
         pass
