@@ -31,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -41,7 +43,7 @@ SLOT = timedelta(minutes=30)
 SLOTS_PER_DAY = 48
 MILLI = Decimal("0.001")
 CENTI = Decimal("0.01")
-ZERO = Decimal("0")
+ZERO = Decimal(0)
 MAX_BATCH = 10_000
 _US = timedelta(microseconds=1)
 
@@ -241,7 +243,7 @@ def simulate_fleet(*, homes: int, days: int, start: date, seed: int = 1) -> list
 # ------------------------------------------------------------------------------------ batches, anomalies
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the plan finds a batch's position with list.index
 class Batch:
     readings: list[dict[str, str]]
     first: datetime
@@ -305,6 +307,10 @@ def _jst_midnight_after(at: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=JST)
 
 
+def _day_row(days: dict[date, dict], day: date) -> dict:
+    return days.setdefault(day, {"generation_kwh": ZERO, "sold_kwh": ZERO, "import_kwh": ZERO, "estimated": False})
+
+
 def expected_daily(homes_readings: Mapping[Any, Iterable[Mapping[str, str]]]) -> dict[Any, dict[date, dict]]:
     """Per home (the mapping's keys) and JST day: `generation_kwh`, `sold_kwh`, `usage_kwh`, `import_kwh`
     (exact Decimals) and `estimated`, recomputed from raw readings `{"at", "channel", "kwh"}`.
@@ -325,18 +331,14 @@ def expected_daily(homes_readings: Mapping[Any, Iterable[Mapping[str, str]]]) ->
             points = series[r["channel"]]
             points[at] = max(points.get(at, kwh), kwh)
         days: dict[date, dict] = {}
-
-        def row(day: date) -> dict:
-            return days.setdefault(day, {"generation_kwh": ZERO, "sold_kwh": ZERO, "import_kwh": ZERO,
-                                         "estimated": False})
-
+        row = partial(_day_row, days)
         for channel, points in series.items():
             name = names.get(channel)
             ordered = sorted(points.items())
             if name is None or not ordered:
                 continue
             row(ordered[0][0].astimezone(JST).date())
-            for (t0, v0), (t1, v1) in zip(ordered, ordered[1:]):
+            for (t0, v0), (t1, v1) in pairwise(ordered):
                 energy = v1 - v0 if v1 >= v0 else ZERO
                 whole = Decimal((t1 - t0) // _US)
                 cursor = t0

@@ -8,6 +8,7 @@ import asyncio
 import socket
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -73,7 +74,7 @@ def test_registers_are_exact_monotonic_and_plans_keep_every_reading():
         assert len(home.times) == DAYS * 48 + 1
         for values in home.registers.values():
             assert all(isinstance(v, Decimal) and v == v.quantize(Decimal("0.001")) for v in values)
-            assert all(b >= a for a, b in zip(values, values[1:]))
+            assert all(b >= a for a, b in pairwise(values))
         pv, sold, bought = (home.registers[c] for c in ("pv_generation", "grid_export", "grid_import"))
         assert pv[-1] - pv[0] > 0 and sold[-1] - sold[0] <= pv[-1] - pv[0] and bought[-1] > bought[0]
         plan = plan_batches(home, 24, True, SEED)
