@@ -70,3 +70,30 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         yield rt
     finally:
         await rt.close()
+
+
+CHROMIUM = os.environ.get("PPA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+async def browser_page():
+    """A fresh page in Debian's headless chromium driven by Playwright (fails under CI=true when missing)."""
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} not found (apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(locale="ja-JP", timezone_id="Asia/Tokyo",
+                                                viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            page.set_default_timeout(20_000)
+            yield page
+        finally:
+            await browser.close()

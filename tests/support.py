@@ -83,3 +83,46 @@ def portal(runtime, services: list[str], agencies: tuple[str, ...] = ("a", "b"))
             await host.stop()
 
     return run()
+
+
+def live_portal(runtime, services: list[str] | None = None):
+    """Async context manager: the gateway app on a real loopback port (for a browser); yields (base_url, host)."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    import uvicorn
+
+    from ppa.platform import build_host
+    from ppa_gateway.app import create_app
+
+    @asynccontextmanager
+    async def run():
+        host = build_host(runtime, services)
+        app = create_app(host)
+        await host.start()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}", host
+        finally:
+            server.should_exit = True
+            await task
+            await host.stop()
+
+    return run()
+
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+
+
+async def screenshot(page, name: str) -> Path:
+    """Save a full-page screenshot under artifacts/screenshots/ (kept by CI as an artifact)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
