@@ -13,7 +13,7 @@
 # Environment overrides:
 #   KAFKA_VERSION        (default 4.4.0)
 #   KAFKA_LOG4J_VERSION  (default 2.25.5, the log4j2 that Kafka 4.4.0 uses)
-#   KAFKA_HEAP_OPTS      (default "-Xms256m -Xmx512m")
+#   KAFKA_HEAP_OPTS      (default "-Xms512m -Xmx1536m")
 #   KAFKA_JVM_OPTS       (default "-XX:TieredStopAtLevel=1 -XX:+UseG1GC
 #                         -XX:MaxGCPauseMillis=20"; set "" for full JIT)
 #   PPA_CI_CACHE         (default ~/.cache/ppa-ci)
@@ -22,7 +22,7 @@ set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 KAFKA_LOG4J_VERSION="${KAFKA_LOG4J_VERSION:-2.25.5}"
-KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx1536m}"
 # C1-only JIT: halves start-up time on a 2-core CI box (C2 compiler threads
 # compete with start-up); plenty fast for functional tests. Set to "" (or
 # e.g. "-XX:+UseG1GC") for benchmarks.

@@ -16,7 +16,7 @@ import pytest
 
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.settings import Settings
-from support import make_settings
+from support import drop_namespace, make_settings
 
 RUNTIMES = ["embedded", "distributed"]
 
@@ -58,9 +58,12 @@ def runtime_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(runtime_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+async def settings(runtime_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Settings]:
     servers = request.getfixturevalue("servers") if runtime_kind == "distributed" else None
-    return make_settings(runtime_kind, tmp_path, servers)
+    made = make_settings(runtime_kind, tmp_path, servers)
+    yield made
+    if servers:
+        await drop_namespace(made)
 
 
 @pytest.fixture

@@ -27,6 +27,32 @@ def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = No
     return Settings(**fields)
 
 
+async def drop_namespace(settings: Settings) -> None:
+    """Delete a test's topics and databases, so a long run does not pile thousands of them on one broker."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from pymongo import AsyncMongoClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.namespace)]
+        if mine:
+            await admin.delete_topics(mine)
+    except Exception:  # best effort: a test that broke the broker must not hide its own failure
+        pass
+    finally:
+        await admin.close()
+    client = AsyncMongoClient(settings.mongodb_uri)
+    try:
+        for name in await client.list_database_names():
+            if name.startswith(settings.namespace):
+                await client.drop_database(name)
+    except Exception:
+        pass
+    finally:
+        await client.close()
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
@@ -100,7 +126,7 @@ def live_portal(runtime, services: list[str] | None = None):
         host = build_host(runtime, services)
         app = create_app(host)
         await host.start()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
         task = asyncio.create_task(server.serve())
         try:
             while not server.started:

@@ -27,6 +27,16 @@ def redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return {k: ("***" if k.lower() in SECRET_KEYS else clean(v)) for k, v in event.items()}
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is at write time (a test runner or a daemon may swap it after configure)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "INFO", json: bool = True) -> None:
     """Configure structlog and the standard library logging to emit one JSON object per line."""
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
@@ -40,11 +50,11 @@ def configure(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),
         cache_logger_on_first_use=False,
     )
     # Standard-library records (uvicorn, aiokafka, pymongo) go through the same processors and renderer.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                            structlog.processors.TimeStamper(fmt="iso", utc=True)],
@@ -56,5 +66,6 @@ def configure(level: str = "INFO", json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+        logging.getLogger(name).setLevel(logging.NOTSET)
     for noisy in ("aiokafka", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
