@@ -44,3 +44,16 @@ async def test_maildir_adapter_writes_a_parseable_file_into_new(tmp_path):
     parsed = email.message_from_bytes(files[0].read_bytes(), policy=policy.default)
     assert parsed["Subject"] == "[家庭用PPAポータル]ログイン連携が拒否されました。"
     assert "こちらは家庭用PPAポータルです。" in parsed.get_content()
+
+
+def test_attachments_make_a_multipart_message_with_the_text_first():
+    pdf = b"%PDF-1.4 invoice"
+    msg = build_message(message_id="invoice-1", sender="no-reply@ppa.example", sender_name="家庭用PPAポータル",
+                        recipient="taro@example.jp", subject="請求書", body="本文\n",
+                        attachments=[("invoice_24011120230030_r1.pdf", "application/pdf", pdf)])
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert parsed.get_body(("plain",)).get_content() == "本文\n"
+    [part] = list(parsed.iter_attachments())
+    assert (part.get_content_type(), part.get_filename(), part.get_content()) == (
+        "application/pdf", "invoice_24011120230030_r1.pdf", pdf)

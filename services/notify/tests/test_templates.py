@@ -33,6 +33,12 @@ SAMPLE = {
     "street": "日本橋兜町",
     "owner_email": "ide.masatoshi+test011@nichicon.com",
     "products": [{"system_model": "ESS-U4X1", "system_serial": "HC-A10001WN1"}],
+    "customer_name": "顧客0151",
+    "invoice_number": "24011120230030",
+    "month": "2024/01",
+    "total": "2,098",
+    "revision": 1,
+    "issuer_name": "太陽電力株式会社",
 }
 
 
@@ -190,3 +196,12 @@ def test_password_reset_mail_carries_the_link_and_its_expiry():
 def test_japan_time_treats_a_naive_timestamp_as_utc():
     assert jst("2024-12-31T15:05:00") == "2025年1月1日 00:05"
     assert jst("2024-12-31T15:05:00Z") == "2025年1月1日 00:05"
+
+
+def test_a_corrected_invoice_mail_says_so():
+    first_subject, first_body = render(EmailTemplate.INVOICE_ISSUED, context_of(EmailTemplate.INVOICE_ISSUED))
+    subject, body = render(EmailTemplate.INVOICE_ISSUED, context_of(EmailTemplate.INVOICE_ISSUED, revision=2))
+    assert first_subject == "[家庭用PPAポータル]2024/01分 電気料金のご請求（請求番号 24011120230030）"
+    assert "ご請求金額（税込）：2,098 円" in first_body and "訂正" not in first_body
+    assert subject == "[家庭用PPAポータル]【訂正】2024/01分 電気料金のご請求（請求番号 24011120230030）"
+    assert "訂正後の請求書（第2版）" in body

@@ -21,10 +21,11 @@ missing key fails the request loudly (retried, then dead-lettered) and never sen
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ppa_contracts.base import Payload
 from ppa_contracts.topics import NOTIFY_EMAIL, NOTIFY_REQUESTS
@@ -39,6 +40,7 @@ class EmailTemplate(StrEnum):
     LINK_APPROVED = "link_approved"
     LINK_REJECTED = "link_rejected"
     OWNER_PASSWORD_RESET = "owner_password_reset"
+    INVOICE_ISSUED = "invoice_issued"
 
 
 # The context keys each template needs; notify adds `recipient` itself (the greeting uses it).
@@ -51,7 +53,29 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.LINK_APPROVED: ("agency_email",),
     EmailTemplate.LINK_REJECTED: ("agency_email",),
     EmailTemplate.OWNER_PASSWORD_RESET: ("reset_url", "expires_at"),
+    # revision 1 is the first issue; a higher one says the invoice was corrected (the PDF is attached)
+    EmailTemplate.INVOICE_ISSUED: ("customer_name", "invoice_number", "month", "total", "revision",
+                                   "issuer_name"),
 }
+
+
+class EmailAttachment(BaseModel):
+    """A file sent with the mail (e.g. an invoice PDF), base64 in the JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    filename: str = Field(min_length=1, max_length=200)
+    content_type: str = Field("application/octet-stream", description="MIME type, e.g. application/pdf.")
+    content_base64: str = Field(description="The file's bytes, base64 (RFC 4648).")
+
+    @classmethod
+    def of(cls, filename: str, content_type: str, data: bytes) -> EmailAttachment:
+        """An attachment holding `data`."""
+        return cls(filename=filename, content_type=content_type, content_base64=base64.b64encode(data).decode())
+
+    def data(self) -> bytes:
+        """The file's bytes."""
+        return base64.b64decode(self.content_base64, validate=True)
 
 
 class EmailRequest(Payload):
@@ -67,6 +91,7 @@ class EmailRequested(EmailRequest):
     template: str = Field(description="One of EmailTemplate.")
     recipient: str = Field(description="The address the mail goes to.")
     context: dict[str, Any] = Field(default_factory=dict, description="Template values; may hold secrets.")
+    attachments: list[EmailAttachment] = Field(default_factory=list, description="Files sent with the mail.")
 
 
 class EmailResult(Payload):

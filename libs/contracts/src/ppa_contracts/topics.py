@@ -28,6 +28,7 @@ METERING_READINGS = "ppa.metering.readings.v1"
 METERING_DAILY_USAGE = "ppa.metering.daily_usage.v1"
 BILLING_CUSTOMER = "ppa.billing.customer.v1"
 BILLING_INVOICE = "ppa.billing.invoice.v1"
+BILLING_SETTINGS = "ppa.billing.settings.v1"
 NOTIFY_REQUESTS = "ppa.notify.requests.v1"
 NOTIFY_EMAIL = "ppa.notify.email.v1"
 
@@ -42,6 +43,7 @@ TOPICS: dict[str, Topic] = {
         Topic(METERING_DAILY_USAGE, "customer number", "Daily usage computed and revised."),
         Topic(BILLING_CUSTOMER, "customer number", "PPA customers and their devices."),
         Topic(BILLING_INVOICE, "invoice number", "Invoices drafted, issued, revised and voided."),
+        Topic(BILLING_SETTINGS, "agency id", "Each agency's billing settings: closing day, rounding, issuer."),
         Topic(NOTIFY_REQUESTS, "message id", "E-mail requests, may carry one-time links: notify reads it alone."),
         Topic(NOTIFY_EMAIL, "message id", "E-mail delivery results."),
     )

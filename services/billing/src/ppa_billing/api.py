@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict
 
+from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
+from ppa_billing.invoice_api import csv_response
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
@@ -98,6 +100,11 @@ def router(customers: Customers) -> APIRouter:
     async def search(agency: CurrentAgency, q: str = "", page: int = Query(1, ge=1, le=100_000)) -> CustomerList:
         docs, total = await customers.search(agency.agency_id, q, page)
         return CustomerList(items=[_public({**d, "auth_code": None}) for d in docs], total=total)
+
+    @r.get(".csv", summary="CSV of the customer list (same search as the list)")
+    async def list_csv(agency: CurrentAgency, q: str = "", encoding: str = "utf-8") -> Response:
+        docs, _ = await customers.search(agency.agency_id, q, per_page=0)
+        return csv_response(CUSTOMER_HEADER, customer_rows(docs), "customers.csv", encoding)
 
     @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer")
     async def read(customer_number: str, agency: CurrentAgency) -> CustomerPublic:

@@ -140,15 +140,28 @@ class Customers:
         code = await self.codes.get(stream_of(agency_id, number))
         return {**doc, "auth_code": code["auth_code"] if code else None}
 
-    async def search(self, agency_id: str, q: str = "", page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list, int]:
-        """Customers of the agency matching number, name, kana or e-mail; newest first."""
+    async def search(self, agency_id: str, q: str = "", page: int = 1, per_page: int = PAGE_SIZE,
+                     customer_number: str = "", name: str = "", email: str = "") -> tuple[list, int]:
+        """Customers of the agency matching number, name, kana or e-mail (`q`: any of them), by number.
+
+        `per_page=0` returns every match.
+        """
         flt: dict[str, Any] = {"agency_id": agency_id}
+        ands: list[dict[str, Any]] = []
         if q.strip():
             pattern = re.escape(q.strip())
-            flt["$or"] = [{f: {"$regex": pattern, "$options": "i"}}
-                          for f in ("customer_number", "name", "name_kana", "email")]
+            ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}}
+                                 for f in ("customer_number", "name", "name_kana", "email")]})
+        for fields, text in ((("customer_number",), customer_number), (("name", "name_kana"), name),
+                             (("email",), email)):
+            if text.strip():
+                pattern = re.escape(text.strip())
+                ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]})
+        if ands:
+            flt["$and"] = ands
         total = await self.coll.count(flt)
-        docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=(page - 1) * per_page, limit=per_page)
+        docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=(page - 1) * per_page if per_page else 0,
+                                    limit=per_page)
         return docs, total
 
     async def apply(self, event: Payload, version: int, at: datetime) -> None:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import csv
-import io
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
+from ppa_billing.exports import ENCODINGS, csv_bytes
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth
-from ppa_billing.invoices import InvoiceNotFound, Invoices
+from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
+from ppa_billing.issuing import InvoiceStateError, Issuing
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
 
 LIST_HEADER = ["利用月", "請求番号", "顧客番号", "氏名", "基本料金(円)", "発電量(kWh)", "売電量(kWh)", "利用量(kWh)",
                "売電料金(円)", "利用料金(円)", "利用料金合計(円)"]
 DETAIL_HEADER = ["利用日", "発電量(kWh)", "売電量(kWh)", "利用量(kWh)", "売電料金(円)", "利用料金(円)"]
+
+
+class VoidRequest(BaseModel):
+    reason: str = Field("", max_length=200)
 
 
 def _month(text: str) -> BillingMonth:
@@ -29,36 +35,52 @@ def _month(text: str) -> BillingMonth:
 
 def csv_response(header: list[str], rows: list[list[Any]], filename: str, encoding: str) -> Response:
     """UTF-8 with BOM (Excel opens it as UTF-8), or Shift_JIS on request."""
-    if encoding not in ("utf-8", "shift_jis"):
+    if encoding not in ENCODINGS:
         raise Problem(422, "Unprocessable Content", "encoding は utf-8 または shift_jis を指定してください。")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    text = buffer.getvalue()
-    body = ("\ufeff" + text).encode("utf-8") if encoding == "utf-8" else text.encode("cp932", errors="replace")
     charset = "utf-8" if encoding == "utf-8" else "shift_jis"
-    return Response(body, media_type=f"text/csv; charset={charset}",
+    return Response(csv_bytes(header, rows, encoding), media_type=f"text/csv; charset={charset}",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def router(invoices: Invoices) -> APIRouter:
+def _not_found(exc: Exception) -> Problem:
+    return Problem(404, "Not Found", "指定された請求は見つかりません。")
+
+
+def list_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
+    """The list CSV's rows (yen as plain integers, kWh with 2 decimals)."""
+    return [[i["month"], i["invoice_number"], i["customer_number"], i["name"], i["base_fee"], i["generation_kwh"],
+             i["sold_kwh"], i["usage_kwh"], i["sell_fee"], i["usage_fee"], i["total"]] for i in items]
+
+
+def detail_rows(invoice: dict[str, Any]) -> list[list[Any]]:
+    """The detail CSV's rows (date YYYY/MM/DD, every value with 2 decimals)."""
+    two = Decimal("0.01")
+    return [[d["date"].replace("-", "/"), *(str(Decimal(d[k]).quantize(two)) for k in
+                                            ("generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee"))]
+            for d in invoice["daily"]]
+
+
+def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
     """Routes bound to the billing service's invoices."""
     r = APIRouter(prefix="/api/v1", tags=["invoices"])
-    not_found = "指定された請求は見つかりません。"
+
+    def query(month: str, q: str, invoice_number: str, customer_number: str, name: str) -> InvoiceQuery:
+        return InvoiceQuery(_month(month), q=q, invoice_number=invoice_number, customer_number=customer_number,
+                            name=name)
 
     @r.get("/invoices.csv", summary="CSV of the invoice list of a month")
-    async def list_csv(agency: CurrentAgency, month: str, q: str = "", encoding: str = "utf-8") -> Response:
-        m = _month(month)
-        items, _ = await invoices.month(agency.agency_id, m, q, per_page=0)
-        rows = [[i["month"], i["invoice_number"], i["customer_number"], i["name"], i["base_fee"], i["generation_kwh"],
-                 i["sold_kwh"], i["usage_kwh"], i["sell_fee"], i["usage_fee"], i["total"]] for i in items]
-        return csv_response(LIST_HEADER, rows, f"invoices_{m.iso()}.csv", encoding)
+    async def list_csv(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",
+                       customer_number: str = "", name: str = "", encoding: str = "utf-8") -> Response:
+        search = query(month, q, invoice_number, customer_number, name)
+        items, _ = await invoices.month(agency.agency_id, search, per_page=0)
+        return csv_response(LIST_HEADER, list_rows(items), f"invoices_{search.month.iso()}.csv", encoding)
 
-    @r.get("/invoices", summary="Invoices of a month")
-    async def list_(agency: CurrentAgency, month: str, q: str = "",
+    @r.get("/invoices", summary="Invoices of a month (search by invoice number, customer number, name)")
+    async def list_(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",
+                    customer_number: str = "", name: str = "",
                     page: int = Query(1, ge=1, le=100_000)) -> dict[str, Any]:
-        items, total = await invoices.month(agency.agency_id, _month(month), q, page)
+        items, total = await invoices.month(agency.agency_id, query(month, q, invoice_number, customer_number, name),
+                                            page=page)
         return {"items": items, "total": total}
 
     @r.get("/invoices/{invoice_number}.csv", summary="CSV of an invoice's daily rows")
@@ -66,16 +88,47 @@ def router(invoices: Invoices) -> APIRouter:
         try:
             inv = await invoices.one(agency.agency_id, invoice_number)
         except InvoiceNotFound as exc:
-            raise Problem(404, "Not Found", not_found) from exc
-        rows = [[d["date"].replace("-", "/"), d["generation_kwh"], d["sold_kwh"], d["usage_kwh"], d["sell_fee"],
-                 d["usage_fee"]] for d in inv["daily"]]
-        return csv_response(DETAIL_HEADER, rows, f"invoice_{invoice_number}.csv", encoding)
+            raise _not_found(exc) from exc
+        return csv_response(DETAIL_HEADER, detail_rows(inv), f"invoice_{invoice_number}.csv", encoding)
 
-    @r.get("/invoices/{invoice_number}", summary="One invoice with its daily rows")
+    @r.get("/invoices/{invoice_number}.pdf", summary="The issued document (a given revision, else the current one)",
+           response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+    async def pdf(invoice_number: str, agency: CurrentAgency,
+                  revision: int | None = Query(None, ge=1, le=10_000)) -> Response:
+        try:
+            data, filename = await issuing.pdf(agency.agency_id, invoice_number, revision)
+        except InvoiceNotFound as exc:
+            raise Problem(404, "Not Found",
+                          "指定された請求書（PDF）は見つかりません。発行済みの請求のみ取得できます。") from exc
+        return Response(data, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    @r.get("/invoices/{invoice_number}", summary="One invoice with its daily rows and revisions")
     async def detail(invoice_number: str, agency: CurrentAgency) -> dict[str, Any]:
         try:
-            return await invoices.one(agency.agency_id, invoice_number)
+            inv = await invoices.one(agency.agency_id, invoice_number)
         except InvoiceNotFound as exc:
-            raise Problem(404, "Not Found", not_found) from exc
+            raise _not_found(exc) from exc
+        return inv | {"revisions": await issuing.history(agency.agency_id, invoice_number)}
+
+    @r.post("/invoices/{invoice_number}/issue", status_code=201, summary="Issue: freeze, render the PDF, mail it")
+    async def issue(invoice_number: str, agency: CurrentAgency) -> dict[str, Any]:
+        try:
+            inv = await issuing.issue(agency.agency_id, invoice_number)
+        except InvoiceNotFound as exc:
+            raise _not_found(exc) from exc
+        except InvoiceStateError as exc:
+            raise Problem(409, "Conflict", str(exc)) from exc
+        return inv | {"revisions": await issuing.history(agency.agency_id, invoice_number)}
+
+    @r.post("/invoices/{invoice_number}/void", summary="Void an issued invoice")
+    async def void(invoice_number: str, agency: CurrentAgency, body: VoidRequest | None = None) -> dict[str, Any]:
+        try:
+            inv = await issuing.void(agency.agency_id, invoice_number, body.reason if body else "")
+        except InvoiceNotFound as exc:
+            raise _not_found(exc) from exc
+        except InvoiceStateError as exc:
+            raise Problem(409, "Conflict", str(exc)) from exc
+        return inv | {"revisions": await issuing.history(agency.agency_id, invoice_number)}
 
     return r

@@ -4,30 +4,40 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
-from ppa_billing.invoices import USAGE_DAYS, Invoices
+from ppa_billing.invoices import ISSUED, USAGE_DAYS, Invoices
+from ppa_billing.issuing import Issuing
+from ppa_billing.portal import BillingPortal
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
 
 class BillingService(Service):
-    """Owns PPA customers, monthly invoices and invoice documents."""
+    """Owns PPA customers, billing settings, monthly invoices and invoice documents."""
 
     name = "billing"
 
     def __init__(self, runtime) -> None:
         super().__init__(runtime)
         self.customers = Customers(self, self.docs)
-        self.invoices = Invoices(self.docs.collection(USAGE_DAYS), self.docs.collection(CUSTOMERS))
+        self.settings_store = AgencySettings(self, self.docs)
+        self.invoices = Invoices(self.docs.collection(USAGE_DAYS), self.docs.collection(CUSTOMERS),
+                                 self.docs.collection(ISSUED), self.settings_store)
+        self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
+        self.invoices.on_day_changed = self.issuing.on_day_changed
+        self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
     async def start(self) -> None:
         await self.customers.setup()
         await self.invoices.setup()
+        await self.issuing.setup()
 
     def routers(self) -> list[APIRouter]:
-        from ppa_billing import api, invoice_api
+        from ppa_billing import api, invoice_api, settings_api
 
-        return [api.router(self.customers), invoice_api.router(self.invoices)]
+        return [api.router(self.customers), settings_api.router(self.settings_store),
+                invoice_api.router(self.invoices, self.issuing)]
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.customers.spec(), self.invoices.spec()]
+        return [self.customers.spec(), self.settings_store.spec(), self.invoices.spec(), self.issuing.spec()]

@@ -72,4 +72,8 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         from ppa_gateway.agency_pages import router as agency_pages
 
         app.include_router(agency_pages)
+    if {"identity", "billing"} <= {s.name for s in host.services}:
+        from ppa_gateway.billing_pages import router as billing_pages
+
+        app.include_router(billing_pages)
     return app

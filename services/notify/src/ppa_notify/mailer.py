@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import mailbox
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -32,8 +33,12 @@ def message_id_header(message_id: str, sender: str) -> str:
 
 
 def build_message(*, message_id: str, sender: str, sender_name: str, recipient: str, subject: str,
-                  body: str, now: datetime | None = None) -> EmailMessage:
-    """An RFC 5322 message: UTF-8 text body (base64), encoded-word subject and sender name."""
+                  body: str, now: datetime | None = None,
+                  attachments: Sequence[tuple[str, str, bytes]] = ()) -> EmailMessage:
+    """An RFC 5322 message: UTF-8 text body (base64), encoded-word subject and sender name.
+
+    `attachments` are (filename, MIME type, bytes); with any, the message becomes multipart/mixed.
+    """
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = Address(display_name=sender_name, addr_spec=sender)
@@ -42,6 +47,9 @@ def build_message(*, message_id: str, sender: str, sender_name: str, recipient: 
     msg["Message-ID"] = message_id_header(message_id, sender)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to the system's mail
     msg.set_content(body, charset="utf-8", cte="base64")
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
     return msg
 
 

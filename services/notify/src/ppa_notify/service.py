@@ -75,7 +75,8 @@ class NotifyService(Service):
             subject, body = render(req.template, {**req.context, "recipient": req.recipient}, self.brand)
             message = build_message(message_id=req.message_id, sender=self.mail.mail_from,
                                     sender_name=self.mail.site_name, recipient=req.recipient,
-                                    subject=subject, body=body)
+                                    subject=subject, body=body,
+                                    attachments=[(a.filename, a.content_type, a.data()) for a in req.attachments])
             await self.mailer.send(message)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]

@@ -1,0 +1,147 @@
+"""What the agency portal's billing pages ask of billing, in plain values: the gateway renders them.
+
+Every refusal is a `PortalError` (a ValueError with Japanese messages per field) or a LookupError (404).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from ppa_billing.agency_settings import AgencySettings, public
+from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
+from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
+from ppa_billing.domain.settings import InvalidSettings
+from ppa_billing.exports import CUSTOMER_HEADER, csv_bytes, customer_rows
+from ppa_billing.invoice_api import DETAIL_HEADER, LIST_HEADER, detail_rows, list_rows
+from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
+from ppa_billing.issuing import InvoiceStateError, Issuing, today_jst
+from ppa_runtime.eventstore import ConcurrencyConflict
+
+MONTH_MESSAGE = "利用月はYYYY/MMの形式で入力してください（例: 2024/01）。"
+PER_PAGE = 20
+
+
+class PortalError(ValueError):
+    """A refusal to show on the page: field → Japanese message ("" for the whole form)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(" ".join(errors.values()))
+        self.errors = errors
+
+
+def _month(text: str) -> BillingMonth:
+    try:
+        return BillingMonth.parse(text)
+    except InvalidBillingMonth as exc:
+        raise PortalError({"month": MONTH_MESSAGE}) from exc
+
+
+class BillingPortal:
+    """Page-sized operations of one billing service, always scoped to the caller's agency."""
+
+    def __init__(self, customers: Customers, settings: AgencySettings, invoices: Invoices, issuing: Issuing) -> None:
+        self.customers = customers
+        self.settings = settings
+        self.invoices = invoices
+        self.issuing = issuing
+
+    # settings
+    async def get_settings(self, agency_id: str) -> dict[str, Any]:
+        return public(await self.settings.get(agency_id))
+
+    async def save_settings(self, agency_id: str, form: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return public(await self.settings.change(agency_id, form))
+        except InvalidSettings as exc:
+            raise PortalError(exc.errors) from exc
+        except ConcurrencyConflict as exc:
+            raise PortalError({"": "設定が同時に変更されました。もう一度お試しください。"}) from exc
+
+    # invoices
+    async def default_month(self, agency_id: str, today: date | None = None) -> str:
+        """The last closed billing month (the one to issue next)."""
+        closing = (await self.settings.get(agency_id)).closing_day
+        return str(month_of(today or today_jst(), closing).previous())
+
+    async def invoice_list(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
+                           name: str = "", page: int = 1) -> dict[str, Any]:
+        query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
+        items, total, totals = await self.invoices.month(agency_id, query, page=page, per_page=PER_PAGE,
+                                                         with_totals=True)
+        return {"items": items, "total": total, "totals": totals, "month": str(query.month),
+                "pages": max(1, -(-total // PER_PAGE)), "page": page}
+
+    async def invoice_list_csv(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
+                               name: str = "") -> tuple[bytes, str]:
+        query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
+        items, _ = await self.invoices.month(agency_id, query, per_page=0)
+        return csv_bytes(LIST_HEADER, list_rows(items)), f"invoices_{query.month.iso()}.csv"
+
+    async def invoice(self, agency_id: str, number: str) -> dict[str, Any]:
+        inv = await self.invoices.one(agency_id, number)
+        return inv | {"revisions": await self.issuing.history(agency_id, number)}
+
+    async def invoice_csv(self, agency_id: str, number: str) -> tuple[bytes, str]:
+        inv = await self.invoices.one(agency_id, number)
+        return csv_bytes(DETAIL_HEADER, detail_rows(inv)), f"invoice_{number}.csv"
+
+    async def invoice_pdf(self, agency_id: str, number: str, revision: int | None) -> tuple[bytes, str]:
+        return await self.issuing.pdf(agency_id, number, revision)
+
+    async def issue(self, agency_id: str, number: str) -> dict[str, Any]:
+        try:
+            return await self.issuing.issue(agency_id, number)
+        except InvoiceStateError as exc:
+            raise PortalError({"": str(exc)}) from exc
+
+    async def void(self, agency_id: str, number: str, reason: str = "") -> dict[str, Any]:
+        try:
+            return await self.issuing.void(agency_id, number, reason)
+        except InvoiceStateError as exc:
+            raise PortalError({"": str(exc)}) from exc
+
+    async def customer_invoices(self, agency_id: str, customer_number: str, month: str = "",
+                                invoice_number: str = "") -> list[dict[str, Any]]:
+        wanted = _month(month) if month.strip() else None
+        try:
+            return await self.invoices.of_customer(agency_id, customer_number, wanted, invoice_number)
+        except InvoiceNotFound as exc:
+            raise CustomerNotFound(customer_number) from exc
+
+    # customers
+    async def customer_list(self, agency_id: str, customer_number: str = "", name: str = "", email: str = "",
+                            page: int = 1) -> dict[str, Any]:
+        docs, total = await self.customers.search(agency_id, page=page, per_page=PER_PAGE,
+                                                  customer_number=customer_number, name=name, email=email)
+        return {"items": docs, "total": total, "page": page, "pages": max(1, -(-total // PER_PAGE))}
+
+    async def customer_csv(self, agency_id: str, customer_number: str = "", name: str = "",
+                           email: str = "") -> tuple[bytes, str]:
+        docs, _ = await self.customers.search(agency_id, per_page=0, customer_number=customer_number, name=name,
+                                              email=email)
+        return csv_bytes(CUSTOMER_HEADER, customer_rows(docs)), "customers.csv"
+
+    async def customer(self, agency_id: str, number: str) -> dict[str, Any]:
+        return await self.customers.get(agency_id, number)
+
+    async def register_customer(self, agency_id: str, form: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.customers.register(agency_id, form)
+        except (InvalidCustomer, CustomerConflict) as exc:
+            raise PortalError(exc.errors) from exc
+
+    async def change_customer(self, agency_id: str, number: str, form: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.customers.change(agency_id, number, form)
+        except (InvalidCustomer, CustomerConflict) as exc:
+            raise PortalError(exc.errors) from exc
+        except ConcurrencyConflict as exc:
+            raise PortalError(
+                {"": "他の操作で更新されました。画面を開き直してから、もう一度操作してください。"}) from exc
+
+    async def delete_customer(self, agency_id: str, number: str) -> None:
+        await self.customers.delete(agency_id, number)
+
+    async def reissue_auth_code(self, agency_id: str, number: str) -> dict[str, Any]:
+        return await self.customers.reissue(agency_id, number)

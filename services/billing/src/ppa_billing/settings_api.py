@@ -1,0 +1,45 @@
+"""Billing settings API: the agency's closing day, rounding mode, issuer and registration number."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+
+from ppa_billing.agency_settings import AgencySettings, public
+from ppa_billing.domain.settings import InvalidSettings
+from ppa_runtime.auth import CurrentAgency
+from ppa_runtime.eventstore import ConcurrencyConflict
+from ppa_runtime.http import Problem
+
+
+class SettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    closing_day: int | str = 15
+    rounding: Literal["half_up", "down", "half_even"] | str = "half_up"
+    issuer_name: str = ""
+    issuer_address: str = ""
+    registration_number: str | None = None
+
+
+def router(settings: AgencySettings) -> APIRouter:
+    """Routes bound to the billing service's settings."""
+    r = APIRouter(prefix="/api/v1/billing/settings", tags=["billing settings"])
+
+    @r.get("", summary="The agency's billing settings (defaults until saved)")
+    async def read(agency: CurrentAgency) -> dict[str, Any]:
+        return public(await settings.get(agency.agency_id))
+
+    @r.put("", summary="Replace the agency's billing settings")
+    async def replace(body: SettingsUpdate, agency: CurrentAgency) -> dict[str, Any]:
+        try:
+            return public(await settings.change(agency.agency_id, body.model_dump()))
+        except InvalidSettings as exc:
+            raise Problem(422, "Unprocessable Content", "、".join(exc.errors.values()),
+                          [{"field": f, "message": m} for f, m in exc.errors.items()]) from exc
+        except ConcurrencyConflict as exc:
+            raise Problem(409, "Conflict", "設定が同時に変更されました。もう一度お試しください。") from exc
+
+    return r
