@@ -24,6 +24,9 @@ def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = No
         assert servers is not None
         fields["kafka_bootstrap_servers"] = servers["kafka"]
         fields["mongodb_uri"] = servers["mongo"]
+    else:  # exported KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI must not turn an embedded test into a distributed one
+        fields["kafka_bootstrap_servers"] = None
+        fields["mongodb_uri"] = None
     return Settings(**fields)
 
 

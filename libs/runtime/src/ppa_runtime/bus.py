@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Literal, Protocol
 
 from ppa_contracts import Envelope
 
@@ -28,10 +29,16 @@ class GroupLag:
     partition: int
     committed: int
     end: int
+    committed_at: datetime | None = None  # when the group last committed on this partition, if known
+    pending_since: datetime | None = None  # when the oldest record it has not yet done was appended
 
     @property
     def lag(self) -> int:
         return max(self.end - self.committed, 0)
+
+
+Position = tuple[str, int]  # (topic, partition)
+Start = Mapping[Position, int] | Literal["beginning", "end"]
 
 
 class Subscription(Protocol):
@@ -39,6 +46,18 @@ class Subscription(Protocol):
 
     async def commit(self, records: list[Record]) -> None:
         """Record that everything up to and including these records is done."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Tail(Protocol):
+    """A reader of every partition of some topics that belongs to no group and commits nothing."""
+
+    async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]: ...
+
+    def positions(self) -> dict[Position, int]:
+        """The next offset this reader will return, per partition."""
         ...
 
     async def close(self) -> None: ...
@@ -56,5 +75,21 @@ class EventBus(Protocol):
         ...
 
     async def lag(self, group: str, topics: list[str]) -> list[GroupLag]: ...
+
+    async def topics(self) -> list[str]:
+        """Every topic that exists on this bus (logical names, dead-letter topics included)."""
+        ...
+
+    async def ends(self, topics: list[str]) -> dict[Position, int]:
+        """The offset the next record of each partition will get."""
+        ...
+
+    async def offsets_at(self, topics: list[str], times: list[datetime]) -> list[dict[Position, int]]:
+        """Per time, per partition: the first offset appended at or after it (the end when none is)."""
+        ...
+
+    async def tail(self, topics: list[str], start: Start = "end") -> Tail:
+        """Read these topics from a position without a group; partitions missing from a mapping start at 0."""
+        ...
 
     async def close(self) -> None: ...

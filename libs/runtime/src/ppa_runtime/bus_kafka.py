@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -13,9 +14,16 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from ppa_contracts import TOPICS, Envelope, dlq
-from ppa_runtime.bus import GroupLag, Record
+from ppa_runtime.bus import GroupLag, Position, Record, Start
 
 log = structlog.get_logger(__name__)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 class KafkaSubscription:
@@ -40,9 +48,42 @@ class KafkaSubscription:
             tp = TopicPartition(self.bus.physical(r.topic), r.partition)
             last[tp] = max(r.offset + 1, last.get(tp, 0))
         if last:
-            await self.consumer.commit(last)
+            # the commit's metadata says when, so a dashboard can tell a stalled group from an idle one
+            now = datetime.now(UTC).isoformat()
+            await self.consumer.commit({tp: (offset, now) for tp, offset in last.items()})
 
     async def close(self) -> None:
+        await self.consumer.stop()
+
+
+class KafkaTail:
+    """A consumer without a group, assigned every partition of some topics; commits nothing."""
+
+    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer, positions: dict[Position, int]) -> None:
+        self.bus = bus
+        self.consumer = consumer
+        self._next = positions
+
+    def positions(self) -> dict[Position, int]:
+        return dict(self._next)
+
+    async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
+        if not self._next:
+            await asyncio.sleep(timeout)
+            return []
+        batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        out: list[Record] = []
+        for tp, messages in batches.items():
+            topic = self.bus.logical(tp.topic)
+            for m in messages:
+                out.append(Record(topic, tp.partition, m.offset, Envelope.from_kafka(m.headers, m.value)))
+                self._next[(topic, tp.partition)] = m.offset + 1
+        return out
+
+    async def close(self) -> None:
+        # aiokafka's group-less coordinator starts a task at start(); stopped before it ever ran, that
+        # task's cancellation escapes stop() as CancelledError: let it run once first
+        await asyncio.sleep(0)
         await self.consumer.stop()
 
 
@@ -53,6 +94,26 @@ class KafkaBus:
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.producer: AIOKafkaProducer | None = None
+        # long-lived clients for metadata and offset look-ups (dashboards ask often)
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+        self._clients_lock = asyncio.Lock()
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        async with self._clients_lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
+    async def _offsets_client(self) -> AIOKafkaConsumer:
+        async with self._clients_lock:
+            if self._offsets is None:
+                consumer = self._reader()
+                await consumer.start()
+                self._offsets = consumer
+            return self._offsets
 
     def physical(self, topic: str) -> str:
         return f"{self.namespace}{topic}"
@@ -108,12 +169,8 @@ class KafkaBus:
 
     async def partitions(self, topics: list[str]) -> list[TopicPartition]:
         """Every partition of these (logical) topics, from the broker's metadata."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            described = await admin.describe_topics([self.physical(t) for t in topics])
-        finally:
-            await admin.close()
+        admin = await self._admin_client()
+        described = await admin.describe_topics([self.physical(t) for t in topics])
         return [
             TopicPartition(d["topic"], p["partition"])
             for d in described if d.get("error_code", 0) == 0
@@ -171,23 +228,101 @@ class KafkaBus:
 
     async def lag(self, group: str, topics: list[str]) -> list[GroupLag]:
         tps = await self.partitions(topics)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(f"{self.namespace}{group}")
-            ends = await consumer.end_offsets(tps) if tps else {}
-        finally:
-            await consumer.stop()
-            await admin.close()
+        admin = await self._admin_client()
+        committed = await admin.list_consumer_group_offsets(f"{self.namespace}{group}")
+        ends = await (await self._offsets_client()).end_offsets(tps) if tps else {}
+        done = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in tps}
+        waiting = {tp: done[tp] for tp in tps if done[tp] < ends[tp]}
+        pending: dict[TopicPartition, datetime] = {}
+        if waiting:
+            consumer = self._reader()
+            await consumer.start()
+            try:
+                pending = await self._append_times(consumer, waiting)
+            finally:
+                await asyncio.sleep(0)
+                await consumer.stop()
         return [
-            GroupLag(group, self.logical(tp.topic), tp.partition,
-                     committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0, ends[tp])
+            GroupLag(group, self.logical(tp.topic), tp.partition, done[tp], ends[tp],
+                     committed_at=_parse_time(committed[tp].metadata) if tp in committed else None,
+                     pending_since=pending.get(tp))
             for tp in tps
         ]
+
+    def _reader(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                client_id=f"reader-{uuid.uuid4().hex[:8]}")
+
+    @staticmethod
+    async def _append_times(consumer: AIOKafkaConsumer, at: dict[TopicPartition, int]) -> dict[TopicPartition, datetime]:
+        """The timestamp of the record at each given offset (one fetch per partition)."""
+        if not at:
+            return {}
+        consumer.assign(list(at))
+        for tp, offset in at.items():
+            consumer.seek(tp, offset)
+        out: dict[TopicPartition, datetime] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(out) < len(at) and loop.time() < deadline:
+            batches = await consumer.getmany(*[tp for tp in at if tp not in out], timeout_ms=500, max_records=50)
+            for tp, messages in batches.items():
+                if messages and tp not in out:
+                    out[tp] = datetime.fromtimestamp(messages[0].timestamp / 1000, UTC)
+        return out
+
+    async def topics(self) -> list[str]:
+        names = await (await self._admin_client()).list_topics()
+        return sorted(self.logical(n) for n in names
+                      if not n.startswith("__") and (not self.namespace or n.startswith(self.namespace)))
+
+    async def ends(self, topics: list[str]) -> dict[Position, int]:
+        tps = await self.partitions(topics)
+        if not tps:
+            return {}
+        ends = await (await self._offsets_client()).end_offsets(tps)
+        return {(self.logical(tp.topic), tp.partition): ends[tp] for tp in tps}
+
+    async def offsets_at(self, topics: list[str], times: list[datetime]) -> list[dict[Position, int]]:
+        tps = await self.partitions(topics)
+        if not tps:
+            return [{} for _ in times]
+        consumer = await self._offsets_client()
+        ends = await consumer.end_offsets(tps)
+        out = []
+        for when in times:
+            found = await consumer.offsets_for_times({tp: int(when.timestamp() * 1000) for tp in tps})
+            out.append({(self.logical(tp.topic), tp.partition): found[tp].offset if found.get(tp) else ends[tp]
+                        for tp in tps})
+        return out
+
+    async def tail(self, topics: list[str], start: Start = "end") -> KafkaTail:
+        tps = await self.partitions(topics)
+        consumer = self._reader()
+        await consumer.start()
+        try:
+            if start == "end":
+                first = await consumer.end_offsets(tps) if tps else {}
+            elif start == "beginning":
+                first = await consumer.beginning_offsets(tps) if tps else {}
+            else:
+                first = {tp: start.get((self.logical(tp.topic), tp.partition), 0) for tp in tps}
+            if tps:
+                consumer.assign(tps)
+                for tp, offset in first.items():
+                    consumer.seek(tp, offset)
+        except BaseException:
+            await consumer.stop()
+            raise
+        return KafkaTail(self, consumer, {(self.logical(tp.topic), tp.partition): o for tp, o in first.items()})
 
     async def close(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+        if self._offsets is not None:
+            await self._offsets.stop()
+            self._offsets = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None

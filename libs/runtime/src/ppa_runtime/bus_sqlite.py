@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from ppa_contracts import Envelope
-from ppa_runtime.bus import GroupLag, Record
+from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.sqlite import SqliteDb
 
 _SCHEMA = """
@@ -17,6 +19,7 @@ CREATE TABLE IF NOT EXISTS log (
     offset INTEGER NOT NULL,
     key TEXT NOT NULL,
     envelope TEXT NOT NULL,
+    at REAL,
     PRIMARY KEY (topic, partition, offset)
 );
 CREATE TABLE IF NOT EXISTS group_offsets (
@@ -24,9 +27,17 @@ CREATE TABLE IF NOT EXISTS group_offsets (
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
     offset INTEGER NOT NULL,
+    committed_at REAL,
     PRIMARY KEY (grp, topic, partition)
 );
 """
+# logs written before append and commit times were kept get the columns (NULL for old rows)
+_ADDED_COLUMNS = {"log": ("at", "REAL"), "group_offsets": ("committed_at", "REAL")}
+_INDEXES = "CREATE INDEX IF NOT EXISTS log_topic_at ON log (topic, at);"
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 _POLL_SECONDS = 0.25
 
@@ -91,16 +102,64 @@ class SqliteSubscription:
         if not last:
             return
 
+        now = time.time()
+
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT INTO group_offsets (grp, topic, partition, offset) VALUES (?, ?, 0, ?) "
-                "ON CONFLICT(grp, topic, partition) DO UPDATE SET offset = MAX(offset, excluded.offset)",
-                [(self.group, t, o) for t, o in last.items()],
+                "INSERT INTO group_offsets (grp, topic, partition, offset, committed_at) VALUES (?, ?, 0, ?, ?) "
+                "ON CONFLICT(grp, topic, partition) DO UPDATE SET offset = MAX(offset, excluded.offset), "
+                "committed_at = excluded.committed_at",
+                [(self.group, t, o, now) for t, o in last.items()],
             )
 
         await self.bus.db.write(run)
         for topic, offset in last.items():
             self.positions[topic] = max(self.positions[topic], offset)
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteTail:
+    """Reads the log from given offsets, for dashboards and tools; belongs to no group."""
+
+    def __init__(self, bus: SqliteBus, positions: dict[Position, int]) -> None:
+        self.bus = bus
+        self._next = dict(positions)
+
+    def positions(self) -> dict[Position, int]:
+        return dict(self._next)
+
+    async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            self.bus.published.clear()
+            records = await self._read(max_records)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if records or remaining <= 0:
+                return records
+            try:
+                await asyncio.wait_for(self.bus.published.wait(), min(remaining, _POLL_SECONDS))
+            except TimeoutError:
+                pass
+
+    async def _read(self, max_records: int) -> list[Record]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, int, int, str]]:
+            out: list[tuple[str, int, int, str]] = []
+            for (topic, partition), offset in self._next.items():
+                out += conn.execute(
+                    "SELECT topic, partition, offset, envelope FROM log WHERE topic = ? AND partition = ? "
+                    "AND offset >= ? ORDER BY offset LIMIT ?",
+                    (topic, partition, offset, max_records - len(out)),
+                ).fetchall()
+                if len(out) >= max_records:
+                    break
+            return out
+
+        rows = await self.bus.db.read(run)
+        for topic, partition, offset, _ in rows:
+            self._next[(topic, partition)] = max(self._next[(topic, partition)], offset + 1)
+        return [Record(t, p, o, Envelope.from_json(e)) for t, p, o, e in rows]
 
     async def close(self) -> None:
         return None
@@ -117,6 +176,14 @@ class SqliteBus:
     async def start(self) -> None:
         if not self._ready:
             await self.db.script(_SCHEMA)
+
+            def migrate(conn: sqlite3.Connection) -> None:
+                for table, (column, kind) in _ADDED_COLUMNS.items():
+                    if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+            await self.db.write(migrate)
+            await self.db.script(_INDEXES)
             self._ready = True
 
     async def publish(self, topic: str, events: list[Envelope]) -> None:
@@ -127,9 +194,10 @@ class SqliteBus:
         def run(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()
             start = -1 if row[0] is None else row[0]
+            now = time.time()
             conn.executemany(
-                "INSERT INTO log (topic, partition, offset, key, envelope) VALUES (?, 0, ?, ?, ?)",
-                [(topic, start + i, key, env) for i, (key, env) in enumerate(rows, start=1)],
+                "INSERT INTO log (topic, partition, offset, key, envelope, at) VALUES (?, 0, ?, ?, ?, ?)",
+                [(topic, start + i, key, env, now) for i, (key, env) in enumerate(rows, start=1)],
             )
 
         await self.db.write(run)
@@ -169,12 +237,57 @@ class SqliteBus:
             for topic in topics:
                 end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ?", (topic,)).fetchone()[0]
                 done = conn.execute(
-                    "SELECT offset FROM group_offsets WHERE grp = ? AND topic = ? AND partition = 0", (group, topic)
+                    "SELECT offset, committed_at FROM group_offsets WHERE grp = ? AND topic = ? AND partition = 0",
+                    (group, topic),
                 ).fetchone()
-                out.append(GroupLag(group, topic, 0, (done[0] + 1) if done else 0, (end + 1) if end is not None else 0))
+                committed = (done[0] + 1) if done else 0
+                first = conn.execute("SELECT at FROM log WHERE topic = ? AND partition = 0 AND offset = ?",
+                                     (topic, committed)).fetchone()
+                out.append(GroupLag(group, topic, 0, committed, (end + 1) if end is not None else 0,
+                                    committed_at=_moment(done[1]) if done else None,
+                                    pending_since=_moment(first[0]) if first else None))
             return out
 
         return await self.db.read(run)
+
+    async def topics(self) -> list[str]:
+        rows = await self.db.read(lambda c: c.execute("SELECT DISTINCT topic FROM log ORDER BY topic").fetchall())
+        return [r[0] for r in rows]
+
+    async def ends(self, topics: list[str]) -> dict[Position, int]:
+        def run(conn: sqlite3.Connection) -> dict[Position, int]:
+            out = {}
+            for topic in topics:
+                end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+                out[(topic, 0)] = 0 if end is None else end + 1
+            return out
+
+        return await self.db.read(run)
+
+    async def offsets_at(self, topics: list[str], times: list[datetime]) -> list[dict[Position, int]]:
+        ends = await self.ends(topics)
+
+        def run(conn: sqlite3.Connection) -> list[dict[Position, int]]:
+            out = []
+            for when in times:
+                at: dict[Position, int] = {}
+                for topic in topics:
+                    first = conn.execute("SELECT MIN(offset) FROM log WHERE topic = ? AND partition = 0 AND at >= ?",
+                                         (topic, when.timestamp())).fetchone()[0]
+                    at[(topic, 0)] = ends[(topic, 0)] if first is None else first
+                out.append(at)
+            return out
+
+        return await self.db.read(run)
+
+    async def tail(self, topics: list[str], start: Start = "end") -> SqliteTail:
+        if start == "end":
+            positions = await self.ends(topics)
+        elif start == "beginning":
+            positions = {(t, 0): 0 for t in topics}
+        else:
+            positions = {(t, 0): start.get((t, 0), 0) for t in topics}
+        return SqliteTail(self, positions)
 
     async def close(self) -> None:
         return None

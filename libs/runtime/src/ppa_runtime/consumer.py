@@ -38,6 +38,7 @@ class ConsumerSpec:
     name: str = ""
     collections: list[str] = field(default_factory=list)  # the read model a rebuild starts afresh
     setup: Callable[[], Awaitable[None]] | None = None  # indexes, run again after a rebuild drops them
+    # a whole fetched batch at once (faster); on failure each record goes through `handlers` instead
     on_batch: Callable[[list[Record]], Awaitable[None]] | None = field(default=None)
 
 
@@ -69,15 +70,27 @@ class Consumer:
                 records = await sub.fetch(timeout=0.5, max_records=self.spec.batch_size)
                 if not records:
                     continue
-                if self.spec.on_batch is not None:
-                    await self.spec.on_batch(records)
-                else:
+                if self.spec.on_batch is None or not await self.handle_batch(records):
                     for record in records:
                         await self.handle(record)
                 await sub.commit(records)
         finally:
             self.running = False
             await sub.close()
+
+    async def handle_batch(self, records: list[Record]) -> bool:
+        """Apply a fetched batch at once with `on_batch`; False when it failed (then each record is applied
+        alone, with retries and dead letters: handlers are idempotent, a partial batch is harmless)."""
+        assert self.spec.on_batch is not None
+        try:
+            await self.spec.on_batch(records)
+        except Exception as exc:  # any failure: fall back to one record at a time
+            log.warning("batch_failed", group=self.spec.group, records=len(records), error=repr(exc))
+            return False
+        self.applied += len(records)
+        for record in records:
+            metrics.EVENTS_CONSUMED.labels(self.spec.group, record.topic).inc()
+        return True
 
     async def handle(self, record: Record) -> None:
         """Apply one record (retries, then dead letter); never returns having dropped it silently."""
@@ -89,7 +102,7 @@ class Consumer:
         if self.spec.dedupe and await self.inbox.get(key) is not None:
             metrics.EVENTS_DUPLICATE.labels(self.spec.group, record.topic).inc()
             return
-        attempt = 0
+        attempt, dead = 0, False
         while True:
             attempt += 1
             try:
@@ -102,11 +115,14 @@ class Consumer:
                             attempt=attempt, error=repr(exc))
                 if attempt >= self.max_attempts:
                     await self.dead_letter(record, exc, attempt)
+                    dead = True
                     break
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
         if self.spec.dedupe:
             try:
-                await self.inbox.insert({"_id": key, "topic": record.topic, "offset": record.offset})
+                # a dead letter's mark says so: replaying it removes exactly this mark (see ppa_runtime.ops)
+                await self.inbox.insert({"_id": key, "topic": record.topic, "offset": record.offset,
+                                         **({"dead_letter": True} if dead else {})})
             except DuplicateKey:
                 pass
         self.applied += 1

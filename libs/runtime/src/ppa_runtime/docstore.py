@@ -9,6 +9,9 @@ $setOnInsert`. Every update touches one document atomically.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 Filter = dict[str, Any]
@@ -30,6 +33,10 @@ class Collection(Protocol):
 
     async def get(self, doc_id: str) -> dict[str, Any] | None: ...
 
+    async def get_many(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The documents with these `_id`s that exist, by id: point lookups, one round trip where possible."""
+        ...
+
     async def find(
         self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
     ) -> list[dict[str, Any]]: ...
@@ -44,9 +51,37 @@ class Collection(Protocol):
         """Insert or overwrite the document with this `_id`."""
         ...
 
+    async def replace_many(self, docs: list[dict[str, Any]]) -> None:
+        """Insert or overwrite each document by `_id` (one transaction on SQLite, one bulk write on MongoDB)."""
+        ...
+
     async def delete(self, filter: Filter) -> int: ...
 
     async def drop(self) -> None: ...
+
+    async def swap_in(self, shadow: str) -> None:
+        """Atomically replace this collection (documents and indexes) with the collection `shadow`, which ends."""
+        ...
+
+
+# Collection names redirected for the task in hand: a rebuild writes a projection into a shadow copy
+# through the very handlers the live consumer uses, while readers and that consumer keep the original.
+_redirects: ContextVar[dict[str, str]] = ContextVar("collection_redirects", default={})
+
+
+@contextmanager
+def redirected(mapping: dict[str, str]) -> Iterator[None]:
+    """Within this block (and the tasks it starts), collections named in `mapping` use the mapped name."""
+    token = _redirects.set({**_redirects.get(), **mapping})
+    try:
+        yield
+    finally:
+        _redirects.reset(token)
+
+
+def physical(name: str) -> str:
+    """The collection name actually used for `name` in the current context."""
+    return _redirects.get().get(name, name)
 
 
 class DocStore(Protocol):

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from ppa_runtime.docstore import DuplicateKey, Filter, Sort
+from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
 
 
 class MongoCollection:
     """Thin adapter over an AsyncCollection that speaks the port's vocabulary."""
 
-    def __init__(self, coll: AsyncCollection) -> None:
-        self.coll = coll
+    def __init__(self, db: AsyncDatabase, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    @property
+    def coll(self) -> AsyncCollection:
+        return self.db[physical(self.name)]
 
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self.coll.create_index([(f, ASCENDING) for f in fields], unique=unique)
@@ -41,6 +47,13 @@ class MongoCollection:
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         return await self.coll.find_one({"_id": doc_id})
+
+    async def get_many(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        # One `{_id: ...}` lookup per id, concurrently: FerretDB 1.x pushes down only that exact filter
+        # (an `$in` reads the whole collection); on MongoDB each is an index point read.
+        ids = list(dict.fromkeys(doc_ids))
+        found = await asyncio.gather(*(self.coll.find_one({"_id": i}) for i in ids))
+        return {i: d for i, d in zip(ids, found, strict=True) if d is not None}
 
     async def find(
         self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
@@ -75,11 +88,35 @@ class MongoCollection:
         except DuplicateKeyError as exc:
             raise DuplicateKey(str(exc)) from exc
 
+    async def replace_many(self, docs: list[dict[str, Any]]) -> None:
+        if not docs:
+            return
+        try:
+            await self.coll.bulk_write([ReplaceOne({"_id": d["_id"]}, dict(d), upsert=True) for d in docs], ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                raise DuplicateKey(str(exc)) from exc
+            raise
+
     async def delete(self, filter: Filter) -> int:
         return (await self.coll.delete_many(filter)).deleted_count
 
     async def drop(self) -> None:
         await self.coll.drop()
+
+    async def swap_in(self, shadow: str) -> None:
+        target = physical(self.name)
+        if shadow not in await self.db.list_collection_names(filter={"name": shadow}):
+            await self.db[target].drop()  # an empty rebuild leaves no collection behind
+            return
+        try:
+            await self.db[shadow].rename(target, dropTarget=True)
+        except OperationFailure as exc:
+            if exc.code != 238:  # NotImplemented: FerretDB 1.x renames only onto a free name
+                raise
+            # two steps there: readers may find the collection empty for the moment between them
+            await self.db[target].drop()
+            await self.db[shadow].rename(target)
 
 
 class MongoDocStore:
@@ -89,4 +126,4 @@ class MongoDocStore:
         self.db = db
 
     def collection(self, name: str) -> MongoCollection:
-        return MongoCollection(self.db[name])
+        return MongoCollection(self.db, name)

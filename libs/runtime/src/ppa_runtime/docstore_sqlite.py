@@ -7,7 +7,7 @@ import re
 import sqlite3
 from typing import Any
 
-from ppa_runtime.docstore import DuplicateKey, Filter, Sort, apply_update, equality_fields, _walk
+from ppa_runtime.docstore import DuplicateKey, Filter, Sort, apply_update, equality_fields, physical, _walk
 from ppa_runtime.sqlite import SqliteDb
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -91,16 +91,21 @@ class SqliteCollection:
         if not _NAME.match(name):
             raise ValueError(f"bad collection name {name!r}")
         self.db = db
-        self.table = f"doc_{name}"
-        self._ready = False
+        self.name = name
 
-    def _create(self, conn: sqlite3.Connection) -> None:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+    @property
+    def table(self) -> str:
+        name = physical(self.name)
+        if not _NAME.match(name):
+            raise ValueError(f"bad collection name {name!r}")
+        return f"doc_{name}"
 
     async def _ensure(self) -> None:
-        if not self._ready:
-            await self.db.write(self._create)
-            self._ready = True
+        table = self.table
+        if table not in self.db.known_tables:
+            await self.db.write(
+                lambda c: c.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)"))
+            self.db.known_tables.add(table)
 
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self._ensure()
@@ -141,6 +146,20 @@ class SqliteCollection:
             lambda c: c.execute(f"SELECT doc FROM {self.table} WHERE id = ?", (str(doc_id),)).fetchone()
         )
         return json.loads(row[0]) if row else None
+
+    async def get_many(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
+        await self._ensure()
+        ids = [str(i) for i in dict.fromkeys(doc_ids)]
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for at in range(0, len(ids), 500):
+                part = ids[at:at + 500]
+                marks = ",".join("?" * len(part))
+                rows += conn.execute(f"SELECT id, doc FROM {self.table} WHERE id IN ({marks})", part).fetchall()
+            return rows
+
+        return {i: json.loads(d) for i, d in await self.db.read(run)} if ids else {}
 
     async def find(
         self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
@@ -203,14 +222,53 @@ class SqliteCollection:
 
         await self.db.write(run)
 
+    async def replace_many(self, docs: list[dict[str, Any]]) -> None:
+        if not docs:
+            return
+        await self._ensure()
+        rows = [(str(d["_id"]), self._dump(d)) for d in docs]
+
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(
+                    f"INSERT INTO {self.table} (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateKey(str(exc)) from exc
+
+        await self.db.write(run)
+
     async def delete(self, filter: Filter) -> int:
         await self._ensure()
         where, params = compile_filter(filter)
         return await self.db.write(lambda c: c.execute(f"DELETE FROM {self.table} WHERE {where}", params).rowcount)
 
     async def drop(self) -> None:
-        await self.db.write(lambda c: c.execute(f"DROP TABLE IF EXISTS {self.table}"))
-        self._ready = False
+        table = self.table
+        await self.db.write(lambda c: c.execute(f"DROP TABLE IF EXISTS {table}"))
+        self.db.known_tables.discard(table)
+
+    async def swap_in(self, shadow: str) -> None:
+        if not _NAME.match(shadow):
+            raise ValueError(f"bad collection name {shadow!r}")
+        table, source = self.table, f"doc_{shadow}"
+
+        def run(conn: sqlite3.Connection) -> None:
+            indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                   "AND sql IS NOT NULL", (source,)).fetchall()
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {source} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"ALTER TABLE {source} RENAME TO {table}")
+            # index names carry the table name: rename them too, so the live setup finds its own
+            for name, sql in indexes:
+                conn.execute(f"DROP INDEX {name}")
+                conn.execute(sql.replace(name, name.replace(source, table, 1), 1)
+                             .replace(f"ON {source} ", f"ON {table} ").replace(f"ON {source}(", f"ON {table}("))
+
+        await self.db.write(run)
+        self.db.known_tables.discard(source)
+        self.db.known_tables.add(table)
 
 
 class SqliteDocStore:

@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 
+from ppa_runtime import metrics
 from ppa_runtime.consumer import Consumer
 from ppa_runtime.relay import OutboxRelay
 from ppa_runtime.runtime import Runtime
@@ -46,9 +47,26 @@ class Host:
                                         settings.consumer_max_attempts, settings.consumer_backoff_seconds)
                     self.consumers.append(consumer)
                     self._spawn(consumer.run(self._stop), f"consumer:{spec.group}")
+            if self.consumers and settings.lag_sample_seconds > 0:
+                self._spawn(self._sample_lag(settings.lag_sample_seconds), "lag-sampler")
         self.started = True
         log.info("host_started", services=[s.name for s in self.services], workers=self.workers,
                  runtime=self.runtime.kind)
+
+    async def _sample_lag(self, every: float) -> None:
+        """Keep the ppa_consumer_lag gauge of this process's groups current (for Prometheus)."""
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), every)
+                return
+            except TimeoutError:
+                pass
+            for consumer in self.consumers:
+                try:
+                    for p in await self.runtime.bus.lag(consumer.spec.group, consumer.spec.topics):
+                        metrics.CONSUMER_LAG.labels(p.group, p.topic, str(p.partition)).set(p.lag)
+                except Exception as exc:  # the bus is unavailable for a moment: try again next round
+                    log.warning("lag_sample_failed", group=consumer.spec.group, error=repr(exc))
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(self._guard(coro, name), name=name)

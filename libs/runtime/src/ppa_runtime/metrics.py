@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every process."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_LATENCY = Histogram(
     "ppa_http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"],
@@ -11,3 +11,9 @@ EVENTS_CONSUMED = Counter("ppa_events_consumed_total", "Events applied by consum
 EVENTS_DUPLICATE = Counter("ppa_events_duplicate_total", "Redelivered events skipped", ["group", "topic"])
 HANDLER_ERRORS = Counter("ppa_handler_errors_total", "Handler failures (each attempt)", ["group", "event_type"])
 DEAD_LETTERS = Counter("ppa_dead_letters_total", "Events sent to a dead-letter topic", ["group", "topic"])
+CONSUMER_LAG = Gauge("ppa_consumer_lag", "Records a consumer group has not yet committed, per partition",
+                     ["group", "topic", "partition"])
+EMAILS = Counter("ppa_emails_total", "E-mails handled by notify, by outcome (sent, failed)", ["template", "outcome"])
+READINGS = Counter("ppa_readings_total", "Meter readings received, by outcome (accepted, duplicate, rejected)",
+                   ["outcome"])
+PROJECTION_REBUILDS = Counter("ppa_projection_rebuilds_total", "Projection rebuilds by outcome", ["projection", "outcome"])

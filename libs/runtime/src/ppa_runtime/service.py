@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from ppa_contracts import Envelope, Payload
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.context import causation_id, correlation_id
+from ppa_runtime.rebuild import SideEffectInRebuild, rebuilding
 from ppa_runtime.runtime import Runtime
 
 
@@ -40,6 +41,8 @@ class Service:
 
         Payloads whose `event_topic` is None are private to the service and never published.
         """
+        if rebuilding():  # replaying history must not act on it again (mails, revisions) from partial state
+            raise SideEffectInRebuild(f"a handler of projection {rebuilding()} records events: it cannot be rebuilt")
         envelopes = [
             (
                 p.event_topic,

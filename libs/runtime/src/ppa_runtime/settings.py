@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(5, validation_alias=AliasChoices("PPA_CONSUMER_MAX_ATTEMPTS"))
     consumer_backoff_seconds: float = Field(0.2, validation_alias=AliasChoices("PPA_CONSUMER_BACKOFF_SECONDS"))
     sqlite_synchronous: str = Field("FULL", validation_alias=AliasChoices("PPA_SQLITE_SYNCHRONOUS"))
+    # a consumer group with lag and no commit for this long is shown as stalled on /ops/health
+    ops_stall_seconds: float = Field(60.0, validation_alias=AliasChoices("PPA_OPS_STALL_SECONDS"))
+    # how often a worker measures its groups' lag for the ppa_consumer_lag gauge (0: never)
+    lag_sample_seconds: float = Field(30.0, validation_alias=AliasChoices("PPA_LAG_SAMPLE_SECONDS"))
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
