@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ppa_contracts.base import Payload
 from ppa_contracts.topics import IDENTITY_AGENCY
@@ -32,11 +32,15 @@ class AgencyEvent(Payload):
 
 
 class AgencySignupRequested(AgencyEvent):
-    """Someone asked for a sign-up link for this e-mail (the link itself travels on notify's topic)."""
+    """Someone asked for a sign-up link for this e-mail (the link itself travels on notify's topic).
+
+    No agency exists yet: the key (subject) is the sign-up id, which `AgencyRegistered` repeats.
+    """
 
     event_name: ClassVar[str] = "agency_signup_requested"
     email: str
-    expires_at: datetime
+    expires_at: datetime = Field(description="The link works until this moment (one hour after the request).")
+    signup_id: str = Field("", description="This request's id; the agency registered through it names it.")
 
 
 class AgencyRegistered(AgencyEvent):
@@ -46,6 +50,7 @@ class AgencyRegistered(AgencyEvent):
     agency_id: str
     email: str
     profile: AgencyProfile
+    signup_id: str | None = Field(None, description="The sign-up request it completed; None when created directly.")
 
 
 class AgencyProfileChanged(AgencyEvent):

@@ -36,10 +36,12 @@ class EmailTemplate(StrEnum):
 
     AGENCY_SIGNUP_LINK = "agency_signup_link"
     AGENCY_REGISTERED = "agency_registered"
+    AGENCY_SIGNUP_ALREADY_REGISTERED = "agency_signup_already_registered"
     LINK_REQUESTED = "link_requested"
     LINK_APPROVED = "link_approved"
     LINK_REJECTED = "link_rejected"
     OWNER_PASSWORD_RESET = "owner_password_reset"
+    OWNER_REGISTERED = "owner_registered"
     INVOICE_ISSUED = "invoice_issued"
 
 
@@ -47,12 +49,15 @@ class EmailTemplate(StrEnum):
 TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.AGENCY_SIGNUP_LINK: ("signup_url", "expires_at"),
     EmailTemplate.AGENCY_REGISTERED: ("agency_id",),
+    # a sign-up asked for an address that is an agency already: no link, a pointer to the login page
+    EmailTemplate.AGENCY_SIGNUP_ALREADY_REGISTERED: ("agency_id",),
     # products: a list of {"system_model": ..., "system_serial": ...}
     EmailTemplate.LINK_REQUESTED: ("link_id", "owner_name", "owner_name_kana", "prefecture", "city", "street",
                                    "owner_email", "products"),
     EmailTemplate.LINK_APPROVED: ("agency_email",),
     EmailTemplate.LINK_REJECTED: ("agency_email",),
     EmailTemplate.OWNER_PASSWORD_RESET: ("reset_url", "expires_at"),
+    EmailTemplate.OWNER_REGISTERED: ("owner_name", "login_id"),
     # revision 1 is the first issue; a higher one says the invoice was corrected (the PDF is attached)
     EmailTemplate.INVOICE_ISSUED: ("customer_name", "invoice_number", "month", "total", "revision",
                                    "issuer_name"),

@@ -31,6 +31,7 @@ BILLING_INVOICE = "ppa.billing.invoice.v1"
 BILLING_SETTINGS = "ppa.billing.settings.v1"
 NOTIFY_REQUESTS = "ppa.notify.requests.v1"
 NOTIFY_EMAIL = "ppa.notify.email.v1"
+OPS_AUDIT = "ppa.ops.audit.v1"
 
 TOPICS: dict[str, Topic] = {
     t.name: t
@@ -46,5 +47,7 @@ TOPICS: dict[str, Topic] = {
         Topic(BILLING_SETTINGS, "agency id", "Each agency's billing settings: closing day, rounding, issuer."),
         Topic(NOTIFY_REQUESTS, "message id", "E-mail requests, may carry one-time links: notify reads it alone."),
         Topic(NOTIFY_EMAIL, "message id", "E-mail delivery results."),
+        Topic(OPS_AUDIT, "dead letter id or projection", "Operators' actions: dead letters replayed or discarded, "
+              "projections rebuilt.", partitions=1),
     )
 }
