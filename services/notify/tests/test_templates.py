@@ -27,6 +27,7 @@ SAMPLE = {
     "agency_email": "test@nichicon.com",
     "link_id": "186",
     "owner_name": "日見 太郎",
+    "login_id": "taro_nichicon@nichicon.com",
     "owner_name_kana": "ニチコン タロウ",
     "prefecture": "東京都",
     "city": "中央区",

@@ -7,6 +7,9 @@ import uuid
 import structlog
 
 from ppa_contracts.identity import AgencyProfile, AgencyRegistered
+from ppa_identity.agencies import AgencyAccounts
+from ppa_identity.operators import OperatorAccounts
+from ppa_identity.owners import OwnerAccounts
 from ppa_identity.domain.agency import (
     Agency,
     AgencyCredentialSet,
@@ -39,10 +42,15 @@ class IdentityService(Service):
         super().__init__(runtime)
         self.sessions = Sessions(self.docs.collection(SESSIONS))
         self.throttle = LoginThrottle(self.docs.collection(FAILED_LOGINS))
+        self.agencies = AgencyAccounts(self)
+        self.operators = OperatorAccounts(self)
+        self.owners = OwnerAccounts(self)
 
     async def start(self) -> None:
         await self.sessions.setup()
         await self.throttle.setup()
+        await self.agencies.setup()
+        await self.owners.setup()
 
     async def create_agency(self, email: str, password: str, profile: AgencyProfile) -> str:
         """Register an agency directly (CLI, first account); returns the agency id."""
@@ -61,6 +69,10 @@ class IdentityService(Service):
             raise AgencyExists(email) from exc
         log.info("agency_registered", agency_id=agency_id)
         return agency_id
+
+    async def owner_grants_agency(self, owner_id: str, agency_email: str) -> bool:
+        """True while the owner lists this agency's e-mail among those allowed to log in."""
+        return await self.owners.grants_agency(owner_id, agency_email)
 
     def routers(self):
         from ppa_identity.api import router

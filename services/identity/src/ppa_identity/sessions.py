@@ -12,6 +12,7 @@ from ppa_runtime.docstore import Collection
 SESSIONS = "sessions"
 ANONYMOUS_TTL = timedelta(hours=2)
 SIGNED_IN_TTL = timedelta(hours=8)
+IDLE_TOUCH = timedelta(minutes=1)
 
 
 def _key(session_id: str) -> str:
@@ -27,12 +28,19 @@ class Sessions:
     async def setup(self) -> None:
         await self.coll.ensure_index("principal")
 
-    async def open(self, kind: str = "anonymous", principal: str | None = None, **data: Any) -> tuple[str, dict]:
-        """A new session; returns the cookie value and the stored session."""
+    async def open(self, kind: str = "anonymous", principal: str | None = None, *, ttl: timedelta | None = None,
+                   idle: timedelta | None = None, **data: Any) -> tuple[str, dict]:
+        """A new session; returns the cookie value and the stored session.
+
+        `ttl` overrides the kind's lifetime; with `idle` the session also ends after that long unused.
+        """
         session_id = secrets.token_urlsafe(32)
-        ttl = ANONYMOUS_TTL if kind == "anonymous" else SIGNED_IN_TTL
+        now = datetime.now(UTC)
+        ttl = ttl or (ANONYMOUS_TTL if kind == "anonymous" else SIGNED_IN_TTL)
         doc = {"_id": _key(session_id), "kind": kind, "principal": principal, "csrf": secrets.token_urlsafe(32),
-               "expires_at": (datetime.now(UTC) + ttl).isoformat(), **data}
+               "expires_at": (now + ttl).isoformat(), **data}
+        if idle is not None:
+            doc |= {"idle_seconds": int(idle.total_seconds()), "idle_until": (now + idle).isoformat()}
         await self.coll.insert(doc)
         return session_id, doc
 
@@ -43,9 +51,16 @@ class Sessions:
         doc = await self.coll.get(_key(session_id))
         if doc is None:
             return None
-        if datetime.fromisoformat(doc["expires_at"]) < datetime.now(UTC):
+        now = datetime.now(UTC)
+        idle_until = datetime.fromisoformat(doc["idle_until"]) if doc.get("idle_until") else None
+        if datetime.fromisoformat(doc["expires_at"]) < now or (idle_until is not None and idle_until < now):
             await self.coll.delete({"_id": doc["_id"]})
             return None
+        if idle_until is not None:
+            idle = timedelta(seconds=doc["idle_seconds"])
+            if idle_until - now < idle - IDLE_TOUCH:  # written at most once a minute per session
+                doc["idle_until"] = (now + idle).isoformat()
+                await self.coll.update({"_id": doc["_id"]}, {"$set": {"idle_until": doc["idle_until"]}})
         return doc
 
     async def close(self, session_id: str | None) -> None:

@@ -11,6 +11,7 @@ from ppa_notify.deliveries import DELIVERIES, Delivery, DeliveryLog, Status
 from ppa_notify.mailer import Mailer, MaildirMailer, SmtpMailer, build_message
 from ppa_notify.rendering import Brand, render
 from ppa_notify.settings import MailSettings
+from ppa_runtime import metrics
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.service import Service
@@ -83,12 +84,14 @@ class NotifyService(Service):
             final = attempt >= self.settings.consumer_max_attempts
             await self.delivery_log.failed(req.message_id, error, final)
             log.warning("email_not_sent", attempt=attempt, final=final, error_type=type(exc).__name__, **fields)
+            metrics.EMAILS.labels(str(req.template), "failed").inc()
             if final:
                 await self._record_outcome(req.message_id, EmailFailed(
                     message_id=req.message_id, template=req.template, recipient=req.recipient,
                     attempts=attempt, error=error))
             raise
         await self.delivery_log.sent(req.message_id)
+        metrics.EMAILS.labels(str(req.template), "sent").inc()
         await self._record_outcome(req.message_id, EmailSent(
             message_id=req.message_id, template=req.template, recipient=req.recipient, attempts=attempt))
         log.info("email_sent", attempt=attempt, **fields)

@@ -1,0 +1,374 @@
+"""Owner accounts: registration, login, お客様情報, products and password reset by e-mail link.
+
+Every command reads the owner's stream, decides, and appends at the version it read, so a
+concurrent edit is retried against the new state and a refused command stores nothing. A reset
+link's token is random and never stored: its SHA-256 finds the reset (an insert-only document),
+and the owner's stream says whether that reset is still open, so the link works once, for an hour,
+and no longer once any new password is set. The link travels only in the `EmailRequested`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from ppa_contracts.notify import EmailRequested, EmailTemplate
+from ppa_contracts.owner import (
+    AgencyAccessGranted,
+    AgencyAccessWithdrawn,
+    OwnerPasswordChanged,
+    OwnerPasswordResetRequested,
+    OwnerProfile,
+    OwnerProfileChanged,
+    OwnerRegistered,
+    Product,
+    ProductChanged,
+    ProductRegistered,
+)
+from ppa_identity.domain.owner import (
+    InvalidOwnerForm,
+    Owner,
+    OwnerCredentialSet,
+    OwnerEmailClaimed,
+    changed_fields,
+    claimant,
+    email_error,
+    email_stream,
+    fold,
+    normalize_email,
+    password_errors,
+    product_from_form,
+    registration_from_form,
+    reset_usable,
+    serial_taken,
+    stream_for,
+)
+from ppa_identity.passwords import hash_password, verify_password
+from ppa_identity.throttle import LoginThrottle
+from ppa_runtime.auth import LoginLocked
+from ppa_runtime.docstore import DuplicateKey
+from ppa_runtime.eventstore import ConcurrencyConflict
+
+log = structlog.get_logger(__name__)
+
+RESET_TTL = timedelta(hours=1)
+OWNER_RESETS = "owner_resets"
+OWNER_RESET_REQUESTS = "owner_reset_requests"
+OWNER_REGISTRATIONS = "owner_registrations"
+PRODUCT_NUMBERS = "owner_product_numbers"
+EMAIL_TAKEN = "このメールアドレスは既に登録されています。"
+SERIAL_TAKEN = "このシステム製造番号の製品は登録済みです。"
+ATTEMPTS = 3
+
+
+class RequestsThrottled(Exception):
+    """Too many registrations or reset mails were asked for from this address or client recently."""
+
+
+class ResetLinkRefused(Exception):
+    """The reset link is unknown, used, superseded or expired."""
+
+
+class ProductNotFound(LookupError):
+    """The owner has no product with this id."""
+
+
+class EmailTaken(Exception):
+    """Another owner uses this e-mail address."""
+
+
+def _reset_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def not_an_agency(email: str) -> str:
+    """The refusal of an address that is not a registered agency's."""
+    return f"{email} は登録されている販売店・業者様のメールアドレスではありません。販売店・業者様の販売店IDをご確認ください。"
+
+
+class OwnerAccounts:
+    """Owner commands and queries on top of the identity service's event store."""
+
+    def __init__(self, service, clock: Callable[[], datetime] | None = None) -> None:
+        self.service = service
+        self.resets = service.docs.collection(OWNER_RESETS)
+        self.numbers = service.docs.collection(PRODUCT_NUMBERS)
+        # every request counts, not only failures: 5 per address in 15 minutes, 20 resets / 50 sign-ups per client
+        self.reset_requests = LoginThrottle(service.docs.collection(OWNER_RESET_REQUESTS))
+        self.registrations = LoginThrottle(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    async def setup(self) -> None:
+        await self.reset_requests.setup()
+        await self.registrations.setup()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def load(self, owner_id: str) -> Owner | None:
+        """The owner with this id, folded from its stream."""
+        return fold([e.payload() for e in await self.service.events.read(stream_for(owner_id))])
+
+    async def find_by_email(self, email: str) -> Owner | None:
+        """The owner who uses this address now."""
+        email = normalize_email(email)
+        if not email:
+            return None
+        holder = claimant([e.payload() for e in await self.service.events.read(email_stream(email))])
+        owner = await self.load(holder) if holder else None
+        return owner if owner is not None and owner.email == email else None
+
+    async def grants_agency(self, owner_id: str, agency_email: str) -> bool:
+        """True while the owner lists this agency's e-mail."""
+        owner = await self.load(owner_id)
+        return owner is not None and normalize_email(agency_email) in owner.profile.agency_emails
+
+    # --- registration and login -----------------------------------------------------------------
+
+    async def register(self, values: Mapping[str, str], password: str, confirmation: str, ip: str) -> Owner:
+        """Create an owner account from the registration form and mail a welcome note."""
+        profile = registration_from_form(values, password, confirmation)
+        if await self.registrations.locked(profile.email, ip):
+            raise RequestsThrottled()
+        await self.registrations.failed(profile.email, ip)
+        owner_id = uuid.uuid4().hex
+        try:
+            await self._claim(owner_id, profile.email)
+        except EmailTaken:
+            raise InvalidOwnerForm({"email": EMAIL_TAKEN}) from None
+        now = self.clock()
+        registered = OwnerRegistered(owner_id=owner_id, profile=profile, registered_at=now)
+        password_hash = hash_password(password)
+        version = await self.service.record(
+            stream_for(owner_id), 0, registered,
+            OwnerCredentialSet(owner_id=owner_id, password_hash=password_hash),
+            EmailRequested(message_id=f"owner-registered-{owner_id}", template=EmailTemplate.OWNER_REGISTERED,
+                           recipient=profile.email, context={"owner_name": profile.name, "login_id": profile.email}),
+            subject=owner_id)
+        log.info("owner_registered", owner_id=owner_id)
+        return Owner(owner_id, profile, now, password_hash, version)
+
+    async def login(self, email: str, password: str, ip: str) -> Owner | None:
+        """The owner when the password matches, else None; raises LoginLocked after too many failures."""
+        account = f"owner:{normalize_email(email)}"
+        throttle = self.service.throttle
+        if await throttle.locked(account, ip):
+            raise LoginLocked()
+        owner = await self.find_by_email(email)
+        if verify_password(owner.password_hash if owner else None, password):
+            await throttle.succeeded(account)
+            return owner
+        await throttle.failed(account, ip)
+        return None
+
+    async def _claim(self, owner_id: str, email: str) -> None:
+        """Take the address for this owner; EmailTaken when another owner uses it."""
+        for _ in range(ATTEMPTS):
+            events = [e.payload() for e in await self.service.events.read(email_stream(email))]
+            holder = claimant(events)
+            if holder == owner_id:
+                return
+            if holder is not None and (other := await self.load(holder)) is not None and other.email == email:
+                raise EmailTaken(email)
+            try:
+                await self.service.record(email_stream(email), len(events), OwnerEmailClaimed(owner_id=owner_id),
+                                          subject=owner_id)
+                return
+            except ConcurrencyConflict:
+                continue
+        raise EmailTaken(email)
+
+    # --- お客様情報 -------------------------------------------------------------------------------
+
+    def _as_allowed(self, owner: Owner, profile: OwnerProfile, account_changes: bool) -> OwnerProfile:
+        if account_changes:
+            return profile
+        return profile.model_copy(update={"email": owner.email, "agency_emails": owner.profile.agency_emails})
+
+    async def _grants(self, owner: Owner, new: OwnerProfile) -> list[AgencyAccessGranted]:
+        """Grants for the added agency e-mails; InvalidOwnerForm naming each address that is no agency's."""
+        errors: dict[str, str] = {}
+        grants = []
+        for email in (e for e in new.agency_emails if e not in owner.profile.agency_emails):
+            agency = await self.service.agencies.load(email)
+            if agency is None:
+                errors[f"agency:{email}"] = not_an_agency(email)
+            else:
+                grants.append(AgencyAccessGranted(owner_id=owner.owner_id, agency_email=email,
+                                                  agency_id=agency.agency_id))
+        if errors:
+            raise InvalidOwnerForm(errors)
+        return grants
+
+    async def _email_free(self, owner: Owner, email: str) -> bool:
+        if email == owner.email:
+            return True
+        other = await self.find_by_email(email)
+        return other is None or other.owner_id == owner.owner_id
+
+    async def preview_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> OwnerProfile:
+        """The profile 確認する would store, after the checks that need other accounts; stores nothing."""
+        owner = await self.load(owner_id)
+        if owner is None:
+            raise LookupError(owner_id)
+        new = self._as_allowed(owner, profile, account_changes)
+        await self._grants(owner, new)
+        if not await self._email_free(owner, new.email):
+            raise InvalidOwnerForm({"email": EMAIL_TAKEN})
+        return new
+
+    async def change_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> Owner:
+        """Replace お客様情報; added agency e-mails must be registered agencies, else nothing is stored.
+
+        Without `account_changes` (a proxy session) the e-mail and the allowed agencies stay as they are.
+        """
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None:
+                raise LookupError(owner_id)
+            new = self._as_allowed(owner, profile, account_changes)
+            if new == owner.profile:
+                return owner
+            grants = await self._grants(owner, new)
+            if new.email != owner.email:
+                try:
+                    await self._claim(owner_id, new.email)
+                except EmailTaken:
+                    raise InvalidOwnerForm({"email": EMAIL_TAKEN}) from None
+            removed = [e for e in owner.profile.agency_emails if e not in new.agency_emails]
+            withdrawals = [AgencyAccessWithdrawn(owner_id=owner_id, agency_email=e,
+                                                 agency_id=owner.agency_ids.get(e, "")) for e in removed]
+            changed = OwnerProfileChanged(owner_id=owner_id, profile=new, changed=changed_fields(owner.profile, new))
+            try:
+                await self.service.record(stream_for(owner_id), owner.version, changed, *grants, *withdrawals,
+                                          subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("owner_profile_changed", owner_id=owner_id, granted=len(grants), withdrawn=len(withdrawals))
+            return await self.load(owner_id) or owner
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
+
+    # --- 製品情報 -------------------------------------------------------------------------------
+
+    async def _next_product_id(self) -> str:
+        """A short product number no other product has (insert-only, so two writers never share one)."""
+        number = await self.numbers.count() + 1
+        while True:
+            try:
+                await self.numbers.insert({"_id": str(number)})
+                return str(number)
+            except DuplicateKey:
+                number += 1
+
+    async def register_product(self, owner_id: str, values: Mapping[str, str]) -> Product:
+        """Add a product to the owner's account."""
+        product = product_from_form("new", values)
+        product_id = ""
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None:
+                raise LookupError(owner_id)
+            if serial_taken(owner, product):
+                raise InvalidOwnerForm({"system_serial": SERIAL_TAKEN})
+            product_id = product_id or await self._next_product_id()
+            stored = product.model_copy(update={"product_id": product_id})
+            try:
+                await self.service.record(stream_for(owner_id), owner.version,
+                                          ProductRegistered(owner_id=owner_id, product=stored), subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("product_registered", owner_id=owner_id, product_id=product_id)
+            return stored
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
+
+    async def change_product(self, owner_id: str, product_id: str, values: Mapping[str, str]) -> Product:
+        """Edit one of the owner's products; ProductNotFound for anyone else's."""
+        product = product_from_form(product_id, values)
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None or (current := owner.product(product_id)) is None:
+                raise ProductNotFound(product_id)
+            if current == product:
+                return product
+            if serial_taken(owner, product):
+                raise InvalidOwnerForm({"system_serial": SERIAL_TAKEN})
+            try:
+                await self.service.record(stream_for(owner_id), owner.version,
+                                          ProductChanged(owner_id=owner_id, product=product), subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("product_changed", owner_id=owner_id, product_id=product_id)
+            return product
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
+
+    # --- password reset -------------------------------------------------------------------------
+
+    async def request_reset(self, email: str, ip: str) -> None:
+        """Mail a one-hour reset link when the address is an owner's; the caller learns nothing either way."""
+        if message := email_error(email):
+            raise InvalidOwnerForm({"email": message})
+        email = normalize_email(email)
+        if await self.reset_requests.locked(email, ip):
+            raise RequestsThrottled()
+        await self.reset_requests.failed(email, ip)
+        owner = await self.find_by_email(email)
+        if owner is None:
+            log.info("owner_reset_unknown_address")
+            return
+        token = secrets.token_urlsafe(32)
+        reset_id = uuid.uuid4().hex
+        expires_at = self.clock() + RESET_TTL
+        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id, "reset_id": reset_id})
+        url = f"{self.service.settings.public_url.rstrip('/')}/mypage/password/reset/{token}"
+        for _ in range(ATTEMPTS):
+            try:
+                await self.service.record(
+                    stream_for(owner.owner_id), owner.version,
+                    OwnerPasswordResetRequested(owner_id=owner.owner_id, reset_id=reset_id, expires_at=expires_at),
+                    EmailRequested(message_id=f"owner-reset-{reset_id}", template=EmailTemplate.OWNER_PASSWORD_RESET,
+                                   recipient=owner.email,
+                                   context={"reset_url": url, "expires_at": expires_at.isoformat()}),
+                    subject=owner.owner_id)
+                log.info("owner_password_reset_requested", owner_id=owner.owner_id, reset_id=reset_id)
+                return
+            except ConcurrencyConflict:
+                owner = await self.load(owner.owner_id) or owner
+        raise ConcurrencyConflict(stream_for(owner.owner_id), -1)
+
+    async def reset_link(self, token: str) -> tuple[Owner, str]:
+        """The owner and reset id of a usable link; raises ResetLinkRefused."""
+        doc = await self.resets.get(_reset_key(token)) if 20 <= len(token) <= 100 else None
+        owner = await self.load(doc["owner_id"]) if doc else None
+        if doc is None or owner is None or not reset_usable(owner, doc["reset_id"], self.clock()):
+            raise ResetLinkRefused()
+        return owner, doc["reset_id"]
+
+    async def reset_password(self, token: str, password: str, confirmation: str) -> Owner:
+        """Set a new password through the link (once); every session of the owner ends."""
+        owner, reset_id = await self.reset_link(token)
+        if errors := password_errors(password, confirmation):
+            raise InvalidOwnerForm(errors)
+        password_hash = hash_password(password)
+        for _ in range(ATTEMPTS):
+            try:
+                await self.service.record(stream_for(owner.owner_id), owner.version,
+                                          OwnerPasswordChanged(owner_id=owner.owner_id, reset_id=reset_id),
+                                          OwnerCredentialSet(owner_id=owner.owner_id, password_hash=password_hash),
+                                          subject=owner.owner_id)
+                break
+            except ConcurrencyConflict:
+                owner, reset_id = await self.reset_link(token)  # refused if it was used meanwhile
+        else:
+            raise ConcurrencyConflict(stream_for(owner.owner_id), -1)
+        await self.end_sessions(owner.owner_id)
+        await self.service.throttle.succeeded(f"owner:{owner.email}")
+        log.info("owner_password_changed", owner_id=owner.owner_id, reset_id=reset_id)
+        return owner
+
+    async def end_sessions(self, owner_id: str) -> int:
+        """Sign the owner out everywhere."""
+        return await self.service.sessions.coll.delete({"principal": owner_id, "kind": "owner"})
