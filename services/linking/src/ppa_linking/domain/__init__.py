@@ -1,0 +1,1 @@
+"""Link and proxy-login rules: pure functions and frozen models, no I/O."""
