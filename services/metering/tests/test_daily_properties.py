@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings, strategies as st
 
-from ppa_metering.domain.daily import affected_days, compute_daily, diff_days
+from ppa_metering.domain.daily import affected_days, compute_daily, diff_days, window
 from ppa_metering.domain.readings import CHANNELS, Reading
 
 START = datetime(2024, 1, 15, 20, 0, tzinfo=timezone(timedelta(hours=9)))
@@ -138,24 +138,39 @@ def test_half_hourly_readings_never_estimate_a_day(device: dict[str, History]) -
 
 @derivation
 @given(devices(), st.data())
-def test_a_late_reading_changes_only_affected_days_which_a_window_recomputes(
+def test_late_readings_change_only_affected_days_which_their_window_recomputes(
         device: dict[str, History], data: st.DataObject) -> None:
     readings = all_readings(device)
-    late = data.draw(st.sampled_from(readings))
-    stored = [x for x in readings if x is not late]
+    late = data.draw(st.lists(st.sampled_from(readings), min_size=1, max_size=8, unique_by=id))
+    stored = [x for x in readings if not any(x is y for y in late)]
     before, after = compute_daily(stored), compute_daily(readings)
     times = {channel: sorted(x.at for x in stored if x.channel == channel) for channel in CHANNELS}
-    days = affected_days(times, [late])
+    days = affected_days(times, late)
     assert {change.date for change in diff_days(before, after)} <= days
-    start, end = midnight(min(days)), midnight(max(days) + timedelta(days=1))
-    window = []
-    for channel in CHANNELS:
-        own = sorted((x for x in readings if x.channel == channel), key=lambda x: x.at)
-        earlier, later = [x for x in own if x.at < start], [x for x in own if x.at >= end]
-        window += [x for x in own if start <= x.at < end]
-        window += [x for x in earlier if x.at == earlier[-1].at] + [x for x in later if x.at == later[0].at]
-    assert compute_daily(window, only=days) == {day: usage for day, usage in after.items() if day in days}
+    assert compute_daily(window(readings, days), only=days) == {d: u for d, u in after.items() if d in days}
 
 
-def midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo("Asia/Tokyo"))
+@derivation
+@given(devices(), st.data())
+def test_affected_days_run_from_each_new_readings_predecessor_to_its_successor(device: dict[str, History],
+                                                                              data: st.DataObject) -> None:
+    readings = all_readings(device)
+    new = data.draw(st.lists(st.sampled_from(readings), max_size=10))
+    fresh = {(x.channel, x.at) for x in new}
+    stored = [x for x in data.draw(st.lists(st.sampled_from(readings), max_size=40))
+              if (x.channel, x.at) not in fresh]
+    times = {channel: sorted({x.at for x in stored if x.channel == channel}) for channel in CHANNELS}
+    expected: set[date] = set()
+    for reading in new:  # the definition, one reading at a time, among stored and new readings
+        own = sorted({x.at for x in stored + new if x.channel == reading.channel})
+        earlier = [t for t in own if t < reading.at]
+        later = [t for t in own if t > reading.at]
+        day, last = jst(earlier[-1] if earlier else reading.at), jst(later[0] if later else reading.at)
+        while day <= last:
+            expected.add(day)
+            day += timedelta(days=1)
+    assert affected_days(times, new) == expected
+
+
+def jst(at: datetime) -> date:
+    return at.astimezone(ZoneInfo("Asia/Tokyo")).date()

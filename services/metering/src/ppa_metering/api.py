@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from decimal import Decimal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from ppa_metering.devices import DeviceRegistry
 from ppa_metering.domain.daily import present_kwh
 from ppa_metering.domain.readings import BatchTooLarge
 from ppa_metering.ingest import Ingestion
+from ppa_runtime import metrics
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
 
@@ -49,8 +50,8 @@ def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection
         if scheme.lower() != "bearer" or not code or await devices.authenticate(serial_number, code.strip()) is None:
             raise Problem(401, "Unauthorized", "製造番号または認証コードが正しくありません。")
         try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
             raise Problem(422, "Unprocessable Content", "リクエスト本文が正しいJSONではありません。") from exc
         if not isinstance(body, dict) or not isinstance(body.get("readings"), list):
             raise Problem(422, "Unprocessable Content", '本文は {"readings": [...]} の形式で送信してください。',
@@ -59,6 +60,10 @@ def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection
             result = await ingestion.ingest(serial_number, body["readings"])
         except BatchTooLarge as exc:
             raise Problem(422, "Unprocessable Content", str(exc), [{"field": "readings", "message": str(exc)}]) from exc
+        for outcome, n in (("accepted", result.accepted), ("duplicate", result.duplicates),
+                           ("rejected", len(result.rejected))):
+            if n:
+                metrics.READINGS.labels(outcome).inc(n)
         return JSONResponse(status_code=202, content={
             "accepted": result.accepted, "duplicates": result.duplicates,
             "rejected": [{"index": x.index, "reason": x.reason} for x in result.rejected]})

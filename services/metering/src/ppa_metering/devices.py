@@ -1,4 +1,10 @@
-"""Metering's device registry, built from billing's customer events: serial → customer, auth code hash."""
+"""Metering's device registry, built from billing's customer events: serial → customer, auth code hash.
+
+One document per customer (`<agency id>:<customer number>`, read by the agency-scoped queries) and a
+copy per serial number (`device_serials`, `_id` = serial) for the device API and the daily projection,
+so a device is found by `_id` alone: the only filter FerretDB 1.x answers from an index. Serials a
+customer no longer has are remembered on its document and their copies removed, also on a redelivery.
+"""
 
 from __future__ import annotations
 
@@ -12,43 +18,70 @@ from ppa_runtime.consumer import ConsumerSpec, apply_versioned
 from ppa_runtime.docstore import Collection
 
 DEVICES = "devices"
+SERIALS = "device_serials"
+COPIED = ("agency_id", "customer_number", "serial_number", "auth_code_hash")
 
 
 class DeviceRegistry:
-    """One document per customer (keyed by agency and number), looked up by serial number."""
+    """Customers with their device serial and auth code hash, found by serial number."""
 
-    def __init__(self, coll: Collection) -> None:
+    def __init__(self, coll: Collection, serials: Collection) -> None:
         self.coll = coll
+        self.serials = serials
 
     async def setup(self) -> None:
         await self.coll.ensure_index("serial_number")
 
+    async def by_serials(self, serials: list[str]) -> dict[str, dict]:
+        """The device record (agency, customer, auth code hash) of each known serial number."""
+        return await self.serials.get_many(serials)
+
     async def authenticate(self, serial: str, auth_code: str) -> dict | None:
         """The device's customer when the auth code matches (constant-time compare), else None."""
-        found = await self.coll.find({"serial_number": serial}, limit=1)
+        found = await self.serials.get(serial)
         given = hashlib.sha256(auth_code.encode()).hexdigest()
-        if found and hmac.compare_digest(found[0]["auth_code_hash"], given):
-            return found[0]
+        if found and hmac.compare_digest(found.get("auth_code_hash", ""), given):
+            return found
         hmac.compare_digest(given, given)  # same work when the serial is unknown
         return None
 
     async def on_event(self, event: Payload, env: Envelope) -> None:
         doc_id = f"{event.agency_id}:{event.customer_number}"
         version = env.aggregateversion or 0
+        before = await self.coll.get(doc_id)
         if isinstance(event, CustomerDeleted):
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
+            for serial in {event.serial_number, *(before or {}).get("retired_serials", [])}:
+                await self._forget(serial, doc_id)
             return
         fields: dict = {}
         if isinstance(event, (CustomerRegistered, CustomerChanged)):
             fields = {"agency_id": event.agency_id, "customer_number": event.customer_number,
                       "serial_number": event.serial_number}
+            if before and before.get("serial_number") not in (None, event.serial_number):
+                fields["retired_serials"] = sorted({*before.get("retired_serials", []), before["serial_number"]})
         if isinstance(event, (CustomerRegistered, AuthCodeReissued)):
             fields["auth_code_hash"] = event.auth_code_hash
         await apply_versioned(self.coll, doc_id, version, {"$set": fields})
+        # Always from the document as it now is (also on a redelivery): the copy of its current serial.
+        current = await self.coll.get(doc_id)
+        if current is None or not current.get("serial_number"):
+            return
+        await self.serials.replace({"_id": current["serial_number"], "customer": doc_id,
+                                    **{k: current.get(k) for k in COPIED}})
+        for serial in current.get("retired_serials", []):
+            if serial != current["serial_number"]:
+                await self._forget(serial, doc_id)
+
+    async def _forget(self, serial: str, doc_id: str) -> None:
+        """Remove a serial's copy if it is still this customer's (another may have the serial by now)."""
+        copy = await self.serials.get(serial)
+        if copy is not None and copy["customer"] == doc_id:
+            await self.serials.delete({"_id": serial})
 
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(
-            group="metering.devices", name=DEVICES, topics=[BILLING_CUSTOMER], collections=[DEVICES],
+            group="metering.devices", name=DEVICES, topics=[BILLING_CUSTOMER], collections=[DEVICES, SERIALS],
             setup=self.setup, dedupe=False,
             handlers={c.event_type(): self.on_event
                       for c in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},

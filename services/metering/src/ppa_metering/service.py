@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ppa_metering.daily_projection import DAILY, DailyProjection
-from ppa_metering.devices import DEVICES, DeviceRegistry
-from ppa_metering.ingest import READINGS, Ingestion
+from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
+from ppa_metering.devices import DEVICES, SERIALS, DeviceRegistry
+from ppa_metering.ingest import Ingestion
+from ppa_metering.store import READINGS, ReadingStore
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
@@ -18,13 +19,14 @@ class MeteringService(Service):
 
     def __init__(self, runtime) -> None:
         super().__init__(runtime)
-        self.devices = DeviceRegistry(self.docs.collection(DEVICES))
-        self.ingestion = Ingestion(runtime.bus, self.docs.collection(READINGS))
-        self.daily = DailyProjection(self, self.docs.collection(READINGS), self.docs.collection(DAILY), self.devices)
+        self.devices = DeviceRegistry(self.docs.collection(DEVICES), self.docs.collection(SERIALS))
+        self.store = ReadingStore(self.docs.collection(READINGS))
+        self.ingestion = Ingestion(runtime.bus, self.store)
+        self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
+                                     self.docs.collection(STATES), self.devices)
 
     async def start(self) -> None:
         await self.devices.setup()
-        await self.ingestion.setup()
         await self.daily.setup()
 
     def routers(self) -> list[APIRouter]:

@@ -12,14 +12,15 @@ baseline and the new reading's day is flagged `reset`.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import (ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOperation, Overflow,
                      localcontext)
 from functools import lru_cache
 from itertools import islice
-from operator import eq, itemgetter
+from operator import attrgetter, eq, itemgetter
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from .readings import CHANNELS, Reading
@@ -33,6 +34,8 @@ _DAWN = datetime.min.replace(tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _ONE_DAY = timedelta(days=1)
 _INSTANT = itemgetter(0)
+_AT = attrgetter("at")
+T = TypeVar("T")
 # A fixed context: the caller's thread-local decimal settings must never change a total.
 _CONTEXT = Context(prec=40, rounding=ROUND_HALF_UP, traps=[InvalidOperation, DivisionByZero, Overflow])
 _ESTIMATED, _RESET = len(CHANNELS), len(CHANNELS) + 1  # flag slots after the per-channel sums
@@ -89,19 +92,74 @@ def compute_daily(readings: Iterable[Reading],
 def affected_days(existing_times: Mapping[str, Sequence[datetime]],
                   new_readings: Iterable[Reading]) -> set[date]:
     """Days whose totals new readings can change, given each channel's stored instants (sorted)."""
-    # Recompute them from their readings plus each channel's neighbours on either side, only=days.
-    days: set[date] = set()
+    new: dict[str, list[datetime]] = {}
     for reading in new_readings:
-        times = existing_times.get(reading.channel, ())
-        # The reading splits the interval between its neighbours, and only that one.
-        before, after = bisect_left(times, reading.at), bisect_right(times, reading.at)
-        first = times[before - 1] if before > 0 else reading.at
-        last = times[after] if after < len(times) else reading.at
-        day, end = jst_date(first), jst_date(last)
-        while day <= end:
-            days.add(day)
-            day += _ONE_DAY
+        new.setdefault(reading.channel, []).append(reading.at)
+    return affected_days_of(existing_times, new, jst_date)
+
+
+def affected_days_of(existing: Mapping[str, Sequence[T]], new: Mapping[str, Iterable[T]],
+                     day_of: Callable[[T], date]) -> set[date]:
+    """`affected_days` for instants of any ordered kind, `day_of` giving an instant's JST day.
+
+    A new instant splits the interval between its neighbours (new ones included), and only that one:
+    the days from its predecessor's to its successor's. For a run of new instants with no stored one
+    between them those ranges chain, so the run's days are its outer neighbours' days and all between.
+    """
+    days: set[date] = set()
+    for channel, instants in new.items():
+        fresh = sorted(set(instants))
+        if not fresh:
+            continue
+        known = existing.get(channel, ())
+        run_start = None
+        for index, at in enumerate(fresh):
+            before = bisect_left(known, at)
+            if run_start is None:
+                run_start = known[before - 1] if before > 0 else at
+            follows = index + 1 < len(fresh)
+            after = bisect_right(known, at)
+            # The run goes on while no stored instant lies between this new instant and the next one.
+            if follows and (after == len(known) or known[after] > fresh[index + 1]):
+                continue
+            run_end = known[after] if after < len(known) else at
+            day, end = day_of(run_start), day_of(run_end)
+            while day <= end:
+                days.add(day)
+                day += _ONE_DAY
+            run_start = None
     return days
+
+
+def window(readings: Iterable[Reading], days: Collection[date]) -> list[Reading]:
+    """The readings `compute_daily(..., only=days)` needs: those inside each run of consecutive days, and
+    per channel the ones at the last instant before a run and at the first instant after it."""
+    runs: list[tuple[datetime, datetime]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] == day_start(day):
+            runs[-1] = (runs[-1][0], day_start(day + _ONE_DAY))
+        else:
+            runs.append((day_start(day), day_start(day + _ONE_DAY)))
+    by_channel: dict[str, list[Reading]] = {}
+    for reading in readings:
+        by_channel.setdefault(reading.channel, []).append(reading)
+    out: list[Reading] = []
+    for own in by_channel.values():
+        own.sort(key=_AT)
+        instants = [x.at for x in own]
+        for start, end in runs:
+            lo, hi = bisect_left(instants, start), bisect_left(instants, end)
+            out += own[lo:hi]
+            if lo > 0:  # every value of the last instant before the run (the tie-break picks one)
+                out += own[bisect_left(instants, instants[lo - 1]):lo]
+            if hi < len(own):
+                out += own[hi:bisect_right(instants, instants[hi])]
+    return out
+
+
+def day_start(day: date) -> datetime:
+    """The first instant (UTC) of a JST day."""
+    return _midnight(day)
 
 
 def diff_days(old: Mapping[date, DailyUsage], new: Mapping[date, DailyUsage]) -> list[DayChange]:

@@ -1,0 +1,330 @@
+"""bench/ingest — device readings per second from HTTP accept to daily totals visible, per runtime.
+
+Starts `ppa up` in a subprocess (its own data directory and topic/database namespace), registers simulated
+homes and posts their 30-minute registers through the device API with `ppa simulate`'s generator, then waits
+until the daily-usage consumer group has applied every published batch (its committed position reaches the
+end of the readings topic): from then on every day's totals are visible. Prints one JSON document.
+
+    uv run python bench/ingest.py --runtime embedded --readings 1000000
+    uv run python bench/ingest.py --runtime distributed --readings 100000   # KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI
+    uv run python bench/ingest.py --runtime embedded --flat --readings 1000000 --homes 20
+
+`--flat` sends the fleet's history in chronological slices and waits after each one, so the cost per reading
+of a slice can be compared while every device's history grows (10^5 → 10^6 → 10^7 readings).
+Wall-clock figures depend on what else runs on the machine; the server's CPU seconds per reading do less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ppa.simulate import (CHANNELS, Batch, HomeReadings, HomeSpec, Totals, _auth_code, _post, compare_daily,
+                          expected_daily, home_spec, plan_batches, simulate_home, weather_series)
+from ppa_contracts.topics import METERING_READINGS
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.settings import Settings
+
+PPA = str(Path(sys.executable).parent / "ppa")
+GROUP = "metering.daily-usage"
+EMAIL, PASSWORD = "bench@example.jp", "benchpassword1"
+READINGS_PER_DAY = 48 * len(CHANNELS)
+
+
+# `up`: the whole platform in one process (`ppa up`, the embedded default). `split`: as deployed, the
+# gateway API and each service's worker in their own process (so the API and the daily projection can
+# use a core each); the embedded runtime shares the SQLite files between them through WAL.
+TOPOLOGIES = {
+    "up": [["up"]],
+    "split": [["api", "gateway"], ["worker", "identity"], ["worker", "billing"], ["worker", "metering"]],
+}
+
+
+class Platform:
+    """The platform's processes with their own state; CPU time and peak memory read from /proc."""
+
+    def __init__(self, runtime: str, synchronous: str, topology: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="ppa-bench-"))
+        self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
+                    "PPA_SQLITE_SYNCHRONOUS": synchronous, "LOG_LEVEL": "WARNING"}
+        if runtime == "embedded":
+            self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+            self.env.pop("MONGODB_URI", None)
+        elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
+            raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+        self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
+                                 kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
+                                 mongodb_uri=self.env.get("MONGODB_URI"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])]
+                         for c in TOPOLOGIES[topology]]
+        self.procs: list[subprocess.Popen] = []
+
+    async def start(self) -> None:
+        created = subprocess.run([PPA, "agency", "create", "--email", EMAIL, "--password", PASSWORD,
+                                  "--company", "ベンチ電力"], env=self.env, capture_output=True, text=True)
+        if created.returncode != 0:
+            raise SystemExit(f"ppa agency create failed: {created.stderr}")
+        log = (self.dir / "server.log").open("wb")
+        self.procs = [subprocess.Popen(c, env=self.env, stdout=log, stderr=subprocess.STDOUT) for c in self.commands]
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            for _ in range(600):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        # e.g. for a sampling profiler: uvx py-spy record -p PID -o profile.txt -f raw
+                        pids = ", ".join(f"{' '.join(c[1:3])} {p.pid}" for c, p in zip(self.commands, self.procs))
+                        print(f"running: {pids}", file=sys.stderr, flush=True)
+                        return
+                except httpx.TransportError:
+                    pass
+                if any(p.poll() is not None for p in self.procs):
+                    raise SystemExit(f"the platform exited: {(self.dir / 'server.log').read_text()[-2000:]}")
+                await asyncio.sleep(0.1)
+        raise SystemExit("the platform did not become ready")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of every process so far."""
+        total = 0.0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each process's peak resident memory (VmHWM)."""
+        out = {}
+        for c, p in zip(self.commands, self.procs):
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[" ".join(c[1:3])] = round(int(line.split()[1]) / 1024, 1)
+        return out
+
+    def disk_mb(self) -> float | None:
+        data = self.dir / "data"
+        return round(sum(f.stat().st_size for f in data.glob("*")) / 2**20, 1) if data.exists() else None
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Work:
+    spec: HomeSpec
+    home: HomeReadings
+    batches: list[Batch]
+    boundary: list[dict[str, str]]
+
+
+class Fleet:
+    """Simulated homes whose registers continue from one slice of days to the next."""
+
+    def __init__(self, homes: int, start: date, seed: int) -> None:
+        self.specs = [home_spec(seed, start, i) for i in range(1, homes + 1)]
+        self.seed = seed
+        self.start = start
+        self.day = 0
+
+    def next_slice(self, days: int, batch_hours: int, anomalies: bool) -> list[Work]:
+        """The next `days` days of every home: readings without the instant the last slice ended on (that
+        one, sent already, is returned apart: an independent recomputation needs it) and their batches."""
+        first = self.start + timedelta(days=self.day)
+        weather = weather_series(self.seed, first, days)
+        out = []
+        for i, spec in enumerate(self.specs):
+            home = simulate_home(spec, first, days, weather, self.seed)
+            boundary: list[dict[str, str]] = []
+            if self.day:
+                boundary = home._at(0)
+                home = HomeReadings(spec, home.times[1:], {c: v[1:] for c, v in home.registers.items()})
+            self.specs[i] = replace(spec, initial={c: v[-1] for c, v in home.registers.items()})
+            out.append(Work(spec, home, plan_batches(home, batch_hours, anomalies, self.seed + self.day).batches,
+                            boundary))
+        self.day += days
+        return out
+
+
+async def lag(runtime: Runtime) -> int:
+    return sum(g.lag for g in await runtime.bus.lag(GROUP, [METERING_READINGS]))
+
+
+async def send(client: httpx.AsyncClient, work: list[Work], codes: dict[str, str], concurrency: int,
+               totals: Totals) -> None:
+    """Every home posts its batches in order; `concurrency` homes at a time."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def home(spec: HomeSpec, batches: list[Batch]) -> None:
+        async with sem:
+            known = [False]
+            for batch in batches:
+                await _post(client, spec.serial_number, codes[spec.serial_number], batch, totals, known, 60.0)
+
+    await asyncio.gather(*(home(w.spec, w.batches) for w in work))
+
+
+async def registered(client: httpx.AsyncClient, agency: dict[str, str], specs: list[HomeSpec]) -> None:
+    """Wait until metering's device registry knows every home (it is filled from billing's events)."""
+    for spec in specs:
+        for _ in range(600):
+            r = await client.get(f"/api/v1/customers/{spec.customer_number}/daily-usage", headers=agency)
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise SystemExit(f"the device registry never saw {spec.serial_number}")
+
+
+async def until_applied(runtime: Runtime, timeout: float) -> float:
+    """Wait until the daily projection has applied everything published; returns when (perf_counter)."""
+    deadline = time.perf_counter() + timeout
+    while (remaining := await lag(runtime)) > 0:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"daily usage still {remaining} batches behind after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+    return time.perf_counter()
+
+
+async def verify(client: httpx.AsyncClient, agency: dict[str, str],
+                 sample: dict[str, list[dict[str, str]]], first: date, last: date) -> dict[str, Any]:
+    """Compare the sample customers' daily usage with an independent recomputation from their raw readings."""
+    expected = expected_daily(sample)
+    problems = {}
+    for number, days in expected.items():
+        r = await client.get(f"/api/v1/customers/{number}/daily-usage",
+                             params={"from": first.isoformat(), "to": last.isoformat()}, headers=agency)
+        found = compare_daily(days, r.json(), first, last) if r.status_code == 200 else [f"HTTP {r.status_code}"]
+        if found:
+            problems[number] = found[:3]
+    return {"verified_customers": len(expected), "mismatched_customers": len(problems), "mismatches": problems}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    homes = args.homes
+    days = max(1, -(-args.readings // (homes * READINGS_PER_DAY)))
+    start = date.today() - timedelta(days=days + 2)
+    slice_days = max(1, -(-args.slice // (homes * READINGS_PER_DAY))) if args.flat else days
+    platform_ = Platform(args.runtime, args.synchronous, args.topology)
+    result: dict[str, Any] = {
+        "runtime": args.runtime, "topology": args.topology, "mode": "flat" if args.flat else "throughput",
+        "homes": homes, "days": days,
+        "batch_readings": args.batch_hours * 2 * len(CHANNELS), "concurrency": args.concurrency,
+        "anomalies": args.anomalies, "sqlite_synchronous": args.synchronous if args.runtime == "embedded" else None,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": os.getloadavg()[0]},
+    }
+    began = time.perf_counter()
+    await platform_.start()
+    runtime = await Runtime.open(platform_.settings)
+    limits = httpx.Limits(max_connections=args.concurrency + 4, max_keepalive_connections=args.concurrency + 4)
+    try:
+        async with httpx.AsyncClient(base_url=platform_.url, timeout=600.0, limits=limits) as client:
+            token = (await client.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})).json()
+            agency = {"Authorization": f"Bearer {token['access_token']}"}
+            fleet = Fleet(homes, start, args.seed)
+            codes = {s.serial_number: await _auth_code(client, agency, s, start, True, args.seed) for s in fleet.specs}
+            await registered(client, agency, fleet.specs)
+            sample_numbers = {s.customer_number for s in fleet.specs[:args.verify_homes]}
+            totals, slices, done = Totals(), [], 0
+            sent_readings, sample = 0, {}
+            seconds = accept_seconds = 0.0
+            cpu0 = platform_.cpu_seconds()
+            while fleet.day < days:
+                n = min(slice_days, days - fleet.day)
+                work = fleet.next_slice(n, args.batch_hours, args.anomalies)
+                if fleet.day == days:
+                    sample_first = fleet.start + timedelta(days=fleet.day - n)
+                    sample = {w.spec.customer_number: w.boundary + w.home.readings() for w in work
+                              if w.spec.customer_number in sample_numbers}
+                unique = sum(w.home.count for w in work)
+                cpu_before, t0 = platform_.cpu_seconds(), time.perf_counter()
+                await send(client, work, codes, args.concurrency, totals)
+                t_accept = time.perf_counter()
+                t_done = await until_applied(runtime, args.timeout)
+                cpu_used = platform_.cpu_seconds() - cpu_before
+                seconds += t_done - t0
+                accept_seconds += t_accept - t0
+                done += unique
+                sent_readings = totals.readings_sent
+                slices.append({"history_readings": done, "readings": unique,
+                               "wall_us_per_reading": round((t_done - t0) / unique * 1e6, 2),
+                               "server_cpu_us_per_reading": round(cpu_used / unique * 1e6, 2),
+                               "readings_per_second": round(unique / (t_done - t0))})
+                if args.flat:
+                    print(json.dumps(slices[-1]), file=sys.stderr, flush=True)
+            cpu_total = platform_.cpu_seconds() - cpu0
+            result.update({
+                "readings_sent": sent_readings, "accepted": totals.accepted, "duplicates": totals.duplicates,
+                "rejected": totals.rejected, "batches": totals.batches, "errors": totals.errors[:5],
+                "http_accept_seconds": round(accept_seconds, 2),
+                "http_accept_readings_per_second": round(totals.readings_sent / accept_seconds),
+                "end_to_end_seconds": round(seconds, 2),
+                "end_to_end_readings_per_second": round(totals.accepted / seconds),
+                "server_cpu_seconds": round(cpu_total, 2),
+                "server_cpu_us_per_reading": round(cpu_total / max(totals.accepted, 1) * 1e6, 2),
+                "server_peak_rss_mb": platform_.peak_rss_mb(),
+                "bench_client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "data_dir_mb": platform_.disk_mb() if args.runtime == "embedded" else None,
+            })
+            if args.flat:
+                result["slices"] = slices
+            if sample:
+                result["verify"] = await verify(client, agency, sample, sample_first,
+                                                fleet.start + timedelta(days=days - 1))
+    finally:
+        await runtime.close()
+        platform_.stop()
+    result["total_seconds"] = round(time.perf_counter() - began, 1)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/ingest.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runtime", choices=["embedded", "distributed"], default="embedded")
+    p.add_argument("--topology", choices=list(TOPOLOGIES), default="up",
+                   help="up: one `ppa up` process; split: gateway API + identity/billing/metering workers")
+    p.add_argument("--readings", type=int, default=100_000, help="readings to send (rounded up to whole days)")
+    p.add_argument("--homes", type=int, default=100)
+    p.add_argument("--batch-hours", type=int, default=24, help="hours of readings per POST (24 → 144 readings)")
+    p.add_argument("--concurrency", type=int, default=8, help="homes posting at once")
+    p.add_argument("--anomalies", action=argparse.BooleanOptionalAction, default=False,
+                   help="duplicates, late and out-of-order batches as `ppa simulate` sends them")
+    p.add_argument("--flat", action="store_true", help="chronological slices; cost per reading as history grows")
+    p.add_argument("--slice", type=int, default=100_000, help="readings per slice with --flat")
+    p.add_argument("--verify-homes", type=int, default=10, help="customers whose days are checked afterwards")
+    p.add_argument("--synchronous", default="FULL", help="embedded SQLite synchronous setting (as `ppa up`)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for daily usage to catch up")
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(run(args)), indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
