@@ -5,6 +5,7 @@ customer's current prices and the agency's settings; once issued, the frozen rev
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +27,7 @@ from ppa_contracts import Envelope
 from ppa_contracts.billing import InvoiceDay, InvoiceFigures
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised
 from ppa_contracts.topics import METERING_DAILY_USAGE
+from ppa_runtime.bus import Record
 from ppa_runtime.consumer import ConsumerSpec, apply_versioned
 from ppa_runtime.docstore import Collection
 
@@ -34,6 +36,7 @@ ISSUED = "issued_invoices"
 CENTI = Decimal("0.01")
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
 DayChanged = Callable[[str, str, date], Awaitable[None]]
+DaysChanged = Callable[[str, str, set[date]], Awaitable[None]]
 
 
 class InvoiceNotFound(LookupError):
@@ -97,12 +100,16 @@ def _contains(text: str) -> dict[str, Any]:
 class Invoices:
     """Daily usage kept for billing, and the invoices (drafts or issued revisions) computed from it."""
 
-    def __init__(self, days: Collection, customers: Collection, issued: Collection, settings: AgencySettings) -> None:
+    def __init__(self, days: Collection, customers: Collection, issued: Collection, settings: AgencySettings,
+                 lines: Collection, sums: Collection) -> None:
         self.days = days
+        self.lines = lines  # the month list's projection (ppa_billing.invoice_list)
+        self.sums = sums
         self.customers = customers
         self.issued = issued
         self.settings = settings
         self.on_day_changed: DayChanged | None = None  # issuing: a change after issue makes a revision
+        self.on_days_changed: DaysChanged | None = None  # the same for a batch of one customer's days
 
     async def setup(self) -> None:
         await self.days.ensure_index("agency_id", "customer_number", "date")
@@ -120,10 +127,41 @@ class Invoices:
         if self.on_day_changed is not None:
             await self.on_day_changed(event.agency_id, event.customer_number, event.date)
 
+    async def on_batch(self, records: list[Record]) -> None:
+        """A fetched batch at once: newer days stored in one write, then issued invoices reconciled per customer.
+
+        Days are read straight from the envelope's JSON (model validation skipped): a malformed one raises, and
+        the consumer then applies each record through `handlers`, which validate.
+        """
+        newest: dict[str, dict[str, Any]] = {}
+        touched: dict[tuple[str, str], set[date]] = defaultdict(set)
+        for record in records:
+            env = record.envelope
+            if env.type not in self._daily_types:
+                continue
+            data = env.data
+            values = data["values"] if "values" in data else data["new"]
+            gen, sold = _two(Decimal(values["generation_kwh"])), _two(Decimal(values["sold_kwh"]))
+            agency_id, customer_number, day = data["agency_id"], data["customer_number"], data["date"]
+            doc_id = f"{agency_id}:{customer_number}:{day}"
+            version = env.aggregateversion or 0
+            if doc_id not in newest or version > newest[doc_id]["_v"]:
+                newest[doc_id] = {"_id": doc_id, "agency_id": agency_id, "customer_number": customer_number,
+                                  "date": day, "generation_kwh": str(gen), "sold_kwh": str(sold),
+                                  "usage_kwh": str(max(gen - sold, Decimal("0.00"))), "_v": version}
+            touched[(agency_id, customer_number)].add(date.fromisoformat(day))
+        stored = await self.days.get_many(list(newest))
+        await self.days.replace_many([d for i, d in newest.items() if i not in stored or stored[i].get("_v", 0) < d["_v"]])
+        if self.on_days_changed is not None:
+            for (agency_id, customer_number), days in touched.items():
+                await self.on_days_changed(agency_id, customer_number, days)
+
+    _daily_types = frozenset({DailyUsageComputed.event_type(), DailyUsageRevised.event_type()})
+
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(
             group="billing.daily-usage", name=USAGE_DAYS, topics=[METERING_DAILY_USAGE], collections=[USAGE_DAYS],
-            setup=self.setup, dedupe=False,
+            setup=self.setup, dedupe=False, batch_size=2000, on_batch=self.on_batch,
             handlers={DailyUsageComputed.event_type(): self.on_daily, DailyUsageRevised.event_type(): self.on_daily},
         )
 
@@ -170,12 +208,10 @@ class Invoices:
         out.update({k: doc.get(k) for k in ("document_id", "issued_at", "revised_at", "voided_at", "emailed_to")})
         return out
 
-    def _filters(self, agency_id: str, query: InvoiceQuery) -> tuple[dict, dict] | None:
-        """Filters on customers and on issued invoices; None when the query cannot match anything."""
-        customer: dict[str, Any] = {"agency_id": agency_id}
-        issued: dict[str, Any] = {"agency_id": agency_id, "month": str(query.month)}
-        ands_c: list[dict] = []
-        ands_i: list[dict] = []
+    def _line_filter(self, agency_id: str, query: InvoiceQuery) -> tuple[dict[str, Any], bool] | None:
+        """The filter on the month's invoice lines, and whether it searches; None when nothing can match."""
+        flt: dict[str, Any] = {"agency_id": agency_id, "month": str(query.month), "listed": True}
+        ands: list[dict] = []
         if query.invoice_number.strip():
             try:
                 month, number = parse_invoice_number(query.invoice_number)
@@ -183,51 +219,59 @@ class Invoices:
                 return None
             if month != query.month:
                 return None
-            customer["customer_number"] = issued["customer_number"] = number
+            flt["customer_number"] = number
         if query.customer_number.strip():
-            ands_c.append({"customer_number": _contains(query.customer_number)})
-            ands_i.append({"customer_number": _contains(query.customer_number)})
+            ands.append({"customer_number": _contains(query.customer_number)})
         if query.name.strip():
-            ands_c.append({"$or": [{"name": _contains(query.name)}, {"name_kana": _contains(query.name)}]})
-            ands_i.append({"figures.name": _contains(query.name)})
+            ands.append({"$or": [{"name": _contains(query.name)}, {"name_kana": _contains(query.name)}]})
         if query.q.strip():
-            ands_c.append({"$or": [{f: _contains(query.q)} for f in ("customer_number", "name", "name_kana")]})
-            ands_i.append({"$or": [{"customer_number": _contains(query.q)}, {"figures.name": _contains(query.q)}]})
-        if ands_c:
-            customer["$and"] = ands_c
-        if ands_i:
-            issued["$and"] = ands_i
-        return customer, issued
+            ands.append({"$or": [{f: _contains(query.q)} for f in ("customer_number", "name", "name_kana")]})
+        if ands:
+            flt["$and"] = ands
+        return flt, bool(ands) or "customer_number" in flt
 
     async def month(self, agency_id: str, query: InvoiceQuery | BillingMonth, q: str = "", page: int = 1,
                     per_page: int = 50, with_totals: bool = False) -> tuple[list[dict[str, Any]], int] | tuple[
                         list[dict[str, Any]], int, dict[str, str]]:
-        """A month's invoices by customer number: issued ones as frozen, the others as drafts.
+        """A month's invoices by customer number, paged in the store: issued ones as frozen, the others as
+        drafts (customers with usage in the month, or an issued invoice; deleted customers' issued ones too).
 
-        `per_page=0` returns all; `with_totals` adds the sums over every match (not just the page).
-        Issued invoices of deleted customers stay listed.
+        `per_page=0` returns all; `with_totals` adds the sums over every match (voided ones excluded).
         """
+        from ppa_billing.invoice_list import current_figures, sum_lines
+
         if isinstance(query, BillingMonth):
             query = InvoiceQuery(query, q=q)
-        filters = self._filters(agency_id, query)
-        if filters is None:
-            return ([], 0, _sum([])) if with_totals else ([], 0)
-        customers = {c["customer_number"]: c for c in await self.customers.find(filters[0])}
-        issued = {d["customer_number"]: d for d in await self.issued.find(filters[1])}
-        numbers = sorted(customers.keys() | issued.keys())
-        chosen = numbers[(page - 1) * per_page: page * per_page] if per_page else numbers
-        items = await self._items(agency_id, query.month, chosen, customers, issued)
+        found = self._line_filter(agency_id, query)
+        if found is None:
+            return ([], 0, sum_lines([])) if with_totals else ([], 0)
+        flt, searching = found
+        total = await self.lines.count(flt)
+        lines = await self.lines.find(flt, sort=[("customer_number", 1)],
+                                      skip=(page - 1) * per_page if per_page else 0, limit=per_page)
+        items = await self._line_items(agency_id, query.month, lines)
         if not with_totals:
-            return items, len(numbers)
-        everything = items if len(chosen) == len(numbers) else await self._items(
-            agency_id, query.month, numbers, customers, issued)
-        return items, len(numbers), _sum([i for i in everything if i["status"] != "voided"])
+            return items, total
+        if searching:
+            every = lines if len(lines) == total else await self.lines.find(flt)
+            totals = sum_lines([f for line in every if (f := current_figures(line)) is not None])
+        else:
+            totals = _add_sums(await self.sums.find({"agency_id": agency_id, "month": str(query.month)}))
+        return items, total, totals
 
-    async def _items(self, agency_id: str, month: BillingMonth, numbers: list[str], customers: dict,
-                     issued: dict) -> list[dict[str, Any]]:
-        drafts = {d["customer_number"]: d for d in await self._drafts(
-            agency_id, [customers[n] for n in numbers if n not in issued], month, with_daily=False)}
-        return [self._issued_public(issued[n], False) if n in issued else drafts[n] for n in numbers]
+    async def _line_items(self, agency_id: str, month: BillingMonth,
+                          lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The list's items: the issued invoice where there is one (read as issued now), else the draft."""
+        numbers = {line["customer_number"]: invoice_number(month, line["customer_number"]) for line in lines}
+        issued = await self.issued.get_many([f"{agency_id}:{n}" for n in numbers.values()]) if lines else {}
+        out = []
+        for line in lines:
+            doc = issued.get(f"{agency_id}:{numbers[line['customer_number']]}")
+            if doc is not None:
+                out.append(self._issued_public(doc, False))
+            elif line.get("draft") is not None:
+                out.append(line["draft"])
+        return out
 
     async def one(self, agency_id: str, number: str) -> dict[str, Any]:
         """One invoice with its daily rows: the issued revision if any, else the live draft."""
@@ -272,6 +316,7 @@ class Invoices:
         return out
 
 
-def _sum(items: list[dict[str, Any]]) -> dict[str, str]:
-    """Totals of the list's columns (voided invoices excluded by the caller)."""
-    return {k: str(sum((Decimal(i[k]) for i in items), Decimal(0))) for k in TOTAL_FIELDS} | {"count": str(len(items))}
+def _add_sums(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The month's totals row from its buckets' sums."""
+    return {k: str(sum((Decimal(d["sums"][k]) for d in docs), Decimal(0))) for k in TOTAL_FIELDS} | {
+        "count": str(sum(int(d["count"]) for d in docs))}

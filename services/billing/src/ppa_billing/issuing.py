@@ -213,6 +213,15 @@ class Issuing:
         for doc in covering:
             await self.reconcile(agency_id, doc["invoice_number"])
 
+    async def on_days_changed(self, agency_id: str, customer_number: str, days: set[date]) -> None:
+        """After some of a customer's days changed: revise every issued invoice whose period holds one."""
+        isos = sorted(d.isoformat() for d in days)
+        covering = await self.issued.find({"agency_id": agency_id, "customer_number": customer_number,
+                                           "period_start": {"$lte": isos[-1]}, "period_end": {"$gte": isos[0]}})
+        for doc in covering:
+            if any(doc["period_start"] <= d <= doc["period_end"] for d in isos):
+                await self.reconcile(agency_id, doc["invoice_number"])
+
     async def void(self, agency_id: str, number: str, reason: str = "") -> dict[str, Any]:
         """Void an issued invoice (its last revision, stamped 取消, becomes the current document)."""
         stream = stream_of(agency_id, number)

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
+from ppa_billing.invoice_list import LINES, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, USAGE_DAYS, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
@@ -23,14 +24,18 @@ class BillingService(Service):
         self.customers = Customers(self, self.docs)
         self.settings_store = AgencySettings(self, self.docs)
         self.invoices = Invoices(self.docs.collection(USAGE_DAYS), self.docs.collection(CUSTOMERS),
-                                 self.docs.collection(ISSUED), self.settings_store)
+                                 self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),
+                                 self.docs.collection(SUMS))
+        self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoices.on_day_changed = self.issuing.on_day_changed
+        self.invoices.on_days_changed = self.issuing.on_days_changed
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
     async def start(self) -> None:
         await self.customers.setup()
         await self.invoices.setup()
+        await self.invoice_list.setup()
         await self.issuing.setup()
 
     def routers(self) -> list[APIRouter]:
@@ -40,4 +45,5 @@ class BillingService(Service):
                 invoice_api.router(self.invoices, self.issuing)]
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.customers.spec(), self.settings_store.spec(), self.invoices.spec(), self.issuing.spec()]
+        return [self.customers.spec(), self.settings_store.spec(), self.invoices.spec(), self.issuing.spec(),
+                self.invoice_list.spec()]

@@ -1,0 +1,353 @@
+"""bench/billing — drafts per second for a month of daily usage, and the invoice list's latency, per runtime.
+
+Starts `ppa up` in a subprocess (its own data directory and topic/database namespace), registers N customers
+of one agency through the customer API, stops the server and publishes one billing month of daily usage for
+every customer (`DailyUsageComputed`, 31 days each, customer after customer as devices send their history)
+straight onto metering's daily-usage topic: the HTTP device path (about 4,000 readings/s, 144 readings a
+day) could not produce 3.1 million days in a run. It then starts the server again and times how long billing
+takes to work through that backlog: every draft computed, i.e. the invoice-list consumer group (and the
+daily-usage one) caught up. Then it loads the invoice list API (first page, search by invoice number, by
+name) and the 請求管理 list page with `hey` from a second process: p50/p99 and requests per second, with a
+bearer token or the page session's cookie. Prints one JSON document on stdout.
+
+    uv run python bench/billing.py --runtime embedded --customers 100000
+    uv run python bench/billing.py --runtime distributed --customers 5000   # KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI
+
+`hey`: `GOBIN=~/.cache/ppa-ci/bin go install github.com/rakyll/hey@latest` (or --hey PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ppa_contracts import Envelope
+from ppa_contracts.metering import DailyUsageComputed, DailyValues
+from ppa_contracts.topics import BILLING_CUSTOMER, METERING_DAILY_USAGE
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.settings import Settings
+
+PPA = str(Path(sys.executable).parent / "ppa")
+EMAIL, PASSWORD = "billing-bench@example.jp", "benchpassword1"
+MONTH = "2024/01"  # closing day 15: 2024-01-16 .. 2024-02-15, 31 days
+FIRST_DAY, DAYS = date(2024, 1, 16), 31
+GROUPS = ("billing.invoice-list", "billing.daily-usage")
+THOUSANDTH = Decimal("0.001")
+
+
+def progress(text: str) -> None:
+    """A phase note on stderr (stdout carries only the JSON result)."""
+    print(f"[bench/billing] {text}", file=sys.stderr, flush=True)
+
+
+def number_of(i: int) -> str:
+    return f"11{i:08d}"
+
+
+class Server:
+    """`ppa up` in a subprocess with its own state; CPU time and peak memory read from /proc."""
+
+    def __init__(self, runtime: str, synchronous: str) -> None:
+        self.synchronous = synchronous
+        self.dir = Path(tempfile.mkdtemp(prefix="ppa-bench-billing-"))
+        self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
+                    "LOG_LEVEL": "WARNING"}
+        if runtime == "embedded":
+            self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+            self.env.pop("MONGODB_URI", None)
+        elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
+            raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+        self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
+                                 kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
+                                 mongodb_uri=self.env.get("MONGODB_URI"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.peak_rss_mb = 0.0
+
+    def create_agency(self) -> None:
+        created = subprocess.run([PPA, "agency", "create", "--email", EMAIL, "--password", PASSWORD,
+                                  "--company", "ベンチ電力"], env=self.env, capture_output=True, text=True, check=False)
+        if created.returncode != 0:
+            raise SystemExit(f"ppa agency create failed: {created.stderr}")
+
+    async def start(self, synchronous: str | None = None) -> None:
+        self.env["PPA_SQLITE_SYNCHRONOUS"] = synchronous or self.synchronous
+        log = (self.dir / "server.log").open("ab")
+        self.proc = subprocess.Popen([PPA, "up", "--port", str(self.port)], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            for _ in range(1200):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"ppa up exited: {(self.dir / 'server.log').read_text()[-2000:]}")
+                await asyncio.sleep(0.1)
+        raise SystemExit("ppa up did not become ready")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def sample_rss(self) -> None:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_mb = max(self.peak_rss_mb, round(int(line.split()[1]) / 1024, 1))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.sample_rss()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+
+    def disk_mb(self) -> float | None:
+        data = self.dir / "data"
+        return round(sum(f.stat().st_size for f in data.glob("*")) / 2**20, 1) if data.exists() else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def register(client: httpx.AsyncClient, agency: dict[str, str], n: int, concurrency: int) -> None:
+    """N customers through the customer API, `concurrency` requests at a time."""
+    queue = iter(range(1, n + 1))
+
+    async def worker() -> None:
+        for i in queue:
+            body = {"customer_number": number_of(i), "serial_number": f"BB{i:08d}", "name": f"ベンチ 顧客{i}",
+                    "name_kana": f"ベンチ コキャク{i}", "contract_start": "2023-04-01", "base_fee": "980",
+                    "sell_unit_price": "16.00", "usage_unit_price": "27.00"}
+            r = await client.post("/api/v1/customers", json=body, headers=agency)
+            if r.status_code != 201:
+                raise SystemExit(f"registering {number_of(i)} failed ({r.status_code}): {r.text[:300]}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def lag(runtime: Runtime, group: str, topics: list[str]) -> int:
+    return sum(g.lag for g in await runtime.bus.lag(group, topics))
+
+
+async def until_caught_up(runtime: Runtime, server: Server, timeout: float) -> dict[str, float]:
+    """Wait until each group has applied everything published; perf_counter when each got there."""
+    done: dict[str, float] = {}
+    deadline = time.perf_counter() + timeout
+    topics = {"billing.invoice-list": [METERING_DAILY_USAGE, BILLING_CUSTOMER], "billing.daily-usage":
+              [METERING_DAILY_USAGE]}
+    while len(done) < len(GROUPS):
+        for group in GROUPS:
+            if group not in done and await lag(runtime, group, topics[group]) == 0:
+                done[group] = time.perf_counter()
+        if time.perf_counter() > deadline:
+            progress(f"not caught up after {timeout:.0f} s: {sorted(set(GROUPS) - done.keys())}")
+            return done
+        server.sample_rss()
+        await asyncio.sleep(0.1)
+    return done
+
+
+def day_events(agency_id: str, n: int, seed: int) -> Any:
+    """Every customer's 31 days, customer after customer, in envelopes of 5,000."""
+    rng = random.Random(seed)
+    chunk: list[Envelope] = []
+    zero = Decimal("0.000")
+    for i in range(1, n + 1):
+        number = number_of(i)
+        for d in range(DAYS):
+            gen = (Decimal(rng.randint(0, 30000)) / 1000).quantize(THOUSANDTH)
+            sold = (gen * Decimal(rng.randint(0, 100)) / 100).quantize(THOUSANDTH)
+            values = DailyValues(generation_kwh=gen, sold_kwh=sold, usage_kwh=gen - sold, import_kwh=zero,
+                                 battery_charge_kwh=zero, battery_discharge_kwh=zero, estimated=False, reset=False,
+                                 usage_clamped=False)
+            event = DailyUsageComputed(agency_id=agency_id, customer_number=number, serial_number=f"BB{i:08d}",
+                                       date=FIRST_DAY + timedelta(days=d), values=values)
+            chunk.append(Envelope.wrap(event, subject=number, correlation_id="bench-billing", aggregate_version=1))
+            if len(chunk) == 5000:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+async def session_cookie(client: httpx.AsyncClient) -> str:
+    """Log in to the agency portal like a browser; returns the session cookie's value."""
+    form = await client.get("/agency/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    if token is None:
+        raise SystemExit("no CSRF token on the login page")
+    r = await client.post("/agency/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": token[1]})
+    if r.status_code != 303:
+        raise SystemExit(f"page login failed ({r.status_code})")
+    return client.cookies["ppa_session"]
+
+
+def load(hey: str, url: str, header: str, seconds: int, concurrency: int) -> dict[str, Any]:
+    """`hey` against one URL; latencies from its per-request CSV."""
+    out = subprocess.run([hey, "-z", f"{seconds}s", "-c", str(concurrency), "-o", "csv", "-H", header, url],
+                         capture_output=True, text=True, check=True)
+    rows = [line.split(",") for line in out.stdout.splitlines()[1:] if line]
+    ms = sorted(float(r[0]) * 1000 for r in rows)
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r[6]] = statuses.get(r[6], 0) + 1
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else ms * 99
+    return {"requests": len(ms), "statuses": statuses, "requests_per_second": round(len(ms) / seconds, 1),
+            "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1), "max_ms": round(ms[-1], 1)}
+
+
+async def verify(client: httpx.AsyncClient, agency: dict[str, str], n: int, sample: int) -> dict[str, Any]:
+    """The list (its projection) against the detail (computed from the stored days) for sample customers."""
+    listing = (await client.get("/api/v1/invoices", params={"month": MONTH.replace("/", "-")}, headers=agency)).json()
+    numbers = [number_of(i) for i in random.Random(7).sample(range(1, n + 1), min(sample, n))]
+    problems = []
+    for number in numbers:
+        invoice = f"2401{number}"
+        found = (await client.get("/api/v1/invoices", params={"month": "2024-01", "invoice_number": invoice},
+                                  headers=agency)).json()["items"]
+        detail = (await client.get(f"/api/v1/invoices/{invoice}", headers=agency)).json()
+        keys = ("generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
+        if len(found) != 1 or len(detail.get("daily", [])) != DAYS or any(found[0][k] != detail[k] for k in keys):
+            problems.append(invoice)
+    return {"listed_invoices": listing["total"], "sampled": len(numbers), "list_detail_mismatches": problems}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    hey = args.hey or shutil.which("hey") or str(Path.home() / ".cache/ppa-ci/bin/hey")
+    if not Path(hey).exists():
+        raise SystemExit("hey not found: GOBIN=~/.cache/ppa-ci/bin go install github.com/rakyll/hey@latest")
+    n = args.customers
+    server = Server(args.runtime, args.synchronous)
+    result: dict[str, Any] = {"runtime": args.runtime, "customers": n, "days_per_customer": DAYS,
+                              "daily_usage_events": n * DAYS, "month": MONTH,
+                              "sqlite_synchronous": args.synchronous if args.runtime == "embedded" else None,
+                              "daily_usage_fed": "DailyUsageComputed published onto the topic (not via devices)",
+                              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                          "loadavg_before": os.getloadavg()[0]}}
+    began = time.perf_counter()
+    runtime: Runtime | None = None
+    try:
+        server.create_agency()
+        await server.start("NORMAL")  # set-up only (registering customers); the timed part runs as configured
+        async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+            token = (await client.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})).json()
+            agency = {"Authorization": f"Bearer {token['access_token']}"}
+            t0 = time.perf_counter()
+            progress(f"registering {n} customers")
+            await register(client, agency, n, args.concurrency)
+            result["register_seconds"] = round(time.perf_counter() - t0, 1)
+            result["register_per_second"] = round(n / (time.perf_counter() - t0), 1)
+        runtime = await Runtime.open(server.settings)
+        while await lag(runtime, "billing.invoice-list", [BILLING_CUSTOMER]) > 0:
+            await asyncio.sleep(0.2)
+        agency_id = (await runtime.docstore("billing").collection("customers").find(
+            {"customer_number": number_of(1)}))[0]["agency_id"]
+        server.stop()  # the backlog is published while billing is down, then timed as it catches up
+
+        t0 = time.perf_counter()
+        progress(f"publishing {n * DAYS} days with billing stopped")
+        for chunk in day_events(agency_id, n, args.seed):
+            await runtime.bus.publish(METERING_DAILY_USAGE, chunk)
+        result["publish_seconds"] = round(time.perf_counter() - t0, 1)
+
+        t0 = time.perf_counter()
+        await server.start()
+        cpu0 = server.cpu_seconds()
+        progress("billing started: timing the backlog")
+        done = await until_caught_up(runtime, server, args.timeout)
+        if "billing.invoice-list" not in done:
+            raise SystemExit(f"the drafts were not all computed after {args.timeout:.0f} s")
+        drafts_s = done["billing.invoice-list"] - t0
+        usage_days_s = done.get("billing.daily-usage")
+        result.update({
+            "drafts_seconds": round(drafts_s, 1), "drafts_per_second": round(n / drafts_s, 1),
+            "daily_usage_events_per_second": round(n * DAYS / drafts_s),
+            "usage_days_projection_seconds": round(usage_days_s - t0, 1) if usage_days_s else
+            f"not caught up after {args.timeout:.0f} s",
+            "server_cpu_seconds_catching_up": round(server.cpu_seconds() - cpu0, 1),
+        })
+        async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+            token = (await client.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})).json()
+            agency = {"Authorization": f"Bearer {token['access_token']}"}
+            result["verify"] = await verify(client, agency, n, args.verify)
+            cookie = await session_cookie(client)
+        bearer = f"Authorization: Bearer {token['access_token']}"
+        middle = number_of(n // 2 + 1)
+        targets = {
+            "api_first_page": (f"{server.url}/api/v1/invoices?month=2024-01", bearer),
+            "api_search_invoice_number": (f"{server.url}/api/v1/invoices?month=2024-01&invoice_number=2401{middle}",
+                                          bearer),
+            "api_search_name": (f"{server.url}/api/v1/invoices?month=2024-01&name=%E9%A1%A7%E5%AE%A2{n // 2 + 1}",
+                                bearer),
+            "page_first": (f"{server.url}/agency/invoices?month=2024%2F01", f"Cookie: ppa_session={cookie}"),
+            "page_search_invoice_number": (
+                f"{server.url}/agency/invoices?month=2024%2F01&invoice_number=2401{middle}",
+                f"Cookie: ppa_session={cookie}"),
+        }
+        progress("loading the list with hey")
+        result["load"] = {"tool": "hey", "seconds_each": args.seconds, "concurrency": args.load_concurrency,
+                          **{name: load(hey, url, header, args.seconds, args.load_concurrency)
+                             for name, (url, header) in targets.items()}}
+        server.sample_rss()
+        result["server_peak_rss_mb"] = server.peak_rss_mb
+        result["bench_client_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["data_dir_mb"] = server.disk_mb() if args.runtime == "embedded" else None
+        result["goals"] = {"drafts_100k_within_60s": n >= 100_000 and drafts_s <= 60,
+                           "list_p99_within_100ms": all(result["load"][k]["p99_ms"] <= 100
+                                                         for k in ("api_first_page", "page_first"))}
+    finally:
+        if runtime is not None:
+            await runtime.close()
+        server.stop()
+        server.remove()
+    result["total_seconds"] = round(time.perf_counter() - began, 1)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/billing.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runtime", choices=["embedded", "distributed"], default="embedded")
+    p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--concurrency", type=int, default=16, help="customer registrations in flight")
+    p.add_argument("--load-concurrency", type=int, default=4, help="hey's concurrent requests")
+    p.add_argument("--seconds", type=int, default=15, help="hey's duration per URL")
+    p.add_argument("--verify", type=int, default=20, help="customers whose list line is checked against the detail")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for billing to catch up")
+    p.add_argument("--synchronous", default="FULL", help="embedded SQLite synchronous setting while timed")
+    p.add_argument("--hey", help="path of the hey binary")
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(run(args)), indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

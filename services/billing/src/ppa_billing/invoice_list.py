@@ -1,0 +1,342 @@
+"""The month's invoice list as a projection: one line per customer and billing month (its days, the draft
+computed from them, the issued figures if any), and the month's totals in buckets of 1,000 customers.
+
+One consumer group writes all of it (single writer: FerretDB loses concurrent conditional updates). It reads
+daily usage, customers, settings and invoice events; each handler recomputes what it touched from the
+line's own days and the current customer and settings, so redelivery and any order of topics end the same.
+A closing-day change re-files every day of the agency into the months of the new setting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ppa_billing.agency_settings import AgencySettings
+from ppa_billing.customers import Customers
+from ppa_billing.domain.billing_month import (
+    BillingMonth,
+    InvalidBillingMonth,
+    invoice_number,
+    month_of,
+    period_of,
+)
+from ppa_billing.domain.invoice import DailyUsage
+from ppa_billing.domain.settings import BillingSettings
+from ppa_contracts import Envelope, Payload
+from ppa_contracts.billing import (
+    AuthCodeReissued,
+    BillingSettingsChanged,
+    CustomerChanged,
+    CustomerDeleted,
+    CustomerRegistered,
+    InvoiceIssued,
+    InvoiceRevised,
+    InvoiceVoided,
+)
+from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised
+from ppa_contracts.topics import BILLING_CUSTOMER, BILLING_INVOICE, BILLING_SETTINGS, METERING_DAILY_USAGE
+from ppa_runtime.bus import Record
+from ppa_runtime.consumer import ConsumerSpec
+from ppa_runtime.docstore import DocStore
+
+LINES = "invoice_lines"
+BUCKETS = "invoice_line_buckets"
+SUMS = "invoice_month_sums"
+TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
+ZERO2 = Decimal("0.00")
+CENTI = Decimal("0.01")
+REFILE_PAGE = 2000
+_COMPUTED = DailyUsageComputed.event_type()
+_DAILY_TYPES = frozenset({_COMPUTED, DailyUsageRevised.event_type()})
+
+
+def bucket_of(customer_number: str) -> str:
+    """Totals are kept per 1,000 customer numbers (`11` + 8 digits → the first 7 digits)."""
+    return customer_number[:7]
+
+
+def line_id(agency_id: str, month: str, customer_number: str) -> str:
+    return f"{agency_id}:{month}:{customer_number}"
+
+
+def current_figures(line: dict[str, Any]) -> dict[str, Any] | None:
+    """What the line adds to the month's totals: the issued figures, else the draft; None when voided."""
+    issued = line.get("issued")
+    if issued:
+        return None if issued["status"] == "voided" else issued["figures"]
+    return line.get("draft")
+
+
+def sum_lines(figures: list[dict[str, Any]]) -> dict[str, str]:
+    """The totals row of a list of figures (each a dict of TOTAL_FIELDS)."""
+    return {k: str(sum((Decimal(f[k]) for f in figures), Decimal(0))) for k in TOTAL_FIELDS} | {
+        "count": str(len(figures))}
+
+
+class InvoiceList:
+    """Maintains `invoice_lines`, `invoice_line_buckets` and `invoice_month_sums`."""
+
+    def __init__(self, docs: DocStore, customers: Customers, settings: AgencySettings) -> None:
+        self.lines = docs.collection(LINES)
+        self.buckets = docs.collection(BUCKETS)
+        self.sums = docs.collection(SUMS)
+        self.customers = customers
+        self.settings = settings
+
+    async def setup(self) -> None:
+        await self.lines.ensure_index("agency_id", "month", "listed", "customer_number")
+        await self.lines.ensure_index("agency_id", "customer_number")
+        await self.sums.ensure_index("agency_id", "month")
+
+    # computing lines
+    @staticmethod
+    def _draft(customer: dict[str, Any] | None, month: BillingMonth, settings: BillingSettings,
+               days: dict[str, list[str]]) -> dict[str, Any] | None:
+        from ppa_billing.invoices import figures_of, public
+
+        if customer is None:
+            return None
+        period = period_of(month, settings.closing_day)
+        rows = [DailyUsage(date.fromisoformat(d), Decimal(v[0]), Decimal(v[1]), Decimal(v[2]))
+                for d, v in days.items()]
+        figures = figures_of(customer, period, rows, settings.rounding, settings.tax_rate_percent, with_daily=False)
+        return public(invoice_number(month, customer["customer_number"]), str(month), customer["customer_number"],
+                      figures.model_dump(mode="json"), "draft", 0, False)
+
+    def _refresh(self, line: dict[str, Any], customer: dict[str, Any] | None, settings: BillingSettings) -> None:
+        """Recompute a line's draft, search fields and whether it is listed (in place)."""
+        month = BillingMonth.parse(line["month"])
+        line["draft"] = self._draft(customer, month, settings, line.get("days", {}))
+        issued = line.get("issued")
+        line["name"] = customer["name"] if customer else (issued["figures"]["name"] if issued else "")
+        line["name_kana"] = customer.get("name_kana", "") if customer else ""
+        line["listed"] = bool(line["draft"] is not None or issued)
+
+    @staticmethod
+    def _new_line(agency_id: str, month: str, customer_number: str, closing: Any) -> dict[str, Any]:
+        return {"_id": line_id(agency_id, month, customer_number), "agency_id": agency_id, "month": month,
+                "customer_number": customer_number, "bucket": bucket_of(customer_number), "closing": closing,
+                "days": {}, "issued": None, "draft": None, "name": "", "name_kana": "", "listed": False}
+
+    async def _save(self, lines: list[dict[str, Any]]) -> None:
+        """Store lines, then set their entries in the totals buckets (both idempotent)."""
+        await self.lines.replace_many(lines)
+        await self._set_entries(lines)
+
+    async def _set_entries(self, lines: list[dict[str, Any]], fresh: bool = False) -> None:
+        by_bucket: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for line in lines:
+            by_bucket[f"{line['agency_id']}:{line['month']}:{line['bucket']}"].append(line)
+        existing = {} if fresh else await self.buckets.get_many(list(by_bucket))
+        buckets, sums = [], []
+        for bucket_id, members in by_bucket.items():
+            first = members[0]
+            doc = existing.get(bucket_id) or {"_id": bucket_id, "agency_id": first["agency_id"],
+                                              "month": first["month"], "entries": {}}
+            for line in members:
+                figures = current_figures(line) if line["listed"] else None
+                if figures is None:
+                    doc["entries"].pop(line["customer_number"], None)
+                else:
+                    doc["entries"][line["customer_number"]] = [figures[k] for k in TOTAL_FIELDS]
+            buckets.append(doc)
+            values = list(doc["entries"].values())
+            sums.append({"_id": bucket_id, "agency_id": doc["agency_id"], "month": doc["month"],
+                         "sums": {k: str(sum((Decimal(v[i]) for v in values), Decimal(0)))
+                                  for i, k in enumerate(TOTAL_FIELDS)}, "count": len(values)})
+        await self.buckets.replace_many(buckets)
+        await self.sums.replace_many(sums)
+
+    # daily usage
+    async def on_daily_batch(self, events: list[tuple[str, str, date, Decimal, Decimal, int]]) -> None:
+        """Merge days (agency, customer, date, generation, sold, version) into their lines, newer versions
+        only, and recompute every line touched."""
+        settings: dict[str, BillingSettings] = {}
+        for agency_id in {e[0] for e in events}:
+            settings[agency_id] = await self.settings.get(agency_id)
+        months: dict[tuple[date, Any], str | None] = {}
+        incoming: dict[str, dict[str, tuple[list[str], int]]] = defaultdict(dict)
+        keys: dict[str, tuple[str, str, str]] = {}
+        for agency_id, number, day, generation, sold_kwh, version in events:
+            closing = settings[agency_id].closing_day
+            if (day, closing) not in months:
+                try:
+                    months[(day, closing)] = str(month_of(day, closing))
+                except InvalidBillingMonth:
+                    months[(day, closing)] = None
+            month = months[(day, closing)]
+            if month is None:
+                continue
+            gen, sold = generation.quantize(CENTI), sold_kwh.quantize(CENTI)
+            lid = line_id(agency_id, month, number)
+            keys[lid] = (agency_id, month, number)
+            iso = day.isoformat()
+            known = incoming[lid].get(iso)
+            if known is None or version > known[1]:
+                incoming[lid][iso] = ([str(gen), str(sold), str(max(gen - sold, ZERO2))], version)
+        if not incoming:
+            return
+        stored = await self.lines.get_many(list(incoming))
+        customers = await self.customers.coll.get_many(list({f"{a}:{c}" for a, _, c in keys.values()}))
+        out = []
+        for lid, days in incoming.items():
+            agency_id, month, number = keys[lid]
+            line = stored.get(lid) or self._new_line(agency_id, month, number, settings[agency_id].closing_day)
+            for day, (values, version) in days.items():
+                old = line["days"].get(day)
+                if old is None or version > old[3]:
+                    line["days"][day] = [*values, version]
+            self._refresh(line, customers.get(f"{agency_id}:{number}"), settings[agency_id])
+            out.append(line)
+        await self._save(out)
+
+    # customers and settings
+    async def recompute_customer(self, agency_id: str, customer_number: str) -> None:
+        """Recompute every line of a customer with the current customer and settings."""
+        lines = await self.lines.find({"agency_id": agency_id, "customer_number": customer_number})
+        if not lines:
+            return
+        customer = await self.customers.coll.get(f"{agency_id}:{customer_number}")
+        settings = await self.settings.get(agency_id)
+        for line in lines:
+            self._refresh(line, customer, settings)
+        await self._save(lines)
+
+    async def refile_agency(self, agency_id: str) -> None:
+        """File every day of the agency again under the current settings and rebuild its totals."""
+        settings = await self.settings.get(agency_id)
+        after = ""
+        entries: list[dict[str, Any]] = []
+        old_months: set[str] = set()
+        while True:
+            page = await self.lines.find({"agency_id": agency_id, "customer_number": {"$gt": after}},
+                                         sort=[("customer_number", 1)], limit=REFILE_PAGE)
+            if not page:
+                break
+            if len(page) == REFILE_PAGE and page[0]["customer_number"] != page[-1]["customer_number"]:
+                last = page[-1]["customer_number"]
+                page = [line for line in page if line["customer_number"] != last]  # whole customers only
+            by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for line in page:
+                by_customer[line["customer_number"]].append(line)
+                old_months.add(line["month"])
+            customers = await self.customers.coll.get_many([f"{agency_id}:{n}" for n in by_customer])
+            new_lines, gone = [], []
+            for number, lines in by_customer.items():
+                refiled = self._refiled(agency_id, number, lines, settings)
+                for line in refiled.values():
+                    self._refresh(line, customers.get(f"{agency_id}:{number}"), settings)
+                new_lines += refiled.values()
+                gone += [line["_id"] for line in lines if line["_id"] not in refiled]
+            await self.lines.replace_many(new_lines)
+            if gone:
+                await self.lines.delete({"_id": {"$in": gone}})
+            entries += [{k: line[k] for k in ("agency_id", "month", "bucket", "customer_number", "listed", "issued",
+                                              "draft")} for line in new_lines]
+            after = page[-1]["customer_number"]
+        await self.buckets.delete({"agency_id": agency_id})
+        await self.sums.delete({"agency_id": agency_id})
+        await self._set_entries(entries, fresh=True)
+
+    def _refiled(self, agency_id: str, number: str, lines: list[dict[str, Any]],
+                 settings: BillingSettings) -> dict[str, dict[str, Any]]:
+        days: dict[str, list] = {}
+        out: dict[str, dict[str, Any]] = {}
+        for line in lines:
+            for day, values in line.get("days", {}).items():
+                if day not in days or values[3] > days[day][3]:
+                    days[day] = values
+            if line.get("issued"):
+                kept = self._new_line(agency_id, line["month"], number, settings.closing_day)
+                kept["issued"] = line["issued"]
+                out[kept["_id"]] = kept
+        for day, values in days.items():
+            try:
+                month = str(month_of(date.fromisoformat(day), settings.closing_day))
+            except InvalidBillingMonth:
+                continue
+            lid = line_id(agency_id, month, number)
+            line = out.setdefault(lid, self._new_line(agency_id, month, number, settings.closing_day))
+            line["days"][day] = values
+        return out
+
+    # invoices
+    async def on_invoice(self, event: InvoiceIssued | InvoiceRevised | InvoiceVoided, version: int) -> None:
+        """Keep the issued figures (or the void) on the invoice's line, once per stream version."""
+        lid = line_id(event.agency_id, event.month, event.customer_number)
+        settings = await self.settings.get(event.agency_id)
+        line = await self.lines.get(lid) or self._new_line(event.agency_id, event.month, event.customer_number,
+                                                          settings.closing_day)
+        issued = line.get("issued") or {"v": 0, "status": "issued", "figures": None}
+        if version <= issued["v"]:
+            return await self._save([line])  # a repeat: the line is already right; its entry is set again
+        if isinstance(event, InvoiceVoided):
+            issued = {**issued, "status": "voided", "v": version}
+        else:
+            data = event.figures.model_dump(mode="json")
+            issued = {"v": version, "status": "voided" if issued["status"] == "voided" else "issued",
+                      "figures": {k: data[k] for k in ("name", *TOTAL_FIELDS)}}
+        if issued["figures"] is None:  # a void seen before its issue: the issue event fills the figures
+            issued["figures"] = {"name": "", **{k: "0" for k in TOTAL_FIELDS}}
+        line["issued"] = issued
+        customer = await self.customers.coll.get(f"{event.agency_id}:{event.customer_number}")
+        self._refresh(line, customer, settings)
+        await self._save([line])
+
+    # the consumer
+    async def _on_batch(self, records: list[Record]) -> None:
+        # Daily usage read straight from the envelope's JSON (the costly model validation is skipped): a
+        # malformed one raises here, and the consumer then applies each record through `handlers`.
+        daily: list[tuple[str, str, date, Decimal, Decimal, int]] = []
+        for record in records:
+            env = record.envelope
+            if env.type in _DAILY_TYPES:
+                data = env.data
+                values = data["values"] if env.type == _COMPUTED else data["new"]
+                daily.append((data["agency_id"], data["customer_number"], date.fromisoformat(data["date"]),
+                              Decimal(values["generation_kwh"]), Decimal(values["sold_kwh"]),
+                              env.aggregateversion or 0))
+            else:
+                if daily:
+                    await self.on_daily_batch(daily)
+                    daily = []
+                handler = self._handlers().get(env.type)
+                if handler is not None:
+                    await handler(env.payload(), env)
+        if daily:
+            await self.on_daily_batch(daily)
+
+    async def _on_daily(self, event: DailyUsageComputed | DailyUsageRevised, env: Envelope) -> None:
+        values = event.values if isinstance(event, DailyUsageComputed) else event.new
+        await self.on_daily_batch([(event.agency_id, event.customer_number, event.date, values.generation_kwh,
+                                    values.sold_kwh, env.aggregateversion or 0)])
+
+    async def _on_customer(self, event: Payload, env: Envelope) -> None:
+        await self.customers.apply(event, env.aggregateversion or 0, env.time)  # idempotent: maybe applied already
+        await self.recompute_customer(event.agency_id, event.customer_number)
+
+    async def _on_settings(self, event: BillingSettingsChanged, env: Envelope) -> None:
+        await self.settings.apply(event, env.aggregateversion or 0)
+        await self.refile_agency(event.agency_id)
+
+    async def _on_invoice(self, event: Payload, env: Envelope) -> None:
+        await self.on_invoice(event, env.aggregateversion or 0)
+
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            DailyUsageComputed.event_type(): self._on_daily, DailyUsageRevised.event_type(): self._on_daily,
+            **{cls.event_type(): self._on_customer
+               for cls in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},
+            BillingSettingsChanged.event_type(): self._on_settings,
+            **{cls.event_type(): self._on_invoice for cls in (InvoiceIssued, InvoiceRevised, InvoiceVoided)},
+        }
+
+    def spec(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            group="billing.invoice-list", name=LINES,
+            topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
+            collections=[LINES, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
+            handlers=self._handlers(), on_batch=self._on_batch)

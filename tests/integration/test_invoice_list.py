@@ -1,0 +1,152 @@
+"""The month's invoice list projection: lines agree with each invoice's detail, and the totals row equals the sum
+of the rows after usage revisions, a price change, a closing-day change, issue and void; other agencies see none."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from support import portal
+
+from ppa_contracts import Envelope
+from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues
+from ppa_contracts.topics import METERING_DAILY_USAGE
+
+FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
+NUMBERS = ("1120230030", "1120230031", "1120240001")  # the last one in another totals bucket
+SETTINGS = {"closing_day": 15, "rounding": "half_up", "issuer_name": "太陽電力株式会社",
+            "issuer_address": "東京都中央区", "registration_number": None}
+
+
+def customer(number: str) -> dict[str, str]:
+    return {"customer_number": number, "serial_number": f"S{number}", "name": f"顧客{number[-4:]}",
+            "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
+            "contract_start": "2023-06-01"}
+
+
+def values(gen: str, sold: str) -> DailyValues:
+    g, s, z = Decimal(gen), Decimal(sold), Decimal("0.000")
+    return DailyValues(generation_kwh=g, sold_kwh=s, usage_kwh=g - s, import_kwh=z, battery_charge_kwh=z,
+                       battery_discharge_kwh=z, estimated=False, reset=False, usage_clamped=False)
+
+
+def day(agency_id: str, number: str, when: str, version: int, new: DailyValues,
+        old: DailyValues | None = None) -> Envelope:
+    base = {"agency_id": agency_id, "customer_number": number, "serial_number": f"S{number}",
+            "date": date.fromisoformat(when)}
+    payload = DailyUsageRevised(**base, old=old, new=new) if old else DailyUsageComputed(**base, values=new)
+    return Envelope.wrap(payload, subject=number, correlation_id="t", aggregate_version=version)
+
+
+async def until(check, what: str, timeout: float = 60):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if result := await check():
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never happened: {what}")
+
+
+def summed(items: list[dict]) -> dict[str, str]:
+    return {k: str(sum((Decimal(i[k]) for i in items), Decimal(0))) for k in FIELDS} | {"count": str(len(items))}
+
+
+@pytest.fixture
+async def billing(runtime):
+    async with portal(runtime, ["identity", "billing", "notify"]) as p:
+        for number in NUMBERS:
+            assert (await p.client.post("/api/v1/customers", json=customer(number),
+                                        headers=p.tokens["a"])).status_code == 201
+        yield p
+
+
+async def test_totals_row_is_the_sum_of_the_rows_through_revisions_settings_issue_and_void(billing, runtime):
+    client, a = billing.client, billing.tokens["a"]
+    agency = billing.agency_ids["a"]
+    pages = billing.host.service("billing").portal
+
+    async def settled(month: str, expected: int):
+        """The list's lines equal each invoice's detail (computed from the stored days), and the totals row."""
+        listing = await pages.invoice_list(agency, month)
+        items = listing["items"]
+        if len(items) != expected:
+            return None
+        for item in items:
+            detail = (await client.get(f"/api/v1/invoices/{item['invoice_number']}", headers=a)).json()
+            if any(item[k] != detail[k] for k in (*FIELDS, "status", "period_start", "name")):
+                return None
+        live = [i for i in items if i["status"] != "voided"]
+        return listing if listing["totals"] == summed(live) else None
+
+    await runtime.bus.publish(METERING_DAILY_USAGE, [
+        day(agency, NUMBERS[0], "2024-01-20", 1, values("50.000", "40.000")),
+        day(agency, NUMBERS[0], "2024-02-10", 1, values("56.700", "35.300")),
+        day(agency, NUMBERS[1], "2024-01-31", 1, values("12.346", "2.004")),
+        day(agency, NUMBERS[2], "2024-01-10", 1, values("8.000", "1.000")),  # 2023/12 with closing day 15
+        day(agency, NUMBERS[2], "2024-02-01", 1, values("20.000", "5.000")),
+        day(agency, NUMBERS[0], "2024-01-20", 2, values("60.000", "40.000"), old=values("50.000", "40.000")),
+        day(agency, NUMBERS[0], "2024-01-20", 1, values("50.000", "40.000")),  # redelivered older version
+    ])
+    first = await until(lambda: settled("2024/01", 3), "the list caught up with the revision")
+    assert first["totals"]["generation_kwh"] == str(Decimal("116.70") + Decimal("12.35") + Decimal("20.00"))
+    assert first["items"][0]["total"] == "2098"  # the seed row, after the revision
+    assert (await pages.invoice_list(agency, "2023/12"))["total"] == 1
+
+    # a price change recomputes that customer's lines
+    await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"usage_unit_price": "30.00"}, headers=a)
+    changed = await until(lambda: settled("2024/01", 3), "the new price in the list")
+    assert changed["totals"] != first["totals"]
+
+    # a closing-day change files every day again: 2024/01 is now the calendar month
+    assert (await client.put("/api/v1/billing/settings", headers=a,
+                             json={**SETTINGS, "closing_day": "末日"})).status_code == 200
+    refiled = await until(lambda: settled("2024/01", 3), "the days filed under the new closing day")
+    assert {i["period_start"] for i in refiled["items"]} == {"2024-01-01"}
+    assert refiled["totals"]["generation_kwh"] == str(Decimal("60.00") + Decimal("12.35") + Decimal("8.00"))
+    assert (await pages.invoice_list(agency, "2023/12"))["total"] == 0
+
+    # issued figures replace the draft; a voided invoice stays listed but leaves the totals
+    number = f"2401{NUMBERS[0]}"
+    assert (await client.post(f"/api/v1/invoices/{number}/issue", headers=a)).status_code == 201
+    await until(lambda: settled("2024/01", 3), "the issued invoice in the totals")
+    assert (await client.post(f"/api/v1/invoices/{number}/void", headers=a)).status_code == 200
+
+    async def voided():
+        listing = await settled("2024/01", 3)
+        return listing if listing and listing["totals"]["count"] == "2" else None
+
+    after_void = await until(voided, "the voided invoice out of the totals")
+    assert [i["status"] for i in after_void["items"]] == ["voided", "draft", "draft"]
+
+    # a search narrows the rows and its totals alike
+    searched = await pages.invoice_list(agency, "2024/01", customer_number=NUMBERS[2][-4:])
+    assert [i["customer_number"] for i in searched["items"]] == [NUMBERS[2]]
+    assert searched["totals"] == summed(searched["items"])
+
+    # another agency sees nothing of it
+    other = await pages.invoice_list(billing.agency_ids["b"], "2024/01")
+    assert (other["total"], other["totals"]["count"]) == (0, "0")
+    assert (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=billing.tokens["b"])).json() \
+        == {"items": [], "total": 0}
+
+
+async def test_a_deleted_customers_draft_leaves_the_list(billing, runtime):
+    client, a = billing.client, billing.tokens["a"]
+    agency = billing.agency_ids["a"]
+    pages = billing.host.service("billing").portal
+    await runtime.bus.publish(METERING_DAILY_USAGE, [
+        day(agency, NUMBERS[0], "2024-01-20", 1, values("5.000", "1.000")),
+        day(agency, NUMBERS[1], "2024-01-20", 1, values("6.000", "1.000")),
+    ])
+
+    async def listed(n: int):
+        listing = await pages.invoice_list(agency, "2024/01")
+        return listing if listing["total"] == n and listing["totals"]["count"] == str(n) else None
+
+    await until(lambda: listed(2), "both drafts listed")
+    assert (await client.delete(f"/api/v1/customers/{NUMBERS[1]}", headers=a)).status_code == 204
+    left = await until(lambda: listed(1), "the deleted customer's draft gone from list and totals")
+    assert [i["customer_number"] for i in left["items"]] == [NUMBERS[0]]
+    assert left["totals"] == summed(left["items"])
