@@ -168,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     from ppa import simulate
 
     simulate.add_parser(sub)
+    from ppa import ops_cli
+
+    ops_cli.add_parsers(sub)
     return p
 
 
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "agency":
             sys.exit(asyncio.run(_agency_create(args)))
         elif args.command == "simulate":
+            sys.exit(args.handler(args))
+        elif args.command in ("operator", "projections"):
             sys.exit(args.handler(args))
     except KeyboardInterrupt:
         pass

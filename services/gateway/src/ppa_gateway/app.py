@@ -70,10 +70,28 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
             app.include_router(router)
     if any(s.name == "identity" for s in host.services):
         from ppa_gateway.agency_pages import router as agency_pages
+        from ppa_gateway.agency_profile_pages import router as agency_profile_pages
+        from ppa_gateway.agency_signup_pages import router as agency_signup_pages
 
         app.include_router(agency_pages)
+        from ppa_gateway.ops_pages import router as ops_pages
+
+        app.include_router(ops_pages)
+        app.include_router(agency_signup_pages)
+        app.include_router(agency_profile_pages)
+        from ppa_gateway.mypage_pages import router as mypage_pages
+        from ppa_gateway.mypage_profile_pages import router as mypage_profile_pages
+
+        app.include_router(mypage_pages)
+        app.include_router(mypage_profile_pages)
     if {"identity", "billing"} <= {s.name for s in host.services}:
         from ppa_gateway.billing_pages import router as billing_pages
 
         app.include_router(billing_pages)
+    if {"identity", "linking"} <= {s.name for s in host.services}:
+        from ppa_gateway import proxy_login
+        from ppa_gateway.linking_pages import router as linking_pages
+
+        proxy_login.install(app)
+        app.include_router(linking_pages)
     return app

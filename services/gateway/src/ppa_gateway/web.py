@@ -19,9 +19,10 @@ async def current_session(request: Request) -> dict | None:
     return await identity(request).sessions.get(request.cookies.get(COOKIE))
 
 
-def set_cookie(request: Request, response: Response, session_id: str) -> None:
+def set_cookie(request: Request, response: Response, session_id: str, max_age: int | None = None) -> None:
+    """The session cookie; without `max_age` it ends with the browser session."""
     secure = request.app.state.host.runtime.settings.public_url.startswith("https://")
-    response.set_cookie(COOKIE, session_id, httponly=True, samesite="lax", secure=secure, path="/")
+    response.set_cookie(COOKIE, session_id, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/")
 
 
 def csrf_ok(session: dict | None, token: str | None) -> bool:

@@ -1,0 +1,89 @@
+"""What every operators' page shares: the operator check, the ops console, Japanese times and durations.
+
+Only sessions of kind "operator" pass. An agency's or owner's session, or any bearer token, gets
+403; no session at all is sent to /ops/login.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from ppa_gateway.web import current_session, render
+from ppa_runtime.ops.audit import Operator
+from ppa_runtime.ops.console import OpsConsole
+
+JST = ZoneInfo("Asia/Tokyo")
+CSRF_FAILED = "画面の有効期限が切れました。もう一度操作してください。"
+FORBIDDEN = "このページは運用担当者専用です。"
+DONE = {
+    "replayed": "再送しました。グループが適用すると反映されます。まだ失敗する場合は新しいデッドレターとして表示されます。",
+    "replayed_all": "未処理のデッドレターを再送しました。",
+    "discarded": "デッドレターを破棄済みにしました（トピックには残ります）。",
+    "rebuild": "再構築を開始しました。",
+}
+
+
+def console(request: Request) -> OpsConsole:
+    """The process's ops console (made on first use)."""
+    state = request.app.state
+    if getattr(state, "ops", None) is None:
+        state.ops = OpsConsole(state.host)
+    return state.ops
+
+
+class NotOperator(Exception):
+    """The request is not from a signed-in operator."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def operator_session(request: Request, json_reply: bool = False) -> dict:
+    """The operator's session, or NotOperator carrying the reply (403, or the login page)."""
+    session = await current_session(request)
+    if session is not None and session["kind"] == "operator" and "authorization" not in request.headers:
+        return session
+    if session is None and "authorization" not in request.headers and not json_reply:
+        raise NotOperator(RedirectResponse("/ops/login", status_code=303))
+    if json_reply:
+        raise NotOperator(JSONResponse({"title": "Forbidden", "status": 403, "detail": FORBIDDEN}, status_code=403,
+                                       media_type="application/problem+json"))
+    raise NotOperator(render(request, "ops/forbidden.html", {"title": "権限がありません", "message": FORBIDDEN}, 403))
+
+
+def who(session: dict) -> Operator:
+    """The operator a session belongs to (for the audit events)."""
+    return Operator(session["principal"], session.get("email", ""))
+
+
+def jst(moment: datetime | str | None) -> str:
+    """A time as the pages show it (JST, to the second)."""
+    if moment is None:
+        return "—"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def span(delta: timedelta | None) -> str:
+    """A duration in Japanese (e.g. 3分12秒)."""
+    if delta is None:
+        return "—"
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}時間{minutes}分"
+    return f"{minutes}分{secs}秒" if minutes else f"{secs}秒"
+
+
+def page(request: Request, template: str, session: dict, context: dict[str, Any], status: int = 200) -> Response:
+    done = DONE.get(request.query_params.get("done", ""))
+    messages = [{"kind": "ok", "text": done}] if done else []
+    return render(request, template, {"session": session, "csrf": session["csrf"], "messages": messages,
+                                      "jst": jst, "span": span, **context}, status)
