@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -36,7 +36,7 @@ def daily_chart(daily: list[dict[str, Any]], title: str = "日別 発電量・�
         y = TOP + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" stroke="#d8dde3"/>'
                      f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
-                     f'{value.quantize(Decimal("0.1"), rounding=ROUND_CEILING).normalize():f}</text>')
+                     f'{value.quantize(Decimal("0.01")).normalize():f}</text>')  # quarters of 1, 2 or 5 × 10^k
     parts.append(f'<text x="6" y="{TOP - 14}" font-size="11">(kWh)</text>')
     slot = plot_w / max(len(daily), 1)
     bar = max(slot * 0.8 / len(SERIES), 1)

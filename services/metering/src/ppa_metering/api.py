@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
@@ -12,7 +11,6 @@ from pydantic import BaseModel
 
 from ppa_metering.daily_projection import DailyProjection
 from ppa_metering.devices import DeviceRegistry
-from ppa_metering.domain.daily import present_kwh
 from ppa_metering.domain.readings import BatchTooLarge
 from ppa_metering.ingest import Ingestion
 from ppa_runtime import metrics
@@ -78,12 +76,8 @@ def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection
         start = from_ or end - timedelta(days=31)
         if start > end:
             raise Problem(422, "Unprocessable Content", "from は to 以前の日付を指定してください。")
-        out = []
-        for d in await daily.days(agency.agency_id, customer_number, start, end):
-            v = d["values"]
-            gen, sold = present_kwh(Decimal(v["generation_kwh"])), present_kwh(Decimal(v["sold_kwh"]))
-            out.append(DayPublic(date=d["date"], generation_kwh=str(gen), sold_kwh=str(sold),
-                                 usage_kwh=str(max(gen - sold, Decimal("0.00"))), estimated=v["estimated"]))
-        return out
+        return [DayPublic(date=d["date"], generation_kwh=str(d["generation_kwh"]), sold_kwh=str(d["sold_kwh"]),
+                          usage_kwh=str(d["usage_kwh"]), estimated=d["estimated"])
+                for d in await daily.presented_days(agency.agency_id, customer_number, start, end)]
 
     return r

@@ -22,7 +22,7 @@ from ppa_contracts import Envelope
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues, ReadingBatchAccepted
 from ppa_contracts.topics import METERING_DAILY_USAGE, METERING_READINGS
 from ppa_metering.devices import DeviceRegistry
-from ppa_metering.domain.daily import DailyUsage, affected_days_of, compute_daily
+from ppa_metering.domain.daily import DailyUsage, affected_days_of, compute_daily, present_kwh
 from ppa_metering.domain.readings import Reading, rank
 from ppa_metering.store import (CHANNEL_INDEX, Entry, ReadingStore, by_day, day_start_us, jst_day, micros,
                                 reading)
@@ -304,6 +304,16 @@ class DailyProjection:
         return await self.daily.find(
             {"agency_id": agency_id, "customer_number": customer_number,
              "date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}, sort=[("date", 1)])
+
+    async def presented_days(self, agency_id: str, customer_number: str, start: date, end: date) -> list[dict]:
+        """The days as people see them: kWh to 2 decimals, usage = generation − sold of those (never below 0)."""
+        out = []
+        for d in await self.days(agency_id, customer_number, start, end):
+            v = d["values"]
+            gen, sold = present_kwh(Decimal(v["generation_kwh"])), present_kwh(Decimal(v["sold_kwh"]))
+            out.append({"date": d["date"], "generation_kwh": gen, "sold_kwh": sold,
+                        "usage_kwh": max(gen - sold, Decimal("0.00")), "estimated": bool(v["estimated"])})
+        return out
 
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(

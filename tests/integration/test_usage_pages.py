@@ -1,0 +1,112 @@
+"""顧客管理 - 日別利用量: a customer's month of daily usage as bars and a table, fed by a device through the
+real ingestion API; month navigation, a bad month in Japanese, another agency's customer is a 404."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+from support import portal
+
+CUSTOMER = {"customer_number": "1120240002", "serial_number": "HEMS0002", "name": "鈴木 一郎",
+            "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
+            "contract_start": "2024-01-01"}
+
+
+async def eventually(check, timeout: float = 60.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (result := await check()) is None and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def logged_in(p, who: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(transport=p.client._transport, base_url="http://t")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get("/agency/login")).text).group(1)
+    done = await client.post("/agency/login", data={"email": f"{who}@example.jp", "password": "password123",
+                                                    "csrf_token": token})
+    assert done.status_code == 303
+    return client
+
+
+def reading(at: str, channel: str, kwh: str) -> dict:
+    return {"at": at, "channel": channel, "kwh": kwh}
+
+
+@pytest.fixture
+async def site(runtime):
+    async with portal(runtime, ["identity", "billing", "metering"]) as p:
+        created = await p.client.post("/api/v1/customers", json=CUSTOMER, headers=p.tokens["a"])
+        assert created.status_code == 201, created.text
+        code = created.json()["auth_code"]
+        metering = p.host.service("metering")
+
+        async def registered():
+            return await metering.devices.authenticate("HEMS0002", code) or None
+
+        assert await eventually(registered), "registry never saw the device"
+        a, b = await logged_in(p, "a"), await logged_in(p, "b")
+        try:
+            yield p, a, b, {"Authorization": f"Bearer {code}"}
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+
+async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
+    p, a, b, device = site
+    # Cumulative registers at midnight JST: 2024-02-28 → 29 → 03-01, so February has two whole days
+    # (the leap day included) and March one.
+    readings = [reading(f"{d}T00:00:00+09:00", ch, v) for d, ch, v in (
+        ("2024-02-28", "pv_generation", "1000.00"), ("2024-02-29", "pv_generation", "1012.50"),
+        ("2024-03-01", "pv_generation", "1020.25"), ("2024-03-02", "pv_generation", "1031.00"),
+        ("2024-02-28", "grid_export", "500.00"), ("2024-02-29", "grid_export", "505.00"),
+        ("2024-03-01", "grid_export", "509.00"), ("2024-03-02", "grid_export", "513.50"))]
+    pushed = await p.client.post("/api/v1/devices/HEMS0002/readings", json={"readings": readings}, headers=device)
+    assert pushed.status_code == 202 and pushed.json()["accepted"] == 8
+
+    async def february():
+        page = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/02"})
+        return page if page.status_code == 200 and "2024/02/29" in page.text else None
+
+    page = await eventually(february)
+    assert page is not None, "daily usage never reached the page"
+    html = page.text
+    assert "顧客管理 - 日別利用量 (1120240002)" in html and "鈴木 一郎" in html
+    rows = re.findall(r"<tr><td>(\d{4}/\d\d/\d\d)[^<]*</td>\s*<td class=\"num\">([\d,.]+)</td>"
+                      r"<td class=\"num\">([\d,.]+)</td><td class=\"num\">([\d,.]+)</td></tr>", html)
+    assert rows == [("2024/02/28", "12.50", "5.00", "7.50"), ("2024/02/29", "7.75", "4.00", "3.75")]
+    assert re.search(r'class="totals"><th scope="row">合計</th><td class="num">20.25</td>\s*'
+                     r'<td class="num">9.00</td><td class="num">11.25</td>', html)
+    # One bar per series and day, each carrying its value.
+    assert re.findall(r'class="bar generation_kwh"[^>]*data-value="([\d.]+)"', html) == ["12.50", "7.75"]
+    assert re.findall(r'class="bar usage_kwh"[^>]*data-value="([\d.]+)"', html) == ["7.50", "3.75"]
+    assert 'href="?month=2024/01"' in html and 'href="?month=2024/03"' in html
+    march = (await a.get("/agency/customers/1120240002/usage", params={"month": "2024-03"})).text
+    # 03-02 has only its midnight reading so far: the day is there with nothing yet.
+    assert re.findall(r'class="bar sold_kwh"[^>]*data-value="([\d.]+)"', march) == ["4.50", "0.00"]
+    assert "2024/02/29" not in march
+    empty = (await a.get("/agency/customers/1120240002/usage", params={"month": "2023/12"})).text
+    assert "この期間の利用データはまだありません" in empty and 'class="bar ' not in empty
+    # The page and the API agree.
+    api = await p.client.get("/api/v1/customers/1120240002/daily-usage", params={"from": "2024-02-01", "to": "2024-02-29"},
+                             headers=p.tokens["a"])
+    assert [(d["generation_kwh"], d["sold_kwh"], d["usage_kwh"]) for d in api.json()] == [r[1:] for r in rows]
+
+
+async def test_a_bad_month_is_explained_and_other_agencies_and_strangers_are_kept_out(site):
+    p, a, b, _ = site
+    bad = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/13"})
+    assert bad.status_code == 422 and "利用月は YYYY/MM の形式（例: 2026/04）で入力してください。" in bad.text
+    assert (await b.get("/agency/customers/1120240002/usage")).status_code == 404
+    assert (await a.get("/agency/customers/1199999999/usage")).status_code == 404
+    stranger = httpx.AsyncClient(transport=p.client._transport, base_url="http://t")
+    r = await stranger.get("/agency/customers/1120240002/usage")
+    assert r.status_code == 303 and r.headers["location"] == "/agency/login"
+    await stranger.aclose()
+    current = await a.get("/agency/customers/1120240002/usage")
+    assert current.status_code == 200 and 'id="next-month"' not in current.text and 'id="previous-month"' in current.text
+    assert 'href="/agency/customers/1120240002/usage"' in (await a.get("/agency/customers/1120240002")).text
