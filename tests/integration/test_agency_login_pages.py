@@ -90,3 +90,22 @@ async def test_repeated_failures_lock_the_account_with_a_clear_message(client):
     assert api.status_code == 429 and api.headers["content-type"] == "application/problem+json"
     other = await client.post("/api/v1/auth/token", data={"username": "nobody@example.jp", "password": "x1234567"})
     assert other.status_code == 401  # another account is not locked by this one's failures
+
+
+async def test_login_returns_to_the_portal_page_asked_for_and_never_to_another_site(client):
+    page = await client.get("/agency/login", params={"next": "/agency_admin/abc123"})
+    assert '<input type="hidden" name="next" value="/agency_admin/abc123">' in page.text
+    token = csrf_of(page.text)
+    failed = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "nope12345",
+                                                      "csrf_token": token, "next": "/agency_admin/abc123"})
+    assert failed.status_code == 401 and 'name="next" value="/agency_admin/abc123"' in failed.text
+    done = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "password123",
+                                                    "csrf_token": token, "next": "/agency_admin/abc123"})
+    assert done.status_code == 303 and done.headers["location"] == "/agency_admin/abc123"
+    for hostile in ("https://evil.example/", "//evil.example/agency/", "/agency/\\evil", "/mypage/",
+                    "/agency//evil.example", "/agency/\nSet-Cookie:x"):
+        await client.post("/agency/logout", data={"csrf_token": csrf_of((await client.get("/agency/")).text)})
+        token = csrf_of((await client.get("/agency/login", params={"next": hostile})).text)
+        r = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "password123",
+                                                     "csrf_token": token, "next": hostile})
+        assert r.status_code == 303 and r.headers["location"] == "/agency/", hostile

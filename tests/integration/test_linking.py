@@ -191,9 +191,11 @@ async def test_pages_need_an_agency_login(runtime):
         await p.set_agencies(owner.owner_id, "a@example.jp")
         link = await p.link_of(owner.owner_id)
         anonymous = p.browser()
-        for path in ("/agency/users", f"/agency_admin/{link.link_id}"):
-            r = await anonymous.get(path)
-            assert r.status_code == 303 and r.headers["location"] == "/agency/login"
+        r = await anonymous.get("/agency/users")
+        assert r.status_code == 303 and r.headers["location"] == "/agency/login"
+        # the request e-mail's URL leads through login and back to the request
+        r = await anonymous.get(f"/agency_admin/{link.link_id}")
+        assert r.status_code == 303 and r.headers["location"] == f"/agency/login?next=%2Fagency_admin%2F{link.link_id}"
         r = await anonymous.post(f"/agency_admin/{link.link_id}/approve", data={"csrf_token": "x"})
         assert r.status_code == 303 and (await p.link_of(owner.owner_id)).status.value == "pending"
 
@@ -243,6 +245,22 @@ async def test_proxy_login_cannot_start_another_one(runtime):
         events = await read_topic(runtime, LINKING_PROXY_SESSION,
                                   lambda evs: any(e.data.get("reason") == "nested" for e in evs))
         assert any(e.data.get("owner_id") == other_owner.owner_id for e in events if e.data.get("reason") == "nested")
+
+
+async def test_logging_out_of_the_portal_ends_the_proxy_session_opened_in_that_browser(runtime):
+    async with platform(runtime) as p:
+        _, link_id, agency = await approved_link(p)
+        started = await start_proxy(agency, link_id)
+        assert started.status_code == 303
+        token = started.cookies["ppa_proxy"]
+        home = await agency.get("/agency/")
+        out = await agency.post("/agency/logout", data={"csrf_token": csrf_of(home.text)})
+        assert out.status_code == 303 and 'ppa_proxy=""' in ",".join(out.headers.get_list("set-cookie"))
+        doc = (await p.linking.proxies.coll.find({"link_id": link_id}))[0]
+        assert doc["end_reason"] == "logout"
+        # the proxy cookie kept by hand opens nothing now
+        agency.cookies.set("ppa_proxy", token)
+        assert (await agency.get("/mypage/proxy-history")).status_code == 403
 
 
 async def test_an_expired_proxy_session_is_refused_and_its_expiry_recorded(runtime):

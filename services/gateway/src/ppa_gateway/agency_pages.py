@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ppa_gateway import proxy_login
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
 from ppa_runtime.auth import LoginLocked
 
@@ -14,13 +15,24 @@ CSRF_FAILED = "画面の有効期限が切れました。もう一度操作し�
 LOCKED = "ログインに続けて失敗したため、一時的にログインできません。15分ほど待ってから再度お試しください。"
 
 
-async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200) -> Response:
+def safe_next(target: str) -> str:
+    """Where to go after login: a path inside the agency portal, never another site (an open redirect)."""
+    if (target.startswith(("/agency/", "/agency_admin/")) and "//" not in target and "\\" not in target
+            and all(c.isprintable() and not c.isspace() for c in target)):
+        return target
+    return "/agency/"
+
+
+async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200,
+                      next_url: str = "") -> Response:
     session = await current_session(request)
     fresh = None
     if session is None:
         fresh, session = await identity(request).sessions.open()
     response = render(request, "agency/login.html", {"title": "ログイン", "csrf": session["csrf"], "error": error,
-                                                      "email": email}, status)
+                                                      "email": email,
+                                                      "next": safe_next(next_url or request.query_params.get("next", ""))},
+                      status)
     if fresh:
         set_cookie(request, response, fresh)
     return response
@@ -33,22 +45,22 @@ async def login_form(request: Request) -> Response:
 
 @router.post("/agency/login")
 async def login(request: Request, email: str = Form(""), password: str = Form(""),
-                csrf_token: str = Form("")) -> Response:
+                csrf_token: str = Form(""), next: str = Form("")) -> Response:
     session = await current_session(request)
     if not csrf_ok(session, csrf_token):
-        return await _login_page(request, CSRF_FAILED, email, status=403)
+        return await _login_page(request, CSRF_FAILED, email, status=403, next_url=next)
     try:
         agency = await identity(request).login_agency(email, password,
                                                       request.client.host if request.client else "unknown")
     except LoginLocked:
-        return await _login_page(request, LOCKED, email, status=429)
+        return await _login_page(request, LOCKED, email, status=429, next_url=next)
     if agency is None:
-        return await _login_page(request, LOGIN_FAILED, email, status=401)
+        return await _login_page(request, LOGIN_FAILED, email, status=401, next_url=next)
     # a new session id at login, so an id planted before login is worth nothing after it
     await identity(request).sessions.close(request.cookies.get(COOKIE))
     session_id, _ = await identity(request).sessions.open("agency", agency.agency_id, email=agency.email,
                                                          company=agency.profile.company)
-    response = RedirectResponse("/agency/", status_code=303)
+    response = RedirectResponse(safe_next(next), status_code=303)
     set_cookie(request, response, session_id)
     return response
 
@@ -61,6 +73,8 @@ async def logout(request: Request, csrf_token: str = Form("")) -> Response:
     await identity(request).sessions.close(request.cookies.get(COOKIE))
     response = RedirectResponse("/agency/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
+    if session is not None and session["kind"] == "agency":
+        await proxy_login.end_with_agency_logout(request, session["principal"], response)
     return response
 
 

@@ -106,8 +106,8 @@ async def _user_page(request: Request, session: dict, link_id: str, messages: li
 
 @router.get("/agency_admin/{link_id}", response_class=HTMLResponse)
 async def user(request: Request, link_id: str) -> Response:
-    if (session := await _agency(request)) is None:
-        return _login()
+    if (session := await _agency(request)) is None:  # the request e-mail's link: come back here after login
+        return RedirectResponse(f"/agency/login?{urlencode({'next': request.url.path})}", status_code=303)
     return await _user_page(request, session, link_id)
 
 

@@ -61,6 +61,17 @@ def clear_proxy_cookie(response: Response) -> None:
     response.delete_cookie(PROXY_COOKIE, path="/")
 
 
+async def end_with_agency_logout(request: Request, agency_id: str, response: Response) -> None:
+    """The agency logs out of the portal: the proxy session opened in this browser ends with it."""
+    if not any(s.name == "linking" for s in request.app.state.host.services):
+        return
+    doc = await _linking(request).proxies.lookup(request.cookies.get(PROXY_COOKIE))
+    if doc is not None and doc["agency_id"] == agency_id:
+        await _linking(request).proxies.end(doc["_id"], ProxyEndReason.LOGOUT, _ip(request))
+    if request.cookies.get(PROXY_COOKIE):
+        clear_proxy_cookie(response)
+
+
 async def _still_granted(request: Request, doc: dict[str, Any]) -> bool:
     """Identity's word: does the owner still list the agency's e-mail? (True when identity cannot say.)"""
     identity = request.app.state.host.service("identity")
