@@ -16,6 +16,25 @@ OWNER = {"#family_name": "日見", "#given_name": "太郎", "#family_name_kana":
          "#password_confirm": "Passw0rd2024"}
 
 
+async def registration_link(host, address: str) -> str:
+    """The link path of the registration mail in notify's Maildir (no SMTP is configured here)."""
+    import asyncio
+    import email
+    import mailbox
+    import re
+    from email import policy
+
+    root = host.runtime.settings.data_dir / "maildir"
+    for _ in range(300):
+        if root.exists():
+            for raw in mailbox.Maildir(root, factory=None):
+                message = email.message_from_bytes(raw.as_bytes(), policy=policy.default)
+                if message["To"] == address and "会員仮登録のご案内" in message["Subject"]:
+                    return re.search(r"https?://\S+?(/mypage/register/\S+)", message.get_content()).group(1)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no registration mail to {address} in {root}")
+
+
 async def set_segment(page, i: int, day: str, start: str, end: str, price: str) -> None:
     await page.select_option(f"select[name=buy_day_{i}]", day)
     await page.select_option(f"select[name=buy_start_{i}]", start)
@@ -25,7 +44,7 @@ async def set_segment(page, i: int, day: str, start: str, end: str, price: str) 
 
 async def test_owner_registers_logs_in_and_fixes_a_segment_gap_in_chromium(runtime, browser_page, runtime_kind):
     page = browser_page
-    async with live_portal(runtime, ["identity"]) as (url, host):
+    async with live_portal(runtime, ["identity", "notify"]) as (url, host):
         await host.service("identity").create_agency("shop@example.jp", "password123",
                                                      AgencyProfile(company="ブラウザ電力"))
         await page.goto(f"{url}/mypage/login")
@@ -37,6 +56,12 @@ async def test_owner_registers_logs_in_and_fixes_a_segment_gap_in_chromium(runti
         await page.check("input[name=info_opt_in][value=no]")
         await screenshot(page, f"mypage_register_{runtime_kind}")
         await page.click("button[type=submit]:has-text('登録する')")
+        await page.wait_for_selector("text=仮登録メール送信")
+        await screenshot(page, f"mypage_register_sent_{runtime_kind}")
+        link = await registration_link(host, "taro@example.jp")
+        await page.goto(url + link)
+        assert await page.inner_text("#login-id") == "taro@example.jp"
+        await page.click("#complete-registration")
         await page.wait_for_url(f"{url}/mypage/?done=registered")
         assert "会員登録が完了しました。" in await page.inner_text("main")
         await screenshot(page, f"mypage_menu_{runtime_kind}")

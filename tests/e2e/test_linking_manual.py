@@ -78,7 +78,12 @@ async def test_the_seed_manual_from_grant_to_revocation(runtime, settings, inbox
         owner_email = "taro_nichicon@example.jp"
         r = await owner.post("/mypage/register", data={**SEED_OWNER, "email": owner_email, "password": PASSWORD,
                                                        "password_confirm": PASSWORD, "csrf_token": csrf_of(form.text)})
-        assert r.status_code == 303, r.text
+        assert r.status_code == 200 and "仮登録メール送信" in r.text, r.text
+        link = re.search(r"https?://\S+(/mypage/register/\S+)",
+                         (await smtp.wait_for(owner_email, "会員仮登録のご案内")).get_content()).group(1)
+        confirm_page = await owner.get(link)
+        r = await owner.post(link, data={"csrf_token": csrf_of(confirm_page.text)})
+        assert r.status_code == 303 and r.headers["location"] == "/mypage/?done=registered", r.text
         product = await owner.get("/mypage/products/new")
         r = await owner.post("/mypage/products/new", data={**SEED_PRODUCT, "csrf_token": csrf_of(product.text)})
         assert r.status_code == 303, r.text

@@ -46,6 +46,8 @@ SEED = {"family_name": "日見", "given_name": "太郎", "family_name_kana": "�
         "street": "日本橋兜町", "phone": "0336667945", "info_opt_in": "no"}
 WELCOME = "家庭用PPAポータルへの会員登録ありがとうございます"
 RESET = "[家庭用PPAポータル]パスワード再設定のご案内"
+REGISTRATION_LINK = "[家庭用PPAポータル]会員仮登録のご案内"
+ALREADY_REGISTERED = "[家庭用PPAポータル]新規会員登録のお申込みについて"
 
 
 class Inbox:
@@ -132,11 +134,26 @@ def text_of(html: str) -> str:
     return unescape(re.sub(r"<[^>]+>", " ", html))
 
 
-async def register(client: httpx.AsyncClient, address: str, **override: str) -> httpx.Response:
+async def submit_registration(client: httpx.AsyncClient, address: str, **override: str) -> httpx.Response:
+    """新規会員登録's form, posted: the answer is the same page whether or not the address is taken."""
     form = await client.get("/mypage/register")
     data = {**SEED, "email": address, "password": PASSWORD, "password_confirm": PASSWORD,
             "csrf_token": csrf_of(form.text), **override}
     return await client.post("/mypage/register", data=data)
+
+
+async def register(site: Site, client: httpx.AsyncClient, address: str, **override: str) -> httpx.Response:
+    """Register as a person does: the form, then the mailed link, then 登録を完了する (the last response)."""
+    before = len(site.inbox.find(address.lower(), REGISTRATION_LINK))
+    sent = await submit_registration(client, address, **override)
+    if sent.status_code != 200:
+        return sent
+    assert "仮登録メール送信" in sent.text
+    mail = (await site.inbox.wait_for(address.lower(), REGISTRATION_LINK, before + 1))[-1]
+    url = re.search(r"https://portal\.ppa\.example(/mypage/register/\S+)", mail.get_content()).group(1)
+    page = await client.get(url)
+    assert page.status_code == 200 and "登録を完了する" in page.text, page.text
+    return await client.post(url, data={"csrf_token": csrf_of(page.text)})
 
 
 async def login(client: httpx.AsyncClient, address: str, password: str = PASSWORD, remember: bool = False):
@@ -176,7 +193,7 @@ PLAN = [("weekday", "07:00", "23:00", "35.12"), ("weekday", "23:00", "07:00", "2
 async def test_owner_registers_logs_in_and_edits_every_field(site, runtime):
     address = "taro_nichicon@example.jp"
     client = site.browser()
-    done = await register(client, address)
+    done = await register(site, client, address)
     assert done.status_code == 303 and done.headers["location"] == "/mypage/?done=registered"
     cookie = done.headers["set-cookie"]
     assert "HttpOnly" in cookie and "Max-Age" not in cookie and "expires" not in cookie.lower()
@@ -238,7 +255,7 @@ async def test_owner_registers_logs_in_and_edits_every_field(site, runtime):
 async def test_refused_edits_name_the_problem_and_store_nothing(site):
     address = "refused@example.jp"
     client = site.browser()
-    assert (await register(client, address)).status_code == 303
+    assert (await register(site, client, address)).status_code == 303
     owner = await site.identity.owners.find_by_email(address)
     csrf = csrf_of((await client.get("/mypage/profile/edit")).text)
     before = await version_of(site, owner.owner_id)
@@ -264,7 +281,7 @@ async def test_refused_edits_name_the_problem_and_store_nothing(site):
                                 | {"action": "commit"})
     assert no_csrf.status_code == 403 and "画面の有効期限が切れました。" in no_csrf.text
     # another owner's address is taken
-    assert (await register(site.browser(), "second@example.jp")).status_code == 303
+    assert (await register(site, site.browser(), "second@example.jp")).status_code == 303
     taken = await client.post("/mypage/profile/edit", data=edit_data(csrf, "second@example.jp")
                               | {"action": "commit"})
     assert taken.status_code == 422 and "このメールアドレスは既に登録されています。" in taken.text
@@ -274,7 +291,7 @@ async def test_refused_edits_name_the_problem_and_store_nothing(site):
 
 async def test_registration_refuses_bad_fields_and_a_registered_address(site):
     client = site.browser()
-    bad = await register(client, "x@example.jp", postal_code="103-0026", password_confirm="other123",
+    bad = await register(site, client, "x@example.jp", postal_code="103-0026", password_confirm="other123",
                          info_opt_in="")
     text = text_of(bad.text)
     assert bad.status_code == 422
@@ -282,14 +299,67 @@ async def test_registration_refuses_bad_fields_and_a_registered_address(site):
     assert "パスワード（確認用）がパスワードと一致しません。" in text
     assert "運営会社からの情報提供可を選択してください。" in text
     assert await site.identity.owners.find_by_email("x@example.jp") is None
-    assert (await register(client, "x@example.jp")).status_code == 303
-    again = await register(site.browser(), "X@Example.jp")
-    assert again.status_code == 422 and "このメールアドレスは既に登録されています。" in again.text
+    assert (await register(site, client, "x@example.jp")).status_code == 303
+    # a registered address gets the very same page; the mail says so to the address's holder only
+    fresh = await submit_registration(site.browser(), "fresh@example.jp")
+    again = await submit_registration(site.browser(), "X@Example.jp", family_name="別人")
+    assert fresh.status_code == again.status_code == 200
+    assert text_of(fresh.text).replace("fresh@example.jp", "@") == text_of(again.text).replace("X@Example.jp", "@")
+    [notice] = await site.inbox.wait_for("x@example.jp", ALREADY_REGISTERED)
+    body = notice.get_content()
+    assert "ログインID : x@example.jp" in body and "https://portal.ppa.example/mypage/password/forgot" in body
+    assert "/mypage/register/" not in body
+    assert (await site.identity.owners.find_by_email("x@example.jp")).profile.family_name == "日見"
+
+
+async def test_registration_links_work_once_for_an_hour_and_a_get_registers_nobody(site):
+    client = site.browser()
+    assert (await submit_registration(client, "link@example.jp")).status_code == 200
+    [mail] = await site.inbox.wait_for("link@example.jp", REGISTRATION_LINK)
+    url = re.search(r"https://portal\.ppa\.example(/mypage/register/\S+)", mail.get_content()).group(1)
+    page = await client.get(url)
+    assert page.status_code == 200 and "link@example.jp" in page.text and page.headers["referrer-policy"] == "no-referrer"
+    assert await site.identity.owners.find_by_email("link@example.jp") is None  # following the link is not enough
+    forged = await client.post(url, data={"csrf_token": "forged"})
+    assert forged.status_code == 403 and "画面の有効期限が切れました" in forged.text
+    assert await site.identity.owners.find_by_email("link@example.jp") is None
+    done = await client.post(url, data={"csrf_token": csrf_of(page.text)})
+    assert done.status_code == 303 and done.headers["location"] == "/mypage/?done=registered"
+    assert (await login(site.browser(), "link@example.jp")).status_code == 303  # the password of the form
+    await site.inbox.wait_for("link@example.jp", WELCOME)
+    used = await site.browser().get(url)
+    assert used.status_code == 410 and "このURLによる会員登録は完了しています。" in used.text
+    tampered = await site.browser().get(url[:-3] + "xyz")
+    assert tampered.status_code == 410 and "このURLは無効です。" in tampered.text
+    # two links for one address: the second finds the address taken
+    other = site.browser()
+    for _ in range(2):
+        assert (await submit_registration(other, "twice@example.jp")).status_code == 200
+    mails = await site.inbox.wait_for("twice@example.jp", REGISTRATION_LINK, 2)
+    urls = [re.search(r"https://portal\.ppa\.example(/mypage/register/\S+)", m.get_content()).group(1) for m in mails]
+    first = await other.get(urls[0])
+    assert (await other.post(urls[0], data={"csrf_token": csrf_of(first.text)})).status_code == 303
+    second_client = site.browser()
+    second = await second_client.get(urls[1])
+    refused = await second_client.post(urls[1], data={"csrf_token": csrf_of(second.text)})
+    assert refused.status_code == 410 and "このメールアドレスは既に登録されています。" in refused.text
+    # an hour later the link has expired
+    assert (await submit_registration(site.browser(), "late@example.jp")).status_code == 200
+    [late] = await site.inbox.wait_for("late@example.jp", REGISTRATION_LINK)
+    late_url = re.search(r"https://portal\.ppa\.example(/mypage/register/\S+)", late.get_content()).group(1)
+    owners = site.identity.owners
+    real_clock = owners.clock
+    owners.clock = lambda: real_clock() + timedelta(hours=1, seconds=1)
+    try:
+        expired = await site.browser().get(late_url)
+    finally:
+        owners.clock = real_clock
+    assert expired.status_code == 410 and "有効期限が切れています" in expired.text
 
 
 async def test_login_sessions_keep_me_logged_in_idle_timeout_and_logout(site):
     address = "sessions@example.jp"
-    assert (await register(site.browser(), address)).status_code == 303
+    assert (await register(site, site.browser(), address)).status_code == 303
     client = site.browser()
     assert (await client.get("/mypage/")).headers["location"] == "/mypage/login"
     planted = (await client.get("/mypage/login")).cookies.get("ppa_session") or client.cookies.get("ppa_session")
@@ -320,7 +390,7 @@ async def test_login_sessions_keep_me_logged_in_idle_timeout_and_logout(site):
 
 async def test_login_is_throttled_after_five_failures(site):
     address = "throttle@example.jp"
-    assert (await register(site.browser(), address)).status_code == 303
+    assert (await register(site, site.browser(), address)).status_code == 303
     client = site.browser()
     for _ in range(5):
         assert (await login(client, address, "wrong-password")).status_code == 401
@@ -331,7 +401,7 @@ async def test_login_is_throttled_after_five_failures(site):
 async def test_password_reset_by_mailed_link_once_without_revealing_addresses(site):
     address = "reset@example.jp"
     owner_client = site.browser()
-    assert (await register(owner_client, address)).status_code == 303
+    assert (await register(site, owner_client, address)).status_code == 303
     owner = await site.identity.owners.find_by_email(address)
     client = site.browser()
     form = await client.get("/mypage/password/forgot")
@@ -373,7 +443,7 @@ async def test_password_reset_by_mailed_link_once_without_revealing_addresses(si
 
 async def test_products_register_edit_and_stay_the_owners_own(site):
     client = site.browser()
-    assert (await register(client, "products@example.jp")).status_code == 303
+    assert (await register(site, client, "products@example.jp")).status_code == 303
     owner = await site.identity.owners.find_by_email("products@example.jp")
     form = await client.get("/mypage/products/new")
     csrf = csrf_of(form.text)
@@ -400,7 +470,7 @@ async def test_products_register_edit_and_stay_the_owners_own(site):
     assert events[-1].product.ai_control is False and events[-1].product.product_id == product_id
 
     stranger = site.browser()
-    assert (await register(stranger, "stranger@example.jp")).status_code == 303
+    assert (await register(site, stranger, "stranger@example.jp")).status_code == 303
     stranger_csrf = csrf_of((await stranger.get("/mypage/products/new")).text)
     assert (await stranger.get(f"/mypage/products/{product_id}/edit")).status_code == 404
     theft = await stranger.post(f"/mypage/products/{product_id}/edit", data=product | {"csrf_token": stranger_csrf})

@@ -42,6 +42,8 @@ class EmailTemplate(StrEnum):
     LINK_REJECTED = "link_rejected"
     OWNER_PASSWORD_RESET = "owner_password_reset"
     OWNER_REGISTERED = "owner_registered"
+    OWNER_REGISTRATION_LINK = "owner_registration_link"
+    OWNER_REGISTRATION_ALREADY_REGISTERED = "owner_registration_already_registered"
     INVOICE_ISSUED = "invoice_issued"
 
 
@@ -58,6 +60,9 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.LINK_REJECTED: ("agency_email",),
     EmailTemplate.OWNER_PASSWORD_RESET: ("reset_url", "expires_at"),
     EmailTemplate.OWNER_REGISTERED: ("owner_name", "login_id"),
+    EmailTemplate.OWNER_REGISTRATION_LINK: ("registration_url", "expires_at"),
+    # a registration asked for an address that is an owner's already: no link, pointers to login and reset
+    EmailTemplate.OWNER_REGISTRATION_ALREADY_REGISTERED: ("login_id",),
     # revision 1 is the first issue; a higher one says the invoice was corrected (the PDF is attached)
     EmailTemplate.INVOICE_ISSUED: ("customer_name", "invoice_number", "month", "total", "revision",
                                    "issuer_name"),

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
 from ppa_identity.domain.japan import PREFECTURES
 from ppa_identity.domain.owner import INFO_OPT_IN_LABEL, PROFILE_FIELDS, InvalidOwnerForm
-from ppa_identity.owners import RequestsThrottled, ResetLinkRefused
+from ppa_identity.owners import RegistrationLinkRefused, RequestsThrottled, ResetLinkRefused
 from ppa_runtime.auth import LoginLocked
 
 router = APIRouter(include_in_schema=False)
@@ -32,6 +32,12 @@ THROTTLED = "短時間に多くのお申込みがありました。15分ほど�
 FORM_ERRORS = "入力内容に誤りがあります。各項目のメッセージをご確認ください。"
 FLASHES = {"registered": "会員登録が完了しました。", "reset": "パスワードを再設定しました。新しいパスワードでログインしてください。"}
 REGISTER_FIELDS = (*PROFILE_FIELDS, "info_opt_in")
+REGISTRATION_REFUSED = {
+    "unknown": "このURLは無効です。メールに記載のURLを、途中で切れていないかご確認のうえ、もう一度お試しください。",
+    "expired": "このURLは有効期限が切れています。URLは1時間有効です。お手数ですが、最初からお手続きください。",
+    "used": "このURLによる会員登録は完了しています。ログインしてご利用ください。",
+    "registered": "このメールアドレスは既に登録されています。ログインしてご利用ください。",
+}
 
 
 async def mypage_session(request: Request) -> dict[str, Any] | None:
@@ -145,14 +151,50 @@ async def register(request: Request) -> Response:
         return await anonymous_page(request, "mypage/register.html",
                                     _register_context(values) | {"error": CSRF_FAILED}, 403)
     try:
-        owner = await identity(request).owners.register(values, str(form.get("password", "")),
-                                                         str(form.get("password_confirm", "")), ip_of(request))
+        await identity(request).owners.request_registration(values, str(form.get("password", "")),
+                                                            str(form.get("password_confirm", "")), ip_of(request))
     except InvalidOwnerForm as exc:
         return await anonymous_page(request, "mypage/register.html", _register_context(values, exc.errors), 422)
     except RequestsThrottled:
         return await anonymous_page(request, "mypage/register.html",
                                     _register_context(values) | {"error": THROTTLED}, 429)
-    return await _sign_in(request, owner, False, "/mypage/?done=registered")
+    return await anonymous_page(request, "mypage/register_sent.html",
+                                {"title": "仮登録メール送信", "email": values["email"].strip()})
+
+
+async def _registration_refused(request: Request, reason: str) -> Response:
+    message = REGISTRATION_REFUSED.get(reason, REGISTRATION_REFUSED["unknown"])
+    return _no_referrer(await anonymous_page(request, "mypage/register_invalid.html", {
+        "title": "新規会員登録", "message": message, "registered": reason in ("used", "registered")}, 410))
+
+
+@router.get("/mypage/register/{token}", response_class=HTMLResponse)
+async def registration_link(request: Request, token: str) -> Response:
+    """The mailed link: show who is being registered and a button (a GET never registers: mail scanners fetch links)."""
+    try:
+        requested = await identity(request).owners.registration_link(token)
+    except RegistrationLinkRefused as exc:
+        return await _registration_refused(request, exc.reason)
+    return _no_referrer(await anonymous_page(request, "mypage/register_complete.html",
+                                             {"title": "新規会員登録", "token": token, "profile": requested.profile}))
+
+
+@router.post("/mypage/register/{token}")
+async def complete_registration(request: Request, token: str, csrf_token: str = Form("")) -> Response:
+    owners = identity(request).owners
+    if not csrf_ok(await current_session(request), csrf_token):
+        try:
+            requested = await owners.registration_link(token)
+        except RegistrationLinkRefused as exc:
+            return await _registration_refused(request, exc.reason)
+        return _no_referrer(await anonymous_page(request, "mypage/register_complete.html",
+                                                 {"title": "新規会員登録", "token": token, "profile": requested.profile,
+                                                  "error": CSRF_FAILED}, 403))
+    try:
+        owner = await owners.complete_registration(token)
+    except RegistrationLinkRefused as exc:
+        return await _registration_refused(request, exc.reason)
+    return _no_referrer(await _sign_in(request, owner, False, "/mypage/?done=registered"))
 
 
 # --- menu ------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ from ppa_identity.domain.owner import (
     Owner,
     OwnerCredentialSet,
     OwnerEmailClaimed,
+    OwnerRegistrationRequested,
+    OwnerRegistrationUsed,
     changed_fields,
     claimant,
     email_error,
@@ -57,6 +59,7 @@ from ppa_runtime.eventstore import ConcurrencyConflict
 log = structlog.get_logger(__name__)
 
 RESET_TTL = timedelta(hours=1)
+REGISTRATION_TTL = timedelta(hours=1)
 OWNER_RESETS = "owner_resets"
 OWNER_RESET_REQUESTS = "owner_reset_requests"
 OWNER_REGISTRATIONS = "owner_registrations"
@@ -82,8 +85,20 @@ class EmailTaken(Exception):
     """Another owner uses this e-mail address."""
 
 
+class RegistrationLinkRefused(Exception):
+    """The registration link cannot complete a registration: `reason` is unknown, expired, used or registered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _reset_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _registration_stream(token: str) -> str:
+    return "owner-registration:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def not_an_agency(email: str) -> str:
@@ -129,20 +144,91 @@ class OwnerAccounts:
 
     # --- registration and login -----------------------------------------------------------------
 
-    async def register(self, values: Mapping[str, str], password: str, confirmation: str, ip: str) -> Owner:
-        """Create an owner account from the registration form and mail a welcome note."""
+    async def request_registration(self, values: Mapping[str, str], password: str, confirmation: str,
+                                   ip: str) -> None:
+        """新規会員登録 from the page: check the form, then mail a one-hour link that completes it.
+
+        An address that is an owner's already gets a "you are registered" note instead; the caller learns
+        nothing about which of the two happened, and both take the password hashing's time.
+        """
         profile = registration_from_form(values, password, confirmation)
         if await self.registrations.locked(profile.email, ip):
             raise RequestsThrottled()
         await self.registrations.failed(profile.email, ip)
+        password_hash = hash_password(password)
+        registration_id = uuid.uuid4().hex
+        public = self.service.settings.public_url.rstrip("/")
+        if await self.find_by_email(profile.email) is not None:
+            await self.service.record(
+                f"owner-registration-notice:{registration_id}", 0,
+                EmailRequested(message_id=f"owner-registration-registered-{registration_id}",
+                               template=EmailTemplate.OWNER_REGISTRATION_ALREADY_REGISTERED,
+                               recipient=profile.email, context={"login_id": profile.email}),
+                subject=registration_id)
+            log.info("owner_registration_for_registered_address", registration_id=registration_id)
+            return
+        token = secrets.token_urlsafe(32)
+        expires_at = self.clock() + REGISTRATION_TTL
+        await self.service.record(
+            _registration_stream(token), 0,
+            OwnerRegistrationRequested(registration_id=registration_id, profile=profile, password_hash=password_hash,
+                                       expires_at=expires_at),
+            EmailRequested(message_id=f"owner-registration-{registration_id}",
+                           template=EmailTemplate.OWNER_REGISTRATION_LINK, recipient=profile.email,
+                           context={"registration_url": f"{public}/mypage/register/{token}",
+                                    "expires_at": expires_at.isoformat()}),
+            subject=registration_id)
+        log.info("owner_registration_requested", registration_id=registration_id)
+
+    async def registration_link(self, token: str) -> OwnerRegistrationRequested:
+        """The waiting registration of a link that can still complete it; else raises RegistrationLinkRefused."""
+        return (await self._registration(token))[0]
+
+    async def _registration(self, token: str) -> tuple[OwnerRegistrationRequested, int]:
+        events = []
+        if 20 <= len(token) <= 100:
+            events = [e.payload() for e in await self.service.events.read(_registration_stream(token))]
+        requested = next((e for e in events if isinstance(e, OwnerRegistrationRequested)), None)
+        if requested is None:
+            raise RegistrationLinkRefused("unknown")
+        if any(isinstance(e, OwnerRegistrationUsed) for e in events):
+            raise RegistrationLinkRefused("used")
+        if self.clock() >= requested.expires_at:
+            raise RegistrationLinkRefused("expired")
+        return requested, len(events)
+
+    async def complete_registration(self, token: str) -> Owner:
+        """Follow the mailed link: the owner exists from now on (the link is used up first, so only once)."""
+        requested, version = await self._registration(token)
         owner_id = uuid.uuid4().hex
+        try:
+            await self.service.record(_registration_stream(token), version,
+                                      OwnerRegistrationUsed(registration_id=requested.registration_id,
+                                                            owner_id=owner_id),
+                                      subject=requested.registration_id)
+        except ConcurrencyConflict:
+            raise RegistrationLinkRefused("used") from None
+        try:
+            return await self._create(owner_id, requested.profile, requested.password_hash)
+        except InvalidOwnerForm:
+            raise RegistrationLinkRefused("registered") from None
+
+    async def register(self, values: Mapping[str, str], password: str, confirmation: str, ip: str) -> Owner:
+        """Create an owner account at once (operators' tools and tests; the page goes through the mailed link)."""
+        profile = registration_from_form(values, password, confirmation)
+        if await self.registrations.locked(profile.email, ip):
+            raise RequestsThrottled()
+        await self.registrations.failed(profile.email, ip)
+        return await self._create(uuid.uuid4().hex, profile, hash_password(password))
+
+    async def _create(self, owner_id: str, profile: OwnerProfile, password_hash: str) -> Owner:
+        """The owner's first commit, with the welcome mail; InvalidOwnerForm when the address is taken."""
         try:
             await self._claim(owner_id, profile.email)
         except EmailTaken:
             raise InvalidOwnerForm({"email": EMAIL_TAKEN}) from None
         now = self.clock()
         registered = OwnerRegistered(owner_id=owner_id, profile=profile, registered_at=now)
-        password_hash = hash_password(password)
         version = await self.service.record(
             stream_for(owner_id), 0, registered,
             OwnerCredentialSet(owner_id=owner_id, password_hash=password_hash),

@@ -97,6 +97,31 @@ class OwnerEmailClaimed(Payload):
     owner_id: str
 
 
+class OwnerRegistrationRequested(Payload):
+    """Private to identity: a registration form waiting for the mailed link to be followed.
+
+    Stored on `owner-registration:<SHA-256 of the link's token>`; the token itself is never stored.
+    """
+
+    event_service: ClassVar[str] = "identity"
+    event_name: ClassVar[str] = "owner_registration_requested"
+    event_topic: ClassVar[str | None] = None
+    registration_id: str
+    profile: OwnerProfile
+    password_hash: str
+    expires_at: datetime
+
+
+class OwnerRegistrationUsed(Payload):
+    """Private to identity: the registration link was followed and made this owner (once only)."""
+
+    event_service: ClassVar[str] = "identity"
+    event_name: ClassVar[str] = "owner_registration_used"
+    event_topic: ClassVar[str | None] = None
+    registration_id: str
+    owner_id: str
+
+
 @dataclass(frozen=True)
 class Owner:
     """An owner folded from its stream."""
