@@ -402,13 +402,16 @@ class OwnerAccounts:
             raise RequestsThrottled()
         await self.reset_requests.failed(email, ip)
         owner = await self.find_by_email(email)
-        if owner is None:
-            log.info("owner_reset_unknown_address")
-            return
         token = secrets.token_urlsafe(32)
         reset_id = uuid.uuid4().hex
         expires_at = self.clock() + RESET_TTL
-        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id, "reset_id": reset_id})
+        # the same insert either way (a key nobody holds the token of, for an unknown address), so that the
+        # answer's timing does not tell which addresses are owners'
+        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id if owner else "",
+                                  "reset_id": reset_id})
+        if owner is None:
+            log.info("owner_reset_unknown_address")
+            return
         url = f"{self.service.settings.public_url.rstrip('/')}/mypage/password/reset/{token}"
         for _ in range(ATTEMPTS):
             try:
