@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
 from ppa_identity.domain.japan import PREFECTURES
@@ -20,6 +22,7 @@ from ppa_identity.owners import RegistrationLinkRefused, RequestsThrottled, Rese
 from ppa_runtime.auth import LoginLocked
 
 router = APIRouter(include_in_schema=False)
+log = structlog.get_logger(__name__)
 
 REMEMBER_TTL = timedelta(days=30)
 SESSION_TTL = timedelta(hours=12)
@@ -223,6 +226,13 @@ def _no_referrer(response: Response) -> Response:
     return response
 
 
+async def _mail_reset(owners, address: str) -> None:
+    try:
+        await owners.mail_reset(address)
+    except Exception:  # the page has answered already: log, the owner can ask again
+        log.exception("owner_reset_mail_failed")
+
+
 @router.get("/mypage/password/forgot", response_class=HTMLResponse)
 async def forgot_form(request: Request) -> Response:
     return await anonymous_page(request, "mypage/forgot.html", {"title": "パスワードの再設定", "email": ""})
@@ -234,12 +244,15 @@ async def forgot(request: Request, email: str = Form(""), csrf_token: str = Form
     if not csrf_ok(await current_session(request), csrf_token):
         return await anonymous_page(request, "mypage/forgot.html", context | {"error": CSRF_FAILED}, 403)
     try:
-        await identity(request).owners.request_reset(email, ip_of(request))
+        address = await identity(request).owners.accept_reset_request(email, ip_of(request))
     except InvalidOwnerForm as exc:
         return await anonymous_page(request, "mypage/forgot.html", context | {"errors": exc.errors}, 422)
     except RequestsThrottled:
         return await anonymous_page(request, "mypage/forgot.html", context | {"error": THROTTLED}, 429)
-    return await anonymous_page(request, "mypage/forgot_sent.html", {"title": "パスワード再設定メール送信"})
+    response = await anonymous_page(request, "mypage/forgot_sent.html", {"title": "パスワード再設定メール送信"})
+    # whether a mail goes out is decided after the answer, so the answer's timing says nothing about the address
+    response.background = BackgroundTask(_mail_reset, identity(request).owners, address)
+    return response
 
 
 @router.get("/mypage/password/reset/{token}", response_class=HTMLResponse)

@@ -395,23 +395,31 @@ class OwnerAccounts:
 
     async def request_reset(self, email: str, ip: str) -> None:
         """Mail a one-hour reset link when the address is an owner's; the caller learns nothing either way."""
+        await self.mail_reset(await self.accept_reset_request(email, ip))
+
+    async def accept_reset_request(self, email: str, ip: str) -> str:
+        """Check the address's form and the throttle; the normalized address for `mail_reset`.
+
+        The page answers after this and mails afterwards, so its timing cannot tell owners' addresses.
+        """
         if message := email_error(email):
             raise InvalidOwnerForm({"email": message})
         email = normalize_email(email)
         if await self.reset_requests.locked(email, ip):
             raise RequestsThrottled()
         await self.reset_requests.failed(email, ip)
+        return email
+
+    async def mail_reset(self, email: str) -> None:
+        """Record a reset and its mail when the address is an owner's; nothing otherwise."""
         owner = await self.find_by_email(email)
-        token = secrets.token_urlsafe(32)
-        reset_id = uuid.uuid4().hex
-        expires_at = self.clock() + RESET_TTL
-        # the same insert either way (a key nobody holds the token of, for an unknown address), so that the
-        # answer's timing does not tell which addresses are owners'
-        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id if owner else "",
-                                  "reset_id": reset_id})
         if owner is None:
             log.info("owner_reset_unknown_address")
             return
+        token = secrets.token_urlsafe(32)
+        reset_id = uuid.uuid4().hex
+        expires_at = self.clock() + RESET_TTL
+        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id, "reset_id": reset_id})
         url = f"{self.service.settings.public_url.rstrip('/')}/mypage/password/reset/{token}"
         for _ in range(ATTEMPTS):
             try:
