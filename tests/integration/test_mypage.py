@@ -48,6 +48,8 @@ WELCOME = "家庭用PPAポータルへの会員登録ありがとうございま
 RESET = "[家庭用PPAポータル]パスワード再設定のご案内"
 REGISTRATION_LINK = "[家庭用PPAポータル]会員仮登録のご案内"
 ALREADY_REGISTERED = "[家庭用PPAポータル]新規会員登録のお申込みについて"
+EMAIL_CHANGE = "[家庭用PPAポータル]メールアドレス変更のご案内"
+EMAIL_CHANGED = "[家庭用PPAポータル]メールアドレス変更完了のお知らせ"
 
 
 class Inbox:
@@ -221,8 +223,22 @@ async def test_owner_registers_logs_in_and_edits_every_field(site, runtime):
     assert "変更する" in confirm.text and "平日 7:00 ~ 23:00 35.12 円" in text_of(confirm.text)
     assert await version_of(site, owner.owner_id) == 3  # 確認する stores nothing
     committed = await client.post("/mypage/profile/edit", data=data | {"action": "commit"})
-    assert committed.status_code == 303 and committed.headers["location"] == "/mypage/profile/done"
-    assert "会員登録情報の変更が完了しました。" in (await client.get("/mypage/profile/done")).text
+    assert committed.status_code == 303 and committed.headers["location"] == "/mypage/profile/done?email=sent"
+    done_page = (await client.get(committed.headers["location"])).text
+    assert "会員登録情報の変更が完了しました。" in done_page and "新しいメールアドレスに確認メールを送信しました。" in done_page
+
+    # the new address becomes the login ID only through the link mailed to it
+    assert (await site.identity.owners.load(owner.owner_id)).email == address
+    [change_mail] = await site.inbox.wait_for(new_address, EMAIL_CHANGE)
+    link = re.search(r"https://portal\.ppa\.example(/mypage/email/\S+)", change_mail.get_content()).group(1)
+    confirm_page = await client.get(link)
+    assert confirm_page.status_code == 200 and new_address in confirm_page.text
+    assert (await site.identity.owners.load(owner.owner_id)).email == address  # the GET changed nothing
+    confirmed = await client.post(link, data={"csrf_token": csrf_of(confirm_page.text)})
+    assert confirmed.status_code == 200 and f"ログインID（メールアドレス）を {new_address} に変更しました。" in confirmed.text
+    [notice] = await site.inbox.wait_for(address, EMAIL_CHANGED)
+    assert f"新しいログインID : {new_address}" in notice.get_content()
+    assert (await client.get(link)).status_code == 410  # once only
 
     page = text_of((await client.get("/mypage/profile")).text)
     for shown in ("日昆 次郎", "ヒコン ジロウ", "じろう", "5300001", "大阪府", "大阪市北区", "梅田1-1-1 梅田ビル3F",
@@ -233,11 +249,14 @@ async def test_owner_registers_logs_in_and_edits_every_field(site, runtime):
     assert 'value="35.12"' in edit_again.text and 'value="b@example.jp"' in edit_again.text
 
     events = await owner_events(site, owner.owner_id)
-    changed, *grants = events[3:]
-    assert isinstance(changed, OwnerProfileChanged) and changed.profile.email == new_address
-    assert set(changed.changed) >= {"family_name", "email", "agency_emails", "prices", "info_opt_in"}
+    changed, *grants, email_changed, _notice = events[3:]
+    assert isinstance(changed, OwnerProfileChanged) and changed.profile.email == address
+    assert set(changed.changed) >= {"family_name", "agency_emails", "prices", "info_opt_in"}
+    assert "email" not in changed.changed
     assert {(g.agency_email, g.agency_id) for g in grants if isinstance(g, AgencyAccessGranted)} == \
         {("a@example.jp", site.agency_ids["a"]), ("b@example.jp", site.agency_ids["b"])}
+    assert isinstance(email_changed, OwnerProfileChanged) and email_changed.changed == ("email",)
+    assert email_changed.profile.email == new_address and email_changed.profile.city == "大阪市北区"
 
     # the new address is the login ID now; the old one no longer logs in
     other = site.browser()
@@ -280,13 +299,22 @@ async def test_refused_edits_name_the_problem_and_store_nothing(site):
     no_csrf = await client.post("/mypage/profile/edit", data=edit_data("forged", address, city="港区")
                                 | {"action": "commit"})
     assert no_csrf.status_code == 403 and "画面の有効期限が切れました。" in no_csrf.text
-    # another owner's address is taken
+    assert await version_of(site, owner.owner_id) == before
+    assert (await site.identity.owners.load(owner.owner_id)).profile.city == "中央区"
+    # another owner's address: the edit answers as for any address (no telling whose it is); the link
+    # mailed there cannot take it
     assert (await register(site, site.browser(), "second@example.jp")).status_code == 303
     taken = await client.post("/mypage/profile/edit", data=edit_data(csrf, "second@example.jp")
                               | {"action": "commit"})
-    assert taken.status_code == 422 and "このメールアドレスは既に登録されています。" in taken.text
-    assert await version_of(site, owner.owner_id) == before
-    assert (await site.identity.owners.load(owner.owner_id)).profile.city == "中央区"
+    assert taken.status_code == 303 and taken.headers["location"] == "/mypage/profile/done?email=sent"
+    [mail] = await site.inbox.wait_for("second@example.jp", EMAIL_CHANGE)
+    link = re.search(r"https://portal\.ppa\.example(/mypage/email/\S+)", mail.get_content()).group(1)
+    holder = site.browser()
+    confirm_page = await holder.get(link)
+    refused = await holder.post(link, data={"csrf_token": csrf_of(confirm_page.text)})
+    assert refused.status_code == 410 and "既に別のアカウントで登録されている" in refused.text
+    assert (await site.identity.owners.load(owner.owner_id)).email == address
+    assert (await site.identity.owners.find_by_email("second@example.jp")).owner_id != owner.owner_id
 
 
 async def test_registration_refuses_bad_fields_and_a_registered_address(site):

@@ -23,6 +23,8 @@ SAMPLE = {
     "signup_url": "https://ppa.example/agency/signup?token=one-time-secret",
     "reset_url": "https://ppa.example/password_reset?token=one-time-secret",
     "registration_url": "https://ppa.example/mypage/register/one-time-secret",
+    "confirm_url": "https://ppa.example/mypage/email/one-time-secret",
+    "new_email": "jiro@example.jp",
     "expires_at": "2024-05-20T06:30:00+00:00",
     "agency_id": "test@nichicon.com",
     "agency_email": "test@nichicon.com",

@@ -44,6 +44,8 @@ class EmailTemplate(StrEnum):
     OWNER_REGISTERED = "owner_registered"
     OWNER_REGISTRATION_LINK = "owner_registration_link"
     OWNER_REGISTRATION_ALREADY_REGISTERED = "owner_registration_already_registered"
+    OWNER_EMAIL_CHANGE = "owner_email_change"
+    OWNER_EMAIL_CHANGED = "owner_email_changed"
     INVOICE_ISSUED = "invoice_issued"
 
 
@@ -63,6 +65,10 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.OWNER_REGISTRATION_LINK: ("registration_url", "expires_at"),
     # a registration asked for an address that is an owner's already: no link, pointers to login and reset
     EmailTemplate.OWNER_REGISTRATION_ALREADY_REGISTERED: ("login_id",),
+    # to the new address: the link that makes it the login ID
+    EmailTemplate.OWNER_EMAIL_CHANGE: ("confirm_url", "expires_at"),
+    # to the old address, once the new one is confirmed
+    EmailTemplate.OWNER_EMAIL_CHANGED: ("owner_name", "new_email"),
     # revision 1 is the first issue; a higher one says the invoice was corrected (the PDF is attached)
     EmailTemplate.INVOICE_ISSUED: ("customer_name", "invoice_number", "month", "total", "revision",
                                    "issuer_name"),

@@ -167,7 +167,7 @@ async def register(request: Request) -> Response:
 
 async def _registration_refused(request: Request, reason: str) -> Response:
     message = REGISTRATION_REFUSED.get(reason, REGISTRATION_REFUSED["unknown"])
-    return _no_referrer(await anonymous_page(request, "mypage/register_invalid.html", {
+    return no_referrer(await anonymous_page(request, "mypage/register_invalid.html", {
         "title": "新規会員登録", "message": message, "registered": reason in ("used", "registered")}, 410))
 
 
@@ -178,7 +178,7 @@ async def registration_link(request: Request, token: str) -> Response:
         requested = await identity(request).owners.registration_link(token)
     except RegistrationLinkRefused as exc:
         return await _registration_refused(request, exc.reason)
-    return _no_referrer(await anonymous_page(request, "mypage/register_complete.html",
+    return no_referrer(await anonymous_page(request, "mypage/register_complete.html",
                                              {"title": "新規会員登録", "token": token, "profile": requested.profile}))
 
 
@@ -190,14 +190,14 @@ async def complete_registration(request: Request, token: str, csrf_token: str = 
             requested = await owners.registration_link(token)
         except RegistrationLinkRefused as exc:
             return await _registration_refused(request, exc.reason)
-        return _no_referrer(await anonymous_page(request, "mypage/register_complete.html",
+        return no_referrer(await anonymous_page(request, "mypage/register_complete.html",
                                                  {"title": "新規会員登録", "token": token, "profile": requested.profile,
                                                   "error": CSRF_FAILED}, 403))
     try:
         owner = await owners.complete_registration(token)
     except RegistrationLinkRefused as exc:
         return await _registration_refused(request, exc.reason)
-    return _no_referrer(await _sign_in(request, owner, False, "/mypage/?done=registered"))
+    return no_referrer(await _sign_in(request, owner, False, "/mypage/?done=registered"))
 
 
 # --- menu ------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ async def menu(request: Request, done: str = "") -> Response:
 # --- password reset --------------------------------------------------------------------------------
 
 
-def _no_referrer(response: Response) -> Response:
+def no_referrer(response: Response) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"  # the reset link must not leak to other sites
     return response
 
@@ -260,9 +260,9 @@ async def reset_form(request: Request, token: str) -> Response:
     try:
         await identity(request).owners.reset_link(token)
     except ResetLinkRefused:
-        return _no_referrer(await anonymous_page(request, "mypage/reset_invalid.html", {"title": "パスワードの再設定"},
+        return no_referrer(await anonymous_page(request, "mypage/reset_invalid.html", {"title": "パスワードの再設定"},
                                                  410))
-    return _no_referrer(await anonymous_page(request, "mypage/reset_form.html",
+    return no_referrer(await anonymous_page(request, "mypage/reset_form.html",
                                              {"title": "パスワードの再設定", "token": token}))
 
 
@@ -271,15 +271,15 @@ async def reset(request: Request, token: str, password: str = Form(""), password
                 csrf_token: str = Form("")) -> Response:
     context = {"title": "パスワードの再設定", "token": token}
     if not csrf_ok(await current_session(request), csrf_token):
-        return _no_referrer(await anonymous_page(request, "mypage/reset_form.html",
+        return no_referrer(await anonymous_page(request, "mypage/reset_form.html",
                                                  context | {"error": CSRF_FAILED}, 403))
     try:
         await identity(request).owners.reset_password(token, password, password_confirm)
     except ResetLinkRefused:
-        return _no_referrer(await anonymous_page(request, "mypage/reset_invalid.html", context, 410))
+        return no_referrer(await anonymous_page(request, "mypage/reset_invalid.html", context, 410))
     except InvalidOwnerForm as exc:
-        return _no_referrer(await anonymous_page(request, "mypage/reset_form.html",
+        return no_referrer(await anonymous_page(request, "mypage/reset_form.html",
                                                  context | {"errors": exc.errors}, 422))
     response = RedirectResponse("/mypage/login?done=reset", status_code=303)
     response.delete_cookie(COOKIE, path="/")
-    return _no_referrer(response)
+    return no_referrer(response)

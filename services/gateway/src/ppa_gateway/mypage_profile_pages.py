@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from ppa_contracts.owner import DAY_TYPE_LABELS, DayType, OwnerProfile
-from ppa_gateway.mypage_pages import CSRF_FAILED, FORM_ERRORS, mypage_session, page, to_login
-from ppa_gateway.web import csrf_ok, identity
+from ppa_gateway.mypage_pages import (
+    CSRF_FAILED,
+    FORM_ERRORS,
+    anonymous_page,
+    mypage_session,
+    no_referrer,
+    page,
+    to_login,
+)
+from ppa_gateway.web import csrf_ok, current_session, identity
 from ppa_identity.domain.japan import PREFECTURES
 from ppa_identity.domain.owner import (
     MAX_AGENCY_EMAILS,
@@ -27,11 +35,17 @@ from ppa_identity.domain.owner import (
     profile_from_form,
 )
 from ppa_identity.domain.prices import MAX_SEGMENTS, time_choices
-from ppa_identity.owners import ProductNotFound
+from ppa_identity.owners import EmailChangeLinkRefused, ProductNotFound
 
 router = APIRouter(include_in_schema=False)
 FLASHES = {"product_registered": "製品情報を登録しました。", "product_changed": "製品情報を変更しました。"}
 NOT_FOUND = "指定された製品は見つかりません。"
+EMAIL_REFUSED = {
+    "unknown": "このURLは無効です。メールに記載のURLを、途中で切れていないかご確認のうえ、もう一度お試しください。",
+    "expired": "このURLは有効期限が切れています。URLは1時間有効です。お手数ですが、お客様情報の変更からやり直してください。",
+    "used": "このURLは使用済みか、その後に別の変更が行われたため無効です。",
+    "registered": "このメールアドレスは既に別のアカウントで登録されているため、変更できません。",
+}
 DEFAULT_ROW = {"day_type": DayType.ALL.value, "start": "00:00", "end": "00:00", "price": ""}
 
 
@@ -138,7 +152,8 @@ async def edit(request: Request) -> Response:
         new = _parse(values)
         if action == "commit":
             await owners.change_profile(owner.owner_id, new, account_changes=not proxy)
-            return RedirectResponse("/mypage/profile/done", status_code=303)
+            pending = not proxy and new.email != owner.email
+            return RedirectResponse("/mypage/profile/done" + ("?email=sent" if pending else ""), status_code=303)
         new = await owners.preview_profile(owner.owner_id, new, account_changes=not proxy)
     except InvalidOwnerForm as exc:
         return _edit(request, session, values, exc.errors, status=422)
@@ -149,10 +164,48 @@ async def edit(request: Request) -> Response:
 
 
 @router.get("/mypage/profile/done", response_class=HTMLResponse)
-async def edit_done(request: Request) -> Response:
+async def edit_done(request: Request, email: str = "") -> Response:
     if (session := await mypage_session(request)) is None:
         return to_login()
-    return page(request, "mypage/profile_done.html", {"title": "変更完了", "session": session})
+    return page(request, "mypage/profile_done.html", {"title": "変更完了", "session": session,
+                                                      "email_sent": email == "sent"})
+
+
+# --- メールアドレス変更の確認 --------------------------------------------------------------------------
+
+
+async def _email_refused(request: Request, reason: str) -> Response:
+    return no_referrer(await anonymous_page(request, "mypage/email_invalid.html", {
+        "title": "メールアドレスの変更", "message": EMAIL_REFUSED.get(reason, EMAIL_REFUSED["unknown"])}, 410))
+
+
+@router.get("/mypage/email/{token}", response_class=HTMLResponse)
+async def email_link(request: Request, token: str) -> Response:
+    """The link mailed to the new address: a page with a button (a GET changes nothing)."""
+    try:
+        change = await identity(request).owners.email_change_link(token)
+    except EmailChangeLinkRefused as exc:
+        return await _email_refused(request, exc.reason)
+    return no_referrer(await anonymous_page(request, "mypage/email_confirm.html",
+                                            {"title": "メールアドレスの変更", "token": token, "change": change}))
+
+
+@router.post("/mypage/email/{token}")
+async def email_confirm(request: Request, token: str, csrf_token: str = Form("")) -> Response:
+    owners = identity(request).owners
+    try:
+        change = await owners.email_change_link(token)
+    except EmailChangeLinkRefused as exc:
+        return await _email_refused(request, exc.reason)
+    if not csrf_ok(await current_session(request), csrf_token):
+        return no_referrer(await anonymous_page(request, "mypage/email_confirm.html", {
+            "title": "メールアドレスの変更", "token": token, "change": change, "error": CSRF_FAILED}, 403))
+    try:
+        await owners.confirm_email_change(token)
+    except EmailChangeLinkRefused as exc:
+        return await _email_refused(request, exc.reason)
+    return no_referrer(await anonymous_page(request, "mypage/email_done.html", {
+        "title": "メールアドレスの変更", "new_email": change.new_email}))
 
 
 # --- 製品情報 ----------------------------------------------------------------------------------------

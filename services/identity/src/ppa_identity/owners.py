@@ -34,6 +34,8 @@ from ppa_identity.domain.owner import (
     InvalidOwnerForm,
     Owner,
     OwnerCredentialSet,
+    OwnerEmailChangeRequested,
+    OwnerEmailChangeUsed,
     OwnerEmailClaimed,
     OwnerRegistrationRequested,
     OwnerRegistrationUsed,
@@ -60,6 +62,7 @@ log = structlog.get_logger(__name__)
 
 RESET_TTL = timedelta(hours=1)
 REGISTRATION_TTL = timedelta(hours=1)
+EMAIL_CHANGE_TTL = timedelta(hours=1)
 OWNER_RESETS = "owner_resets"
 OWNER_RESET_REQUESTS = "owner_reset_requests"
 OWNER_REGISTRATIONS = "owner_registrations"
@@ -85,6 +88,14 @@ class EmailTaken(Exception):
     """Another owner uses this e-mail address."""
 
 
+class EmailChangeLinkRefused(Exception):
+    """The e-mail change link cannot be used: `reason` is unknown, expired, used or registered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class RegistrationLinkRefused(Exception):
     """The registration link cannot complete a registration: `reason` is unknown, expired, used or registered."""
 
@@ -95,6 +106,10 @@ class RegistrationLinkRefused(Exception):
 
 def _reset_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _email_change_stream(token: str) -> str:
+    return "owner-email-change:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def _registration_stream(token: str) -> str:
@@ -290,12 +305,6 @@ class OwnerAccounts:
             raise InvalidOwnerForm(errors)
         return grants
 
-    async def _email_free(self, owner: Owner, email: str) -> bool:
-        if email == owner.email:
-            return True
-        other = await self.find_by_email(email)
-        return other is None or other.owner_id == owner.owner_id
-
     async def preview_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> OwnerProfile:
         """The profile 確認する would store, after the checks that need other accounts; stores nothing."""
         owner = await self.load(owner_id)
@@ -303,38 +312,101 @@ class OwnerAccounts:
             raise LookupError(owner_id)
         new = self._as_allowed(owner, profile, account_changes)
         await self._grants(owner, new)
-        if not await self._email_free(owner, new.email):
-            raise InvalidOwnerForm({"email": EMAIL_TAKEN})
-        return new
+        return new  # a new e-mail address is checked when its confirmation link is followed
 
     async def change_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> Owner:
         """Replace お客様情報; added agency e-mails must be registered agencies, else nothing is stored.
 
-        Without `account_changes` (a proxy session) the e-mail and the allowed agencies stay as they are.
+        A new e-mail address is not taken at once: a one-hour link is mailed to it, and the address
+        becomes the login ID when that link is followed (`confirm_email_change`). Without
+        `account_changes` (a proxy session) the e-mail and the allowed agencies stay as they are.
         """
         for _ in range(ATTEMPTS):
             owner = await self.load(owner_id)
             if owner is None:
                 raise LookupError(owner_id)
-            new = self._as_allowed(owner, profile, account_changes)
-            if new == owner.profile:
-                return owner
-            grants = await self._grants(owner, new)
-            if new.email != owner.email:
+            wanted = self._as_allowed(owner, profile, account_changes)
+            new = wanted.model_copy(update={"email": owner.email})
+            if new != owner.profile:
+                grants = await self._grants(owner, new)
+                removed = [e for e in owner.profile.agency_emails if e not in new.agency_emails]
+                withdrawals = [AgencyAccessWithdrawn(owner_id=owner_id, agency_email=e,
+                                                     agency_id=owner.agency_ids.get(e, "")) for e in removed]
+                changed = OwnerProfileChanged(owner_id=owner_id, profile=new,
+                                              changed=changed_fields(owner.profile, new))
                 try:
-                    await self._claim(owner_id, new.email)
-                except EmailTaken:
-                    raise InvalidOwnerForm({"email": EMAIL_TAKEN}) from None
-            removed = [e for e in owner.profile.agency_emails if e not in new.agency_emails]
-            withdrawals = [AgencyAccessWithdrawn(owner_id=owner_id, agency_email=e,
-                                                 agency_id=owner.agency_ids.get(e, "")) for e in removed]
-            changed = OwnerProfileChanged(owner_id=owner_id, profile=new, changed=changed_fields(owner.profile, new))
+                    await self.service.record(stream_for(owner_id), owner.version, changed, *grants, *withdrawals,
+                                              subject=owner_id)
+                except ConcurrencyConflict:
+                    continue
+                log.info("owner_profile_changed", owner_id=owner_id, granted=len(grants), withdrawn=len(withdrawals))
+            if wanted.email != owner.email:
+                await self._request_email_change(owner, wanted.email)
+            return await self.load(owner_id) or owner
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
+
+    async def _request_email_change(self, owner: Owner, new_email: str) -> None:
+        token = secrets.token_urlsafe(32)
+        change_id = uuid.uuid4().hex
+        expires_at = self.clock() + EMAIL_CHANGE_TTL
+        url = f"{self.service.settings.public_url.rstrip('/')}/mypage/email/{token}"
+        await self.service.record(
+            _email_change_stream(token), 0,
+            OwnerEmailChangeRequested(change_id=change_id, owner_id=owner.owner_id, old_email=owner.email,
+                                      new_email=new_email, expires_at=expires_at),
+            EmailRequested(message_id=f"owner-email-change-{change_id}", template=EmailTemplate.OWNER_EMAIL_CHANGE,
+                           recipient=new_email, context={"confirm_url": url, "expires_at": expires_at.isoformat()}),
+            subject=change_id)
+        log.info("owner_email_change_requested", owner_id=owner.owner_id, change_id=change_id)
+
+    async def email_change_link(self, token: str) -> OwnerEmailChangeRequested:
+        """The change a link can still confirm; else raises EmailChangeLinkRefused."""
+        return (await self._email_change(token))[0]
+
+    async def _email_change(self, token: str) -> tuple[OwnerEmailChangeRequested, int]:
+        events = []
+        if 20 <= len(token) <= 100:
+            events = [e.payload() for e in await self.service.events.read(_email_change_stream(token))]
+        requested = next((e for e in events if isinstance(e, OwnerEmailChangeRequested)), None)
+        if requested is None:
+            raise EmailChangeLinkRefused("unknown")
+        owner = await self.load(requested.owner_id)
+        if any(isinstance(e, OwnerEmailChangeUsed) for e in events) or owner is None \
+                or owner.email != requested.old_email:  # used, or another change came first
+            raise EmailChangeLinkRefused("used")
+        if self.clock() >= requested.expires_at:
+            raise EmailChangeLinkRefused("expired")
+        return requested, len(events)
+
+    async def confirm_email_change(self, token: str) -> Owner:
+        """Follow the mailed link: the new address becomes the login ID; the old address is told."""
+        requested, version = await self._email_change(token)
+        try:
+            await self.service.record(_email_change_stream(token), version,
+                                      OwnerEmailChangeUsed(change_id=requested.change_id), subject=requested.change_id)
+        except ConcurrencyConflict:
+            raise EmailChangeLinkRefused("used") from None
+        owner_id = requested.owner_id
+        try:
+            await self._claim(owner_id, requested.new_email)
+        except EmailTaken:
+            raise EmailChangeLinkRefused("registered") from None
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None or owner.email != requested.old_email:
+                raise EmailChangeLinkRefused("used")
+            new = owner.profile.model_copy(update={"email": requested.new_email})
             try:
-                await self.service.record(stream_for(owner_id), owner.version, changed, *grants, *withdrawals,
-                                          subject=owner_id)
+                await self.service.record(
+                    stream_for(owner_id), owner.version,
+                    OwnerProfileChanged(owner_id=owner_id, profile=new, changed=("email",)),
+                    EmailRequested(message_id=f"owner-email-changed-{requested.change_id}",
+                                   template=EmailTemplate.OWNER_EMAIL_CHANGED, recipient=requested.old_email,
+                                   context={"owner_name": owner.profile.name, "new_email": requested.new_email}),
+                    subject=owner_id)
             except ConcurrencyConflict:
                 continue
-            log.info("owner_profile_changed", owner_id=owner_id, granted=len(grants), withdrawn=len(withdrawals))
+            log.info("owner_email_changed", owner_id=owner_id, change_id=requested.change_id)
             return await self.load(owner_id) or owner
         raise ConcurrencyConflict(stream_for(owner_id), -1)
 

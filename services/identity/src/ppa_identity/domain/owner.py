@@ -122,6 +122,31 @@ class OwnerRegistrationUsed(Payload):
     owner_id: str
 
 
+class OwnerEmailChangeRequested(Payload):
+    """Private to identity: the owner asked to use a new address, to be confirmed by the link mailed there.
+
+    Stored on `owner-email-change:<SHA-256 of the link's token>`; the token itself is never stored.
+    """
+
+    event_service: ClassVar[str] = "identity"
+    event_name: ClassVar[str] = "owner_email_change_requested"
+    event_topic: ClassVar[str | None] = None
+    change_id: str
+    owner_id: str
+    old_email: str
+    new_email: str
+    expires_at: datetime
+
+
+class OwnerEmailChangeUsed(Payload):
+    """Private to identity: the e-mail change link was followed (once only)."""
+
+    event_service: ClassVar[str] = "identity"
+    event_name: ClassVar[str] = "owner_email_change_used"
+    event_topic: ClassVar[str | None] = None
+    change_id: str
+
+
 @dataclass(frozen=True)
 class Owner:
     """An owner folded from its stream."""
