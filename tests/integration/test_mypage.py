@@ -317,6 +317,24 @@ async def test_refused_edits_name_the_problem_and_store_nothing(site):
     assert (await site.identity.owners.find_by_email("second@example.jp")).owner_id != owner.owner_id
 
 
+async def test_email_change_links_are_limited_per_owner(site):
+    address = "limited@example.jp"
+    client = site.browser()
+    assert (await register(site, client, address)).status_code == 303
+    csrf = csrf_of((await client.get("/mypage/profile/edit")).text)
+    for n in range(5):
+        r = await client.post("/mypage/profile/edit", data=edit_data(csrf, f"new{n}@example.jp") | {"action": "commit"})
+        assert r.status_code == 303 and r.headers["location"] == "/mypage/profile/done?email=sent"
+    sixth = await client.post("/mypage/profile/edit", data=edit_data(csrf, "new5@example.jp", city="港区")
+                              | {"action": "commit"})
+    assert sixth.status_code == 429 and "15分ほど待ってから再度お試しください" in sixth.text
+    owner = await site.identity.owners.find_by_email(address)
+    assert owner.profile.city == "中央区"  # refused as a whole: nothing stored
+    await site.inbox.wait_for("new4@example.jp", EMAIL_CHANGE)
+    await asyncio.sleep(0.5)
+    assert not site.inbox.find("new5@example.jp")
+
+
 async def test_registration_refuses_bad_fields_and_a_registered_address(site):
     client = site.browser()
     bad = await register(site, client, "x@example.jp", postal_code="103-0026", password_confirm="other123",

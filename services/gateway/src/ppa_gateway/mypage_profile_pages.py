@@ -35,11 +35,12 @@ from ppa_identity.domain.owner import (
     profile_from_form,
 )
 from ppa_identity.domain.prices import MAX_SEGMENTS, time_choices
-from ppa_identity.owners import EmailChangeLinkRefused, ProductNotFound
+from ppa_identity.owners import EmailChangeLinkRefused, ProductNotFound, RequestsThrottled
 
 router = APIRouter(include_in_schema=False)
 FLASHES = {"product_registered": "製品情報を登録しました。", "product_changed": "製品情報を変更しました。"}
 NOT_FOUND = "指定された製品は見つかりません。"
+EMAIL_THROTTLED = "短時間に多くのメールアドレス変更のお申込みがありました。15分ほど待ってから再度お試しください。"
 EMAIL_REFUSED = {
     "unknown": "このURLは無効です。メールに記載のURLを、途中で切れていないかご確認のうえ、もう一度お試しください。",
     "expired": "このURLは有効期限が切れています。URLは1時間有効です。お手数ですが、お客様情報の変更からやり直してください。",
@@ -157,6 +158,8 @@ async def edit(request: Request) -> Response:
         new = await owners.preview_profile(owner.owner_id, new, account_changes=not proxy)
     except InvalidOwnerForm as exc:
         return _edit(request, session, values, exc.errors, status=422)
+    except RequestsThrottled:
+        return _edit(request, session, values, error=EMAIL_THROTTLED, status=429)
     except LookupError:
         return to_login()
     return page(request, "mypage/profile_confirm.html", _common(session) | {

@@ -66,6 +66,7 @@ EMAIL_CHANGE_TTL = timedelta(hours=1)
 OWNER_RESETS = "owner_resets"
 OWNER_RESET_REQUESTS = "owner_reset_requests"
 OWNER_REGISTRATIONS = "owner_registrations"
+OWNER_EMAIL_CHANGES = "owner_email_change_requests"
 PRODUCT_NUMBERS = "owner_product_numbers"
 EMAIL_TAKEN = "このメールアドレスは既に登録されています。"
 SERIAL_TAKEN = "このシステム製造番号の製品は登録済みです。"
@@ -131,11 +132,14 @@ class OwnerAccounts:
         # every request counts, not only failures: 5 per address in 15 minutes, 20 resets / 50 sign-ups per client
         self.reset_requests = LoginThrottle(service.docs.collection(OWNER_RESET_REQUESTS))
         self.registrations = LoginThrottle(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
+        # e-mail change links: 5 per owner and 5 per target address in 15 minutes
+        self.email_changes = LoginThrottle(service.docs.collection(OWNER_EMAIL_CHANGES), per_account=5, per_ip=5)
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def setup(self) -> None:
         await self.reset_requests.setup()
         await self.registrations.setup()
+        await self.email_changes.setup()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -326,6 +330,8 @@ class OwnerAccounts:
             if owner is None:
                 raise LookupError(owner_id)
             wanted = self._as_allowed(owner, profile, account_changes)
+            if wanted.email != owner.email and await self.email_changes.locked(owner_id, wanted.email):
+                raise RequestsThrottled()
             new = wanted.model_copy(update={"email": owner.email})
             if new != owner.profile:
                 grants = await self._grants(owner, new)
@@ -346,6 +352,7 @@ class OwnerAccounts:
         raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     async def _request_email_change(self, owner: Owner, new_email: str) -> None:
+        await self.email_changes.failed(owner.owner_id, new_email)
         token = secrets.token_urlsafe(32)
         change_id = uuid.uuid4().hex
         expires_at = self.clock() + EMAIL_CHANGE_TTL
