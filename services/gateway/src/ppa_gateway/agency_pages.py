@@ -6,7 +6,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ppa_gateway import proxy_login
-from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
+from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
 
 router = APIRouter(include_in_schema=False)
@@ -25,17 +25,9 @@ def safe_next(target: str) -> str:
 
 async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200,
                       next_url: str = "") -> Response:
-    session = await current_session(request)
-    fresh = None
-    if session is None:
-        fresh, session = await identity(request).sessions.open()
-    response = render(request, "agency/login.html", {"title": "ログイン", "csrf": session["csrf"], "error": error,
-                                                      "email": email,
-                                                      "next": safe_next(next_url or request.query_params.get("next", ""))},
-                      status)
-    if fresh:
-        set_cookie(request, response, fresh)
-    return response
+    return await render_with_csrf(request, "agency/login.html", {
+        "title": "ログイン", "error": error, "email": email,
+        "next": safe_next(next_url or request.query_params.get("next", ""))}, status)
 
 
 @router.get("/agency/login", response_class=HTMLResponse)

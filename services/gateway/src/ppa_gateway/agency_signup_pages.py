@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ppa_gateway.web import csrf_ok, current_session, identity, render, set_cookie
+from ppa_gateway.web import csrf_ok, current_session, identity, render, render_with_csrf
 from ppa_identity.agencies import NoSignupDraft, SignupLinkRefused, SignupThrottled
 from ppa_identity.domain.agency import PROFILE_FIELDS, InvalidAgencyForm, SignupRefusal
 from ppa_identity.domain.japan import PREFECTURES
@@ -29,14 +29,8 @@ PRIVATE = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 async def _page(request: Request, template: str, context: dict, status: int = 200) -> Response:
     """Render with the visitor's session, opening an anonymous one (for the CSRF token) when needed."""
-    session = await current_session(request)
-    fresh = None
-    if session is None:
-        fresh, session = await identity(request).sessions.open()
-    response = render(request, template, {"csrf": session["csrf"], **context}, status)
+    response = await render_with_csrf(request, template, context, status)
     response.headers.update(PRIVATE)
-    if fresh:
-        set_cookie(request, response, fresh)
     return response
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
-from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
+from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, render_with_csrf, set_cookie
 from ppa_identity.domain.japan import PREFECTURES
 from ppa_identity.domain.owner import INFO_OPT_IN_LABEL, PROFILE_FIELDS, InvalidOwnerForm
 from ppa_identity.owners import RegistrationLinkRefused, RequestsThrottled, ResetLinkRefused
@@ -73,14 +73,7 @@ def page(request: Request, template: str, context: dict[str, Any], status: int =
 
 async def anonymous_page(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
     """A page for someone not signed in, with a CSRF token from a (new, if needed) anonymous session."""
-    session = await current_session(request)
-    fresh = None
-    if session is None:
-        fresh, session = await identity(request).sessions.open()
-    response = page(request, template, {"csrf": session["csrf"], **context}, status)
-    if fresh:
-        set_cookie(request, response, fresh)
-    return response
+    return await render_with_csrf(request, template, context, status, render_with=page)
 
 
 async def _sign_in(request: Request, owner, remember: bool, target: str) -> Response:

@@ -18,7 +18,7 @@ from sse_starlette.sse import EventSourceResponse
 from ppa_gateway.ops_dead_letter_pages import router as dead_letter_router
 from ppa_gateway.ops_health_pages import router as health_router
 from ppa_gateway.ops_web import CSRF_FAILED, NotOperator, console, jst, operator_session, page
-from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, set_cookie
+from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
 from ppa_runtime.bus import Record
 from ppa_runtime.ops.events import CONTEXT_HIDDEN, EventFilter, all_topics, history, record_at, view
@@ -30,15 +30,8 @@ WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 
 
 async def _login_page(request: Request, error: str | None = None, email: str = "", status: int = 200) -> Response:
-    session = await current_session(request)
-    fresh = None
-    if session is None:
-        fresh, session = await identity(request).sessions.open()
-    response = render(request, "ops/login.html", {"title": "運用担当者ログイン", "csrf": session["csrf"],
-                                                  "error": error, "email": email}, status)
-    if fresh:
-        set_cookie(request, response, fresh)
-    return response
+    return await render_with_csrf(request, "ops/login.html", {"title": "運用担当者ログイン", "error": error,
+                                                              "email": email}, status)
 
 
 @router.get("/ops/login", response_class=HTMLResponse)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -32,3 +33,17 @@ def csrf_ok(session: dict | None, token: str | None) -> bool:
 
 def render(request: Request, template: str, context: dict, status: int = 200) -> HTMLResponse:
     return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+async def render_with_csrf(request: Request, template: str, context: dict, status: int = 200,
+                           render_with: Callable[..., Response] = render) -> Response:
+    """A page with a form for whoever visits: the visitor's session supplies the CSRF token, and someone
+    without one gets a new anonymous session (and its cookie) for it."""
+    session = await current_session(request)
+    fresh = None
+    if session is None:
+        fresh, session = await identity(request).sessions.open()
+    response = render_with(request, template, {"csrf": session["csrf"], **context}, status)
+    if fresh:
+        set_cookie(request, response, fresh)
+    return response
