@@ -42,6 +42,22 @@ def _moment(seconds: float | None) -> datetime | None:
 _POLL_SECONDS = 0.25
 
 
+async def _fetch(bus: SqliteBus, read: Callable[[int], Awaitable[list[Record]]], timeout: float,
+                 max_records: int) -> list[Record]:
+    """Read what is there; when nothing is, wait for a publish (or poll) until `timeout` has passed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        bus.published.clear()
+        records = await read(max_records)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if records or remaining <= 0:
+            return records
+        try:
+            await asyncio.wait_for(bus.published.wait(), min(remaining, _POLL_SECONDS))
+        except TimeoutError:
+            pass
+
+
 class SqliteSubscription:
     """One consumer of a group; the embedded log has a single partition per topic."""
 
@@ -65,17 +81,7 @@ class SqliteSubscription:
         self.fetched = dict(self.positions)
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            self.bus.published.clear()
-            records = await self._read(max_records)
-            remaining = deadline - asyncio.get_running_loop().time()
-            if records or remaining <= 0:
-                return records
-            try:
-                await asyncio.wait_for(self.bus.published.wait(), min(remaining, _POLL_SECONDS))
-            except TimeoutError:
-                pass
+        return await _fetch(self.bus, self._read, timeout, max_records)
 
     async def _read(self, max_records: int) -> list[Record]:
         def run(conn: sqlite3.Connection) -> list[tuple[str, int, int, str]]:
@@ -131,17 +137,7 @@ class SqliteTail:
         return dict(self._next)
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            self.bus.published.clear()
-            records = await self._read(max_records)
-            remaining = deadline - asyncio.get_running_loop().time()
-            if records or remaining <= 0:
-                return records
-            try:
-                await asyncio.wait_for(self.bus.published.wait(), min(remaining, _POLL_SECONDS))
-            except TimeoutError:
-                pass
+        return await _fetch(self.bus, self._read, timeout, max_records)
 
     async def _read(self, max_records: int) -> list[Record]:
         def run(conn: sqlite3.Connection) -> list[tuple[str, int, int, str]]:
