@@ -16,7 +16,7 @@ import pytest
 
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.settings import Settings
-from support import drop_namespace, make_settings
+from support import Inbox, drop_namespace, make_settings
 
 RUNTIMES = ["embedded", "distributed"]
 
@@ -100,3 +100,22 @@ async def browser_page():
             yield page
         finally:
             await browser.close()
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: (the messages it accepted, its port)."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()

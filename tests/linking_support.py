@@ -16,6 +16,7 @@ from ppa.platform import build_host
 from ppa_contracts import Envelope
 from ppa_contracts.identity import AgencyProfile
 from ppa_gateway.app import create_app
+from support import eventually
 
 SEED_OWNER = {
     "family_name": "日見", "given_name": "太郎", "family_name_kana": "ニチコン", "given_name_kana": "タロウ",
@@ -37,19 +38,6 @@ def csrf_of(html: str) -> str:
 def flashes(html: str) -> list[str]:
     """The messages a page shows (flash lines and alerts)."""
     return [m.strip() for m in re.findall(r'class="(?:flash [a-z]+|error)" role="(?:status|alert)">([^<]*)<', html)]
-
-
-async def eventually(check, timeout: float = 45) -> object:
-    """Poll an async check until it returns something truthy (returned), else fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

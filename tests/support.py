@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+import asyncio
+import email
 import os
 import uuid
+from email import policy
 from pathlib import Path
 
 from ppa_runtime.settings import Settings
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every accepted message (the `inbox` fixture runs it on a loopback port)."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def find(self, recipient: str, subject: str | None = None) -> list[email.message.EmailMessage]:
+        return [m for m in self.messages if m["To"] == recipient and subject in (None, m["Subject"])]
+
+    async def wait_for(self, recipient: str, subject: str, count: int = 1,
+                       timeout: float = 60) -> list[email.message.EmailMessage]:
+        """The messages to `recipient` with exactly this subject, once there are `count` of them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if len(found := self.find(recipient, subject)) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no mail {subject!r} to {recipient} (got {[m['Subject'] for m in self.messages]})")
+
+
+async def eventually(check, timeout: float = 45) -> object:
+    """Poll an async check until it returns something truthy (returned), else fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
 
 
 def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = None, **extra) -> Settings:

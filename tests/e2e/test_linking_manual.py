@@ -6,50 +6,14 @@ refused, the agency loses the user, and the owner's 代理ログイン履歴 say
 
 from __future__ import annotations
 
-import email
 import re
-import socket
-from collections.abc import Iterator
-from email import policy
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from aiosmtpd.controller import Controller
 from linking_support import PASSWORD, SEED_OWNER, SEED_PRODUCT, csrf_of, eventually, flashes, form_fields, platform
 
 from support import make_settings
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every message it accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-    async def wait_for(self, recipient: str, subject_part: str) -> email.message.EmailMessage:
-        async def check():
-            return next((m for m in self.messages if m["To"] == recipient and subject_part in m["Subject"]), None)
-
-        return await eventually(check)
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -80,7 +44,7 @@ async def test_the_seed_manual_from_grant_to_revocation(runtime, settings, inbox
                                                        "password_confirm": PASSWORD, "csrf_token": csrf_of(form.text)})
         assert r.status_code == 200 and "仮登録メール送信" in r.text, r.text
         link = re.search(r"https?://\S+(/mypage/register/\S+)",
-                         (await smtp.wait_for(owner_email, "会員仮登録のご案内")).get_content()).group(1)
+                         (await smtp.wait_for(owner_email, "[家庭用PPAポータル]会員仮登録のご案内"))[0].get_content()).group(1)
         confirm_page = await owner.get(link)
         r = await owner.post(link, data={"csrf_token": csrf_of(confirm_page.text)})
         assert r.status_code == 303 and r.headers["location"] == "/mypage/?done=registered", r.text
@@ -95,7 +59,7 @@ async def test_the_seed_manual_from_grant_to_revocation(runtime, settings, inbox
         assert done.status_code == 303
 
         # 3. 業者様: the request mail, exactly the seed's fields and the URL of the request page
-        mail = await smtp.wait_for("a@example.jp", "新規メールアドレス登録用リンクにアクセスしてください")
+        mail = (await smtp.wait_for("a@example.jp", "[家庭用PPAポータル]新規メールアドレス登録用リンクにアクセスしてください"))[0]
         body = mail.get_content()
         assert body.startswith("※このメールはシステムからの自動返信です") and "a@example.jp様" in body
         assert "下記のオーナー様より、ログイン連携の申請がありました。" in body
@@ -117,7 +81,7 @@ async def test_the_seed_manual_from_grant_to_revocation(runtime, settings, inbox
         r = await agency.post(f"{request_path}/approve", data={"csrf_token": csrf_of(page.text)})
         approved = await agency.get(r.headers["location"])
         assert flashes(approved.text) == ["オーナー様情報との連携に成功しました！"] and "代理ログイン" in approved.text
-        told = await smtp.wait_for(owner_email, "ログイン連携が許可されました")
+        told = (await smtp.wait_for(owner_email, "[家庭用PPAポータル]ログイン連携が許可されました。"))[0]
         assert "メールアドレス :a@example.jp" in told.get_content()
 
         # 4. 代理ログイン: the list's 詳細 → 代理ログイン → the owner's My Page with the banner

@@ -6,20 +6,16 @@ The test follows the link from the mail as a person would: form → 確認 → �
 from __future__ import annotations
 
 import asyncio
-import email
 import re
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import policy
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import structlog
-from aiosmtpd.controller import Controller
 
 from ppa.platform import build_host
 from ppa_contracts import Envelope
@@ -29,7 +25,7 @@ from ppa_contracts.topics import IDENTITY_AGENCY, NOTIFY_REQUESTS
 from ppa_gateway.app import create_app
 from ppa_identity.domain.agency import stream_for
 from ppa_runtime.settings import Settings
-from support import make_settings
+from support import Inbox, make_settings
 
 SEED_FORM = {"company": "ニチコン株式会社", "name": "テスト", "name_kana": "テスト", "postal_code": "1030026",
              "prefecture": "東京都", "city": "中央区", "street": "日本橋兜町14-9", "phone": "0336667945"}
@@ -37,46 +33,6 @@ PASSWORD = "Passw0rd2024"
 LINK_SUBJECT = "[家庭用PPAポータル]新規販売店仮登録のご案内"
 DONE_SUBJECT = "家庭用PPAポータルへの会員登録ありがとうございます"
 KNOWN_SUBJECT = "[家庭用PPAポータル]新規販売店登録のお申込みについて"
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every accepted message."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-    def find(self, recipient: str, subject: str) -> list[email.message.EmailMessage]:
-        return [m for m in self.messages if m["To"] == recipient and m["Subject"] == subject]
-
-    async def wait_for(self, recipient: str, subject: str, count: int = 1, timeout: float = 60) -> list:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if len(found := self.find(recipient, subject)) >= count:
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no mail {subject!r} to {recipient} (got {[m['Subject'] for m in self.messages]})")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

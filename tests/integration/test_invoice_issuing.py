@@ -4,18 +4,14 @@ a usage revision after issue making revision 2, void, refusals, and other agenci
 from __future__ import annotations
 
 import asyncio
-import email
 import io
-import socket
 from datetime import date
 from decimal import Decimal
-from email import policy
 from pathlib import Path
 
 import pypdf
 import pytest
-from aiosmtpd.controller import Controller
-from support import make_settings, portal
+from support import Inbox, make_settings, portal
 
 from ppa_contracts import Envelope
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues
@@ -28,31 +24,6 @@ CUSTOMER = {"customer_number": "1120230030", "serial_number": "E2300030", "name"
             "contract_start": "2023-12-16", "contract_end": "2037-12-15", "email": "1120230030@hsppa.info"}
 SETTINGS = {"closing_day": 15, "rounding": "half_up", "issuer_name": "太陽電力株式会社",
             "issuer_address": "東京都中央区日本橋兜町1-13", "registration_number": "T1234567890123"}
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every accepted message."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def inbox():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -7,20 +7,16 @@ page shows them; refused edits store nothing; password reset through the mailed 
 from __future__ import annotations
 
 import asyncio
-import email
 import re
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import policy
 from html import unescape
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from ppa.platform import build_host
 from ppa_contracts.identity import AgencyProfile
@@ -37,7 +33,7 @@ from ppa_gateway.app import create_app
 from ppa_identity.domain.owner import stream_for
 from ppa_identity.sessions import _key
 from ppa_runtime.settings import Settings
-from support import make_settings
+from support import Inbox, make_settings
 
 PASSWORD = "Passw0rd2024"
 NEW_PASSWORD = "NewPassw0rd99"
@@ -50,46 +46,6 @@ REGISTRATION_LINK = "[家庭用PPAポータル]会員仮登録のご案内"
 ALREADY_REGISTERED = "[家庭用PPAポータル]新規会員登録のお申込みについて"
 EMAIL_CHANGE = "[家庭用PPAポータル]メールアドレス変更のご案内"
 EMAIL_CHANGED = "[家庭用PPAポータル]メールアドレス変更完了のお知らせ"
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every accepted message."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-    def find(self, recipient: str, subject: str | None = None) -> list:
-        return [m for m in self.messages if m["To"] == recipient and subject in (None, m["Subject"])]
-
-    async def wait_for(self, recipient: str, subject: str, count: int = 1, timeout: float = 60) -> list:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if len(found := self.find(recipient, subject)) >= count:
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no mail {subject!r} to {recipient} (got {[m['Subject'] for m in self.messages]})")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield handler, controller.port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -3,24 +3,15 @@ real ingestion API; month navigation, a bad month in Japanese, another agency's 
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import httpx
 import pytest
-from support import portal
+from support import eventually, portal
 
 CUSTOMER = {"customer_number": "1120240002", "serial_number": "HEMS0002", "name": "鈴木 一郎",
             "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
             "contract_start": "2024-01-01"}
-
-
-async def eventually(check, timeout: float = 60.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (result := await check()) is None and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-    return result
 
 
 async def logged_in(p, who: str) -> httpx.AsyncClient:
@@ -47,7 +38,7 @@ async def site(runtime):
         async def registered():
             return await metering.devices.authenticate("HEMS0002", code) or None
 
-        assert await eventually(registered), "registry never saw the device"
+        assert await eventually(registered, timeout=60), "registry never saw the device"
         a, b = await logged_in(p, "a"), await logged_in(p, "b")
         try:
             yield p, a, b, {"Authorization": f"Bearer {code}"}
@@ -72,7 +63,7 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
         page = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/02"})
         return page if page.status_code == 200 and "2024/02/29" in page.text else None
 
-    page = await eventually(february)
+    page = await eventually(february, timeout=60)
     assert page is not None, "daily usage never reached the page"
     html = page.text
     assert "顧客管理 - 日別利用量 (1120240002)" in html and "鈴木 一郎" in html
