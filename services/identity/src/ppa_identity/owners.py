@@ -105,16 +105,17 @@ class RegistrationLinkRefused(Exception):
         self.reason = reason
 
 
-def _reset_key(token: str) -> str:
+def _token_key(token: str) -> str:
+    """What a one-time link's token is stored and found by (the token itself never is)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _email_change_stream(token: str) -> str:
-    return "owner-email-change:" + hashlib.sha256(token.encode()).hexdigest()
+    return "owner-email-change:" + _token_key(token)
 
 
 def _registration_stream(token: str) -> str:
-    return "owner-registration:" + hashlib.sha256(token.encode()).hexdigest()
+    return "owner-registration:" + _token_key(token)
 
 
 def not_an_agency(email: str) -> str:
@@ -498,7 +499,7 @@ class OwnerAccounts:
         token = secrets.token_urlsafe(32)
         reset_id = uuid.uuid4().hex
         expires_at = self.clock() + RESET_TTL
-        await self.resets.insert({"_id": _reset_key(token), "owner_id": owner.owner_id, "reset_id": reset_id})
+        await self.resets.insert({"_id": _token_key(token), "owner_id": owner.owner_id, "reset_id": reset_id})
         url = f"{self.service.settings.public_url.rstrip('/')}/mypage/password/reset/{token}"
         for _ in range(ATTEMPTS):
             try:
@@ -517,7 +518,7 @@ class OwnerAccounts:
 
     async def reset_link(self, token: str) -> tuple[Owner, str]:
         """The owner and reset id of a usable link; raises ResetLinkRefused."""
-        doc = await self.resets.get(_reset_key(token)) if 20 <= len(token) <= 100 else None
+        doc = await self.resets.get(_token_key(token)) if 20 <= len(token) <= 100 else None
         owner = await self.load(doc["owner_id"]) if doc else None
         if doc is None or owner is None or not reset_usable(owner, doc["reset_id"], self.clock()):
             raise ResetLinkRefused()
