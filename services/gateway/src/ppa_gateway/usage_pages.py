@@ -4,33 +4,26 @@ number is a 404), the days come from metering's daily usage projection."""
 
 from __future__ import annotations
 
-import calendar
-import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ppa_billing.domain.billing_month import END_OF_MONTH, BillingMonth, InvalidBillingMonth, period_of
 from ppa_gateway.billing_chart import daily_chart
 from ppa_gateway.billing_pages import _agency, _billing, _login, _not_found, _page
 
 router = APIRouter(include_in_schema=False)
 JST = timezone(timedelta(hours=9))
-MONTH = re.compile(r"(\d{4})[/-](\d{1,2})")
 BAD_MONTH = "利用月は YYYY/MM の形式（例: 2026/04）で入力してください。"
 
 
-def _month(text: str) -> tuple[int, int] | None:
-    match = MONTH.fullmatch(text.strip())
-    if match is None or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 2100:
+def _neighbour(month: BillingMonth, by: int) -> str | None:
+    try:
+        return str(month.shift(by))
+    except InvalidBillingMonth:  # before 2000/01 or after 2099/12
         return None
-    return int(match[1]), int(match[2])
-
-
-def _shift(year: int, month: int, by: int) -> str:
-    index = year * 12 + month - 1 + by
-    return f"{index // 12:04d}/{index % 12 + 1:02d}"
 
 
 @router.get("/agency/customers/{number}/usage", response_class=HTMLResponse)
@@ -42,22 +35,23 @@ async def customer_usage(request: Request, number: str, month: str = "") -> Resp
     except LookupError:
         return _not_found(request, session)
     today = datetime.now(JST).date()
-    chosen = _month(month) if month.strip() else (today.year, today.month)
     context = {"title": f"顧客管理 - 日別利用量 ({number})", "session": session, "csrf": session["csrf"],
                "customer": customer, "number": number, "month": month, "days": [], "errors": {}}
-    if chosen is None:
+    try:
+        chosen = BillingMonth.parse(month) if month.strip() else BillingMonth(today.year, today.month)
+    except InvalidBillingMonth:
         context["errors"] = {"month": BAD_MONTH}
         context["chart"] = daily_chart([])
         return _page(request, "agency/billing/customer_usage.html", context, 422)
-    year, mon = chosen
-    start, end = date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
+    calendar_month = period_of(chosen, END_OF_MONTH)  # a calendar month, whatever the agency's closing day
     metering = request.app.state.host.service("metering")
-    days = await metering.daily.presented_days(session["principal"], number, start, end)
+    days = await metering.daily.presented_days(session["principal"], number, calendar_month.start,
+                                                calendar_month.end)
     totals = {key: sum((d[key] for d in days), Decimal("0.00")) for key in ("generation_kwh", "sold_kwh", "usage_kwh")}
     context.update({
-        "month": f"{year:04d}/{mon:02d}", "days": days, "totals": totals,
-        "chart": daily_chart(days, title=f"{year}年{mon}月 日別 発電量・売電量・利用量"),
-        "previous": _shift(year, mon, -1), "next": _shift(year, mon, 1),
-        "has_next": (year, mon) < (today.year, today.month),
+        "month": str(chosen), "days": days, "totals": totals,
+        "chart": daily_chart(days, title=f"{chosen.year}年{chosen.month}月 日別 発電量・売電量・利用量"),
+        "previous": _neighbour(chosen, -1), "next": _neighbour(chosen, 1),
+        "has_next": chosen < BillingMonth(today.year, today.month),
         "estimated": any(d["estimated"] for d in days)})
     return _page(request, "agency/billing/customer_usage.html", context)
