@@ -27,13 +27,10 @@ import random
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -44,10 +41,9 @@ import httpx
 from ppa_contracts import Envelope
 from ppa_contracts.metering import DailyUsageComputed, DailyValues
 from ppa_contracts.topics import BILLING_CUSTOMER, METERING_DAILY_USAGE
+from processes import Platform
 from ppa_runtime.runtime import Runtime
-from ppa_runtime.settings import Settings
 
-PPA = str(Path(sys.executable).parent / "ppa")
 EMAIL, PASSWORD = "billing-bench@example.jp", "benchpassword1"
 MONTH = "2024/01"  # closing day 15: 2024-01-16 .. 2024-02-15, 31 days
 FIRST_DAY, DAYS = date(2024, 1, 16), 31
@@ -62,79 +58,6 @@ def progress(text: str) -> None:
 
 def number_of(i: int) -> str:
     return f"11{i:08d}"
-
-
-class Server:
-    """`ppa up` in a subprocess with its own state; CPU time and peak memory read from /proc."""
-
-    def __init__(self, runtime: str, synchronous: str) -> None:
-        self.synchronous = synchronous
-        self.dir = Path(tempfile.mkdtemp(prefix="ppa-bench-billing-"))
-        self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
-                    "LOG_LEVEL": "WARNING"}
-        if runtime == "embedded":
-            self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-            self.env.pop("MONGODB_URI", None)
-        elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
-            raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
-        self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
-                                 kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
-                                 mongodb_uri=self.env.get("MONGODB_URI"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.peak_rss_mb = 0.0
-
-    def create_agency(self) -> None:
-        created = subprocess.run([PPA, "agency", "create", "--email", EMAIL, "--password", PASSWORD,
-                                  "--company", "ベンチ電力"], env=self.env, capture_output=True, text=True, check=False)
-        if created.returncode != 0:
-            raise SystemExit(f"ppa agency create failed: {created.stderr}")
-
-    async def start(self, synchronous: str | None = None) -> None:
-        self.env["PPA_SQLITE_SYNCHRONOUS"] = synchronous or self.synchronous
-        log = (self.dir / "server.log").open("ab")
-        self.proc = subprocess.Popen([PPA, "up", "--port", str(self.port)], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            for _ in range(1200):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"ppa up exited: {(self.dir / 'server.log').read_text()[-2000:]}")
-                await asyncio.sleep(0.1)
-        raise SystemExit("ppa up did not become ready")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-    def sample_rss(self) -> None:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                self.peak_rss_mb = max(self.peak_rss_mb, round(int(line.split()[1]) / 1024, 1))
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.sample_rss()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
-
-    def disk_mb(self) -> float | None:
-        data = self.dir / "data"
-        return round(sum(f.stat().st_size for f in data.glob("*")) / 2**20, 1) if data.exists() else None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 async def register(client: httpx.AsyncClient, agency: dict[str, str], n: int, concurrency: int) -> None:
@@ -157,7 +80,7 @@ async def lag(runtime: Runtime, group: str, topics: list[str]) -> int:
     return sum(g.lag for g in await runtime.bus.lag(group, topics))
 
 
-async def until_caught_up(runtime: Runtime, server: Server, timeout: float) -> dict[str, float]:
+async def until_caught_up(runtime: Runtime, server: Platform, timeout: float) -> dict[str, float]:
     """Wait until each group has applied everything published; perf_counter when each got there."""
     done: dict[str, float] = {}
     deadline = time.perf_counter() + timeout
@@ -245,7 +168,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not Path(hey).exists():
         raise SystemExit("hey not found: GOBIN=~/.cache/ppa-ci/bin go install github.com/rakyll/hey@latest")
     n = args.customers
-    server = Server(args.runtime, args.synchronous)
+    server = Platform(args.runtime, args.synchronous, prefix="ppa-bench-billing-")
     result: dict[str, Any] = {"runtime": args.runtime, "customers": n, "days_per_customer": DAYS,
                               "daily_usage_events": n * DAYS, "month": MONTH,
                               "sqlite_synchronous": args.synchronous if args.runtime == "embedded" else None,
@@ -255,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.perf_counter()
     runtime: Runtime | None = None
     try:
-        server.create_agency()
+        server.create_agency(EMAIL, PASSWORD)
         await server.start("NORMAL")  # set-up only (registering customers); the timed part runs as configured
         async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
             token = (await client.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})).json()
@@ -316,8 +239,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["load"] = {"tool": "hey", "seconds_each": args.seconds, "concurrency": args.load_concurrency,
                           **{name: load(hey, url, header, args.seconds, args.load_concurrency)
                              for name, (url, header) in targets.items()}}
-        server.sample_rss()
-        result["server_peak_rss_mb"] = server.peak_rss_mb
+        result["server_peak_rss_mb"] = max(server.peak_rss_mb().values())
         result["bench_client_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         result["data_dir_mb"] = server.disk_mb() if args.runtime == "embedded" else None
         result["goals"] = {"drafts_100k_within_60s": n >= 100_000 and drafts_s <= 60,

@@ -22,16 +22,10 @@ import json
 import os
 import platform
 import resource
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,100 +33,12 @@ import httpx
 from ppa.simulate import (CHANNELS, Batch, HomeReadings, HomeSpec, Totals, _auth_code, _post, compare_daily,
                           expected_daily, home_spec, plan_batches, simulate_home, weather_series)
 from ppa_contracts.topics import METERING_READINGS
+from processes import TOPOLOGIES, Platform
 from ppa_runtime.runtime import Runtime
-from ppa_runtime.settings import Settings
 
-PPA = str(Path(sys.executable).parent / "ppa")
 GROUP = "metering.daily-usage"
 EMAIL, PASSWORD = "bench@example.jp", "benchpassword1"
 READINGS_PER_DAY = 48 * len(CHANNELS)
-
-
-# `up`: the whole platform in one process (`ppa up`, the embedded default). `split`: as deployed, the
-# gateway API and each service's worker in their own process (so the API and the daily projection can
-# use a core each); the embedded runtime shares the SQLite files between them through WAL.
-TOPOLOGIES = {
-    "up": [["up"]],
-    "split": [["api", "gateway"], ["worker", "identity"], ["worker", "billing"], ["worker", "metering"]],
-}
-
-
-class Platform:
-    """The platform's processes with their own state; CPU time and peak memory read from /proc."""
-
-    def __init__(self, runtime: str, synchronous: str, topology: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ppa-bench-"))
-        self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
-                    "PPA_SQLITE_SYNCHRONOUS": synchronous, "LOG_LEVEL": "WARNING"}
-        if runtime == "embedded":
-            self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-            self.env.pop("MONGODB_URI", None)
-        elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
-            raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
-        self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
-                                 kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
-                                 mongodb_uri=self.env.get("MONGODB_URI"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])]
-                         for c in TOPOLOGIES[topology]]
-        self.procs: list[subprocess.Popen] = []
-
-    async def start(self) -> None:
-        created = subprocess.run([PPA, "agency", "create", "--email", EMAIL, "--password", PASSWORD,
-                                  "--company", "ベンチ電力"], env=self.env, capture_output=True, text=True)
-        if created.returncode != 0:
-            raise SystemExit(f"ppa agency create failed: {created.stderr}")
-        log = (self.dir / "server.log").open("wb")
-        self.procs = [subprocess.Popen(c, env=self.env, stdout=log, stderr=subprocess.STDOUT) for c in self.commands]
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        # e.g. for a sampling profiler: uvx py-spy record -p PID -o profile.txt -f raw
-                        pids = ", ".join(f"{' '.join(c[1:3])} {p.pid}" for c, p in zip(self.commands, self.procs))
-                        print(f"running: {pids}", file=sys.stderr, flush=True)
-                        return
-                except httpx.TransportError:
-                    pass
-                if any(p.poll() is not None for p in self.procs):
-                    raise SystemExit(f"the platform exited: {(self.dir / 'server.log').read_text()[-2000:]}")
-                await asyncio.sleep(0.1)
-        raise SystemExit("the platform did not become ready")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of every process so far."""
-        total = 0.0
-        for p in self.procs:
-            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    def peak_rss_mb(self) -> dict[str, float]:
-        """Each process's peak resident memory (VmHWM)."""
-        out = {}
-        for c, p in zip(self.commands, self.procs):
-            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    out[" ".join(c[1:3])] = round(int(line.split()[1]) / 1024, 1)
-        return out
-
-    def disk_mb(self) -> float | None:
-        data = self.dir / "data"
-        return round(sum(f.stat().st_size for f in data.glob("*")) / 2**20, 1) if data.exists() else None
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass
@@ -240,6 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "loadavg_before": os.getloadavg()[0]},
     }
     began = time.perf_counter()
+    platform_.create_agency(EMAIL, PASSWORD)
     await platform_.start()
     runtime = await Runtime.open(platform_.settings)
     limits = httpx.Limits(max_connections=args.concurrency + 4, max_keepalive_connections=args.concurrency + 4)
@@ -300,6 +207,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await runtime.close()
         platform_.stop()
+        platform_.remove()
     result["total_seconds"] = round(time.perf_counter() - began, 1)
     return result
 

@@ -1,0 +1,122 @@
+"""The platform a benchmark measures: `ppa` processes with their own data directory and topic/database
+namespace, on a free loopback port; their CPU time and peak memory read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import httpx
+
+from ppa_runtime.settings import Settings
+
+PPA = str(Path(sys.executable).parent / "ppa")
+
+# `up`: the whole platform in one process (`ppa up`, the embedded default). `split`: as deployed, the
+# gateway API and each service's worker in their own process (so the API and the daily projection can
+# use a core each); the embedded runtime shares the SQLite files between them through WAL.
+TOPOLOGIES = {
+    "up": [["up"]],
+    "split": [["api", "gateway"], ["worker", "identity"], ["worker", "billing"], ["worker", "metering"]],
+}
+
+
+class Platform:
+    """The processes of one topology; `start` may be called again after `stop` (same state)."""
+
+    def __init__(self, runtime: str, synchronous: str, topology: str = "up", prefix: str = "ppa-bench-") -> None:
+        self.synchronous = synchronous
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
+                    "LOG_LEVEL": "WARNING"}
+        if runtime == "embedded":
+            self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+            self.env.pop("MONGODB_URI", None)
+        elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
+            raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+        self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
+                                 kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
+                                 mongodb_uri=self.env.get("MONGODB_URI"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])]
+                         for c in TOPOLOGIES[topology]]
+        self.procs: list[subprocess.Popen] = []
+        self._peak_rss: dict[str, float] = {}
+
+    def create_agency(self, email: str, password: str) -> None:
+        created = subprocess.run([PPA, "agency", "create", "--email", email, "--password", password,
+                                  "--company", "ベンチ電力"], env=self.env, capture_output=True, text=True, check=False)
+        if created.returncode != 0:
+            raise SystemExit(f"ppa agency create failed: {created.stderr}")
+
+    async def start(self, synchronous: str | None = None) -> None:
+        """Start the processes (SQLite `synchronous` as given, else the platform's) and wait for /healthz."""
+        self.env["PPA_SQLITE_SYNCHRONOUS"] = synchronous or self.synchronous
+        log = (self.dir / "server.log").open("ab")
+        self.procs = [subprocess.Popen(c, env=self.env, stdout=log, stderr=subprocess.STDOUT) for c in self.commands]
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            for _ in range(1200):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        # e.g. for a sampling profiler: uvx py-spy record -p PID -o profile.txt -f raw
+                        pids = ", ".join(f"{' '.join(c[1:3])} {p.pid}" for c, p in zip(self.commands, self.procs))
+                        print(f"running: {pids}", file=sys.stderr, flush=True)
+                        return
+                except httpx.TransportError:
+                    pass
+                if any(p.poll() is not None for p in self.procs):
+                    raise SystemExit(f"the platform exited: {(self.dir / 'server.log').read_text()[-2000:]}")
+                await asyncio.sleep(0.1)
+        raise SystemExit("the platform did not become ready")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of every running process so far."""
+        total = 0.0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def sample_rss(self) -> None:
+        """Note each running process's peak resident memory (VmHWM) so far."""
+        for c, p in zip(self.commands, self.procs):
+            if p.poll() is not None:
+                continue
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    name = " ".join(c[1:3])
+                    self._peak_rss[name] = max(self._peak_rss.get(name, 0.0), round(int(line.split()[1]) / 1024, 1))
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each process's peak resident memory over every start, by command."""
+        self.sample_rss()
+        return dict(self._peak_rss)
+
+    def disk_mb(self) -> float | None:
+        data = self.dir / "data"
+        return round(sum(f.stat().st_size for f in data.glob("*")) / 2**20, 1) if data.exists() else None
+
+    def stop(self) -> None:
+        self.sample_rss()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = []
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
