@@ -57,3 +57,13 @@ async def test_correlation_id_of_the_command_is_carried_by_its_events(runtime):
     assert [e.correlationid for e in events] == ["req-abc", "req-abc"]
     assert [e.aggregateversion for e in events] == [1, 2]
     await host.stop()
+
+
+async def test_a_commit_outside_any_request_has_one_correlation_id(runtime):
+    host = build_host(runtime, ["identity"], workers=False)
+    await host.start()
+    identity = host.service("identity")
+    await identity.create_agency("uncorrelated@example.jp", "password123", AgencyProfile(company="相関なし"))
+    events = await identity.events.read("agency:uncorrelated@example.jp")
+    assert len(events) == 2 and len({e.correlationid for e in events}) == 1 and events[0].correlationid
+    await host.stop()

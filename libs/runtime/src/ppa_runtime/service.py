@@ -43,13 +43,14 @@ class Service:
         """
         if rebuilding():  # replaying history must not act on it again (mails, revisions) from partial state
             raise SideEffectInRebuild(f"a handler of projection {rebuilding()} records events: it cannot be rebuilt")
+        correlation = correlation_id()  # one commit, one correlation id, even outside any request
         envelopes = [
             (
                 p.event_topic,
                 Envelope.wrap(
                     p,
                     subject=subject,
-                    correlation_id=correlation_id(),
+                    correlation_id=correlation,
                     causation_id=causation_id(),
                     aggregate_version=expected_version + i,
                 ),
