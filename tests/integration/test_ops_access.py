@@ -8,7 +8,8 @@ from ops_helpers import OPERATOR_EMAIL, OPERATOR_PASSWORD, csrf_of, sign_in_oper
 from ppa_identity.operators import InvalidOperator, OperatorExists
 from support import portal
 
-OPS_PAGES = ["/ops/", "/ops/events", "/ops/health", "/ops/dead-letters", "/ops/events/ppa.identity.agency.v1/0/0"]
+OPS_PAGES = ["/ops/", "/ops/events", "/ops/health", "/ops/dead-letters", "/ops/mail",
+             "/ops/events/ppa.identity.agency.v1/0/0"]
 
 
 async def test_agency_session_and_bearer_tokens_never_reach_ops_pages(runtime):

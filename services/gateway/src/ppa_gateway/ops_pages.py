@@ -17,6 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from ppa_gateway.ops_dead_letter_pages import router as dead_letter_router
 from ppa_gateway.ops_health_pages import router as health_router
+from ppa_gateway.ops_mail_pages import router as mail_router
 from ppa_gateway.ops_web import CSRF_FAILED, NotOperator, console, jst, operator_session, page
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
@@ -174,3 +175,4 @@ async def event_detail(request: Request, topic: str, partition: int, offset: int
 
 router.include_router(health_router)
 router.include_router(dead_letter_router)
+router.include_router(mail_router)

@@ -109,5 +109,5 @@ class NotifyService(Service):
 
     async def deliveries(self, recipient: str | None = None, status: Status | None = None,
                          limit: int = 50) -> list[Delivery]:
-        """The delivery log, newest first (the JSON route comes with the gateway's auth)."""
+        """The delivery log, newest first (shown to operators on /ops/mail)."""
         return await self.delivery_log.query(recipient, status, limit)
