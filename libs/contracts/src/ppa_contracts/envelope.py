@@ -83,14 +83,7 @@ class Envelope(BaseModel):
     @classmethod
     def from_kafka(cls, headers: list[tuple[str, bytes]] | tuple, value: bytes) -> Envelope:
         """Rebuild an envelope from a binary-mode Kafka record."""
-        attrs: dict[str, Any] = {}
-        for name, raw in headers or ():
-            if name.startswith("ce_"):
-                attrs[name[3:]] = raw.decode()
-            elif name == "content-type":
-                attrs["datacontenttype"] = raw.decode()
-        attrs["data"] = orjson.loads(value) if value else {}
-        return cls.model_validate(attrs)
+        return cls.model_validate(kafka_attributes(headers, value))
 
     def to_json(self) -> bytes:
         """Structured mode JSON (for stores and the dashboard)."""
@@ -100,3 +93,15 @@ class Envelope(BaseModel):
     def from_json(cls, raw: bytes | str) -> Envelope:
         """Parse structured mode JSON."""
         return cls.model_validate(orjson.loads(raw))
+
+
+def kafka_attributes(headers: list[tuple[str, bytes]] | tuple, value: bytes) -> dict[str, Any]:
+    """A binary-mode Kafka record's attributes and `data`, decoded but not validated (header values as text)."""
+    attrs: dict[str, Any] = {}
+    for name, raw in headers or ():
+        if name.startswith("ce_"):
+            attrs[name[3:]] = raw.decode()
+        elif name == "content-type":
+            attrs["datacontenttype"] = raw.decode()
+    attrs["data"] = orjson.loads(value) if value else {}
+    return attrs

@@ -5,19 +5,63 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ppa_contracts import Envelope
 
 
-@dataclass(frozen=True)
 class Record:
-    """One event as read from a topic partition."""
+    """One event as read from a topic partition.
 
-    topic: str
-    partition: int
-    offset: int
-    envelope: Envelope
+    A bus hands over the decoded JSON (`raw`: the structured-mode attributes with `data`); the envelope model is
+    validated the first time `envelope` is asked for. Batch handlers that read only `type`, `data` and
+    `aggregateversion` skip that validation, which costs more than the rest of their work per event.
+    """
+
+    __slots__ = ("topic", "partition", "offset", "_envelope", "_raw")
+
+    def __init__(self, topic: str, partition: int, offset: int, envelope: Envelope | None = None, *,
+                 raw: dict[str, Any] | None = None) -> None:
+        if envelope is None and raw is None:
+            raise ValueError("a record needs its envelope or its decoded JSON")
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self._envelope = envelope
+        self._raw = raw
+
+    @property
+    def envelope(self) -> Envelope:
+        if self._envelope is None:
+            self._envelope = Envelope.model_validate(self._raw)
+        return self._envelope
+
+    @property
+    def type(self) -> str:
+        return self._envelope.type if self._envelope is not None else str(self._raw["type"])  # type: ignore[index]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The payload's JSON, not validated against its model."""
+        return self._envelope.data if self._envelope is not None else self._raw["data"]  # type: ignore[index]
+
+    @property
+    def aggregateversion(self) -> int | None:
+        if self._envelope is not None:
+            return self._envelope.aggregateversion
+        value = self._raw.get("aggregateversion")  # type: ignore[union-attr]
+        return None if value is None else int(value)  # a Kafka header carries it as text
+
+    @property
+    def correlationid(self) -> str:
+        return self._envelope.correlationid if self._envelope is not None else str(self._raw["correlationid"])  # type: ignore[index]
+
+    @property
+    def id(self) -> str:
+        return self._envelope.id if self._envelope is not None else str(self._raw["id"])  # type: ignore[index]
+
+    def __repr__(self) -> str:
+        return f"Record({self.topic!r}, {self.partition}, {self.offset}, type={self.type!r})"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from ppa_contracts import TOPICS, Envelope, dlq
+from ppa_contracts.envelope import kafka_attributes
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 
 log = structlog.get_logger(__name__)
@@ -39,7 +40,7 @@ class KafkaSubscription:
         for tp, messages in batches.items():
             topic = self.bus.logical(tp.topic)
             for m in messages:
-                out.append(Record(topic, tp.partition, m.offset, Envelope.from_kafka(m.headers, m.value)))
+                out.append(Record(topic, tp.partition, m.offset, raw=kafka_attributes(m.headers, m.value)))
         return out
 
     async def commit(self, records: list[Record]) -> None:
@@ -76,7 +77,7 @@ class KafkaTail:
         for tp, messages in batches.items():
             topic = self.bus.logical(tp.topic)
             for m in messages:
-                out.append(Record(topic, tp.partition, m.offset, Envelope.from_kafka(m.headers, m.value)))
+                out.append(Record(topic, tp.partition, m.offset, raw=kafka_attributes(m.headers, m.value)))
                 self._next[(topic, tp.partition)] = m.offset + 1
         return out
 
@@ -217,7 +218,7 @@ class KafkaBus:
                     for m in messages:
                         if m.offset >= ends[tp]:
                             break
-                        await handle(Record(topic, tp.partition, m.offset, Envelope.from_kafka(m.headers, m.value)))
+                        await handle(Record(topic, tp.partition, m.offset, raw=kafka_attributes(m.headers, m.value)))
                         count += 1
                 for tp in list(todo):
                     if await consumer.position(tp) >= ends[tp]:

@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import orjson
+
 from ppa_contracts import Envelope
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.sqlite import SqliteDb
@@ -99,7 +101,7 @@ class SqliteSubscription:
         rows = await self.bus.db.read(run)
         for topic, _, offset, _ in rows:
             self.fetched[topic] = max(self.fetched[topic], offset)
-        return [Record(t, p, o, Envelope.from_json(e)) for t, p, o, e in rows]
+        return [Record(t, p, o, raw=orjson.loads(e)) for t, p, o, e in rows]
 
     async def commit(self, records: list[Record]) -> None:
         last: dict[str, int] = {}
@@ -155,7 +157,7 @@ class SqliteTail:
         rows = await self.bus.db.read(run)
         for topic, partition, offset, _ in rows:
             self._next[(topic, partition)] = max(self._next[(topic, partition)], offset + 1)
-        return [Record(t, p, o, Envelope.from_json(e)) for t, p, o, e in rows]
+        return [Record(t, p, o, raw=orjson.loads(e)) for t, p, o, e in rows]
 
     async def close(self) -> None:
         return None
@@ -222,7 +224,7 @@ class SqliteBus:
             if not rows:
                 break
             for partition, offset, env in rows:
-                await handle(Record(topic, partition, offset, Envelope.from_json(env)))
+                await handle(Record(topic, partition, offset, raw=orjson.loads(env)))
                 position = offset
                 count += 1
         return count

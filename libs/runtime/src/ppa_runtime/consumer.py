@@ -88,8 +88,11 @@ class Consumer:
             log.warning("batch_failed", group=self.spec.group, records=len(records), error=repr(exc))
             return False
         self.applied += len(records)
+        per_topic: dict[str, int] = {}
         for record in records:
-            metrics.EVENTS_CONSUMED.labels(self.spec.group, record.topic).inc()
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
+        for topic, n in per_topic.items():
+            metrics.EVENTS_CONSUMED.labels(self.spec.group, topic).inc(n)
         return True
 
     async def handle(self, record: Record) -> None:

@@ -7,6 +7,8 @@ import re
 import sqlite3
 from typing import Any
 
+import orjson
+
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort, apply_update, equality_fields, physical, _walk
 from ppa_runtime.sqlite import SqliteDb
 
@@ -116,7 +118,7 @@ class SqliteCollection:
 
     @staticmethod
     def _dump(doc: dict[str, Any]) -> str:
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode()
 
     async def insert(self, doc: dict[str, Any]) -> None:
         await self._ensure()
@@ -145,7 +147,7 @@ class SqliteCollection:
         row = await self.db.read(
             lambda c: c.execute(f"SELECT doc FROM {self.table} WHERE id = ?", (str(doc_id),)).fetchone()
         )
-        return json.loads(row[0]) if row else None
+        return orjson.loads(row[0]) if row else None
 
     async def get_many(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
         await self._ensure()
@@ -159,7 +161,7 @@ class SqliteCollection:
                 rows += conn.execute(f"SELECT id, doc FROM {self.table} WHERE id IN ({marks})", part).fetchall()
             return rows
 
-        return {i: json.loads(d) for i, d in await self.db.read(run)} if ids else {}
+        return {i: orjson.loads(d) for i, d in await self.db.read(run)} if ids else {}
 
     async def find(
         self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
@@ -173,7 +175,7 @@ class SqliteCollection:
             sql += " LIMIT ? OFFSET ?"
             params = [*params, limit if limit else -1, skip]
         rows = await self.db.read(lambda c: c.execute(sql, params).fetchall())
-        return [json.loads(r[0]) for r in rows]
+        return [orjson.loads(r[0]) for r in rows]
 
     async def count(self, filter: Filter | None = None) -> int:
         await self._ensure()
@@ -189,7 +191,7 @@ class SqliteCollection:
             row = conn.execute(f"SELECT id, doc FROM {self.table} WHERE {where} LIMIT 1", params).fetchone()
             try:
                 if row:
-                    doc = apply_update(json.loads(row[1]), update, inserting=False)
+                    doc = apply_update(orjson.loads(row[1]), update, inserting=False)
                     conn.execute(f"UPDATE {self.table} SET doc = ? WHERE id = ?", (self._dump(doc), row[0]))
                     return True
                 if not upsert:

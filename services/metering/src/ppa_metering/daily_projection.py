@@ -207,13 +207,13 @@ class DailyProjection:
         """A fetched batch at once: one device's records merged, every read and write batched."""
         devices: dict[str, Device] = {}
         for record in records:
-            env = record.envelope
-            if env.type != _READINGS_TYPE:
+            if record.type != _READINGS_TYPE:
                 continue
-            data = env.data
+            data = record.data
             device = devices.get(data["serial_number"])
             if device is None:
-                device = devices[data["serial_number"]] = Device(data["serial_number"], env.correlationid, env.id)
+                device = devices[data["serial_number"]] = Device(data["serial_number"], record.correlationid,
+                                                                 record.id)
             for r in data["readings"]:
                 rmax = r.get("register_max")
                 device.add(Reading(r["channel"], datetime.fromisoformat(r["at"]), Decimal(r["kwh"]),
