@@ -137,16 +137,18 @@ class InvoiceList:
             doc = existing.get(bucket_id) or {"_id": bucket_id, "agency_id": first["agency_id"],
                                               "month": first["month"], "entries": {}}
             for line in members:
-                figures = current_figures(line) if line["listed"] else None
-                if figures is None:
+                if not line["listed"]:
                     doc["entries"].pop(line["customer_number"], None)
-                else:
-                    doc["entries"][line["customer_number"]] = [figures[k] for k in TOTAL_FIELDS]
+                    continue
+                figures = current_figures(line)  # None: listed, but voided (not in the totals)
+                doc["entries"][line["customer_number"]] = None if figures is None else [
+                    figures[k] for k in TOTAL_FIELDS]
             buckets.append(doc)
-            values = list(doc["entries"].values())
+            values = [v for v in doc["entries"].values() if v is not None]
             sums.append({"_id": bucket_id, "agency_id": doc["agency_id"], "month": doc["month"],
                          "sums": {k: str(sum((Decimal(v[i]) for v in values), Decimal(0)))
-                                  for i, k in enumerate(TOTAL_FIELDS)}, "count": len(values)})
+                                  for i, k in enumerate(TOTAL_FIELDS)}, "count": len(values),
+                         "listed": len(doc["entries"])})
         await self.buckets.replace_many(buckets)
         await self.sums.replace_many(sums)
 
@@ -292,19 +294,20 @@ class InvoiceList:
         # malformed one raises here, and the consumer then applies each record through `handlers`.
         daily: list[tuple[str, str, date, Decimal, Decimal, int]] = []
         for record in records:
-            env = record.envelope
-            if env.type in _DAILY_TYPES:
-                data = env.data
-                values = data["values"] if env.type == _COMPUTED else data["new"]
+            kind = record.type
+            if kind in _DAILY_TYPES:
+                data = record.data
+                values = data["values"] if kind == _COMPUTED else data["new"]
                 daily.append((data["agency_id"], data["customer_number"], date.fromisoformat(data["date"]),
                               Decimal(values["generation_kwh"]), Decimal(values["sold_kwh"]),
-                              env.aggregateversion or 0))
+                              record.aggregateversion or 0))
             else:
                 if daily:
                     await self.on_daily_batch(daily)
                     daily = []
-                handler = self._handlers().get(env.type)
+                handler = self._handlers().get(kind)
                 if handler is not None:
+                    env = record.envelope
                     await handler(env.payload(), env)
         if daily:
             await self.on_daily_batch(daily)

@@ -36,7 +36,7 @@ ISSUED = "issued_invoices"
 CENTI = Decimal("0.01")
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
 DayChanged = Callable[[str, str, date], Awaitable[None]]
-DaysChanged = Callable[[str, str, set[date]], Awaitable[None]]
+DaysChanged = Callable[[str, dict[str, set[date]]], Awaitable[None]]
 
 
 class InvoiceNotFound(LookupError):
@@ -109,7 +109,7 @@ class Invoices:
         self.issued = issued
         self.settings = settings
         self.on_day_changed: DayChanged | None = None  # issuing: a change after issue makes a revision
-        self.on_days_changed: DaysChanged | None = None  # the same for a batch of one customer's days
+        self.on_days_changed: DaysChanged | None = None  # the same for a batch of an agency's days
 
     async def setup(self) -> None:
         await self.days.ensure_index("agency_id", "customer_number", "date")
@@ -136,15 +136,14 @@ class Invoices:
         newest: dict[str, dict[str, Any]] = {}
         touched: dict[tuple[str, str], set[date]] = defaultdict(set)
         for record in records:
-            env = record.envelope
-            if env.type not in self._daily_types:
+            if record.type not in self._daily_types:
                 continue
-            data = env.data
+            data = record.data
             values = data["values"] if "values" in data else data["new"]
             gen, sold = _two(Decimal(values["generation_kwh"])), _two(Decimal(values["sold_kwh"]))
             agency_id, customer_number, day = data["agency_id"], data["customer_number"], data["date"]
             doc_id = f"{agency_id}:{customer_number}:{day}"
-            version = env.aggregateversion or 0
+            version = record.aggregateversion or 0
             if doc_id not in newest or version > newest[doc_id]["_v"]:
                 newest[doc_id] = {"_id": doc_id, "agency_id": agency_id, "customer_number": customer_number,
                                   "date": day, "generation_kwh": str(gen), "sold_kwh": str(sold),
@@ -153,8 +152,11 @@ class Invoices:
         stored = await self.days.get_many(list(newest))
         await self.days.replace_many([d for i, d in newest.items() if i not in stored or stored[i].get("_v", 0) < d["_v"]])
         if self.on_days_changed is not None:
+            by_agency: dict[str, dict[str, set[date]]] = defaultdict(dict)
             for (agency_id, customer_number), days in touched.items():
-                await self.on_days_changed(agency_id, customer_number, days)
+                by_agency[agency_id][customer_number] = days
+            for agency_id, days_of in by_agency.items():
+                await self.on_days_changed(agency_id, days_of)
 
     _daily_types = frozenset({DailyUsageComputed.event_type(), DailyUsageRevised.event_type()})
 
@@ -246,7 +248,13 @@ class Invoices:
         if found is None:
             return ([], 0, sum_lines([])) if with_totals else ([], 0)
         flt, searching = found
-        total = await self.lines.count(flt)
+        # The whole month's count comes from its totals buckets (each knows how many lines it lists); counting
+        # the index instead costs about 1 ms per 3,000 lines. Buckets written before they kept it: count.
+        sums = [] if searching else await self.sums.find({"agency_id": agency_id, "month": str(query.month)})
+        if sums and all("listed" in d for d in sums):
+            total = sum(int(d["listed"]) for d in sums)
+        else:
+            total = await self.lines.count(flt)
         lines = await self.lines.find(flt, sort=[("customer_number", 1)],
                                       skip=(page - 1) * per_page if per_page else 0, limit=per_page)
         items = await self._line_items(agency_id, query.month, lines)
@@ -256,7 +264,7 @@ class Invoices:
             every = lines if len(lines) == total else await self.lines.find(flt)
             totals = sum_lines([f for line in every if (f := current_figures(line)) is not None])
         else:
-            totals = _add_sums(await self.sums.find({"agency_id": agency_id, "month": str(query.month)}))
+            totals = _add_sums(sums)
         return items, total, totals
 
     async def _line_items(self, agency_id: str, month: BillingMonth,

@@ -213,13 +213,17 @@ class Issuing:
         for doc in covering:
             await self.reconcile(agency_id, doc["invoice_number"])
 
-    async def on_days_changed(self, agency_id: str, customer_number: str, days: set[date]) -> None:
-        """After some of a customer's days changed: revise every issued invoice whose period holds one."""
-        isos = sorted(d.isoformat() for d in days)
-        covering = await self.issued.find({"agency_id": agency_id, "customer_number": customer_number,
-                                           "period_start": {"$lte": isos[-1]}, "period_end": {"$gte": isos[0]}})
-        for doc in covering:
-            if any(doc["period_start"] <= d <= doc["period_end"] for d in isos):
+    async def on_days_changed(self, agency_id: str, days: dict[str, set[date]]) -> None:
+        """After some days of an agency's customers changed (customer number → days): revise every issued
+        invoice whose period holds one. One query for the lot: most customers have no issued invoice there."""
+        isos = {number: sorted(d.isoformat() for d in changed) for number, changed in days.items() if changed}
+        if not isos:
+            return
+        covering = await self.issued.find({"agency_id": agency_id, "customer_number": {"$in": sorted(isos)},
+                                           "period_start": {"$lte": max(i[-1] for i in isos.values())},
+                                           "period_end": {"$gte": min(i[0] for i in isos.values())}})
+        for doc in sorted(covering, key=lambda d: d["invoice_number"]):
+            if any(doc["period_start"] <= d <= doc["period_end"] for d in isos.get(doc["customer_number"], ())):
                 await self.reconcile(agency_id, doc["invoice_number"])
 
     async def void(self, agency_id: str, number: str, reason: str = "") -> dict[str, Any]:
