@@ -169,7 +169,7 @@ async def test_invoice_pages_show_the_seed_formats_and_issue_and_void(site):
         if "1,116.70" in page.text:
             break
         await asyncio.sleep(0.1)
-    assert "全 1 件" in page.text and "1,116.70" in page.text
+    assert "全 1 件" in page.text and "1,116.70" in page.text, re.findall(r"全 \S+ 件", page.text)
     # 1,075.30 kWh x 16.00 = 17,204.80 → 17,205; 41.40 x 27.00 = 1,117.80 → 1,118; + 980
     assert "17,205" in page.text and "2,098" in page.text
     assert re.search(r'<tr class="totals">.*?2,098</td>', page.text, re.S)
