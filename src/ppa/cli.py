@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from pathlib import Path
 
@@ -36,6 +37,10 @@ async def _serve(app, host: str, port: int, announce: str | None = None) -> None
             if server.should_exit:
                 return
             await asyncio.sleep(0.05)
+        # Everything built at start-up (modules, routes, templates, read-model caches) stays for the process's
+        # life: out of the collector's generations, a full collection under load need not walk it again.
+        gc.collect()
+        gc.freeze()
         if announce:
             print(announce, flush=True)
 
