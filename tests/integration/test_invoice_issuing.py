@@ -188,6 +188,12 @@ async def test_issue_mail_revise_and_void_an_invoice(billing, runtime, inbox):
     assert reissue.status_code == 409 and "取り消されています" in reissue.json()["detail"]
     current = await client.get(f"/api/v1/invoices/{NUMBER}.pdf", headers=a)
     assert "【取消】" in pdf_text(current.content)
+    void_mail = (await until(lambda: _mails(handler, 3), "the void mail"))[2]
+    assert void_mail["To"] == "1120230030@hsppa.info" and "【取消】2024/01分" in void_mail["Subject"]
+    void_text = void_mail.get_body(("plain",)).get_content()
+    assert "取り消し" in void_text and "2,368 円" in void_text and "二重請求" not in void_text  # the reason is internal
+    [void_pdf] = list(void_mail.iter_attachments())
+    assert void_pdf.get_content() == current.content
     listing = (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=a)).json()
     assert [(i["invoice_number"], i["status"]) for i in listing["items"]] == [(NUMBER, "voided")]
     await runtime.bus.publish(METERING_DAILY_USAGE, [

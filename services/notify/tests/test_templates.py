@@ -209,3 +209,11 @@ def test_a_corrected_invoice_mail_says_so():
     assert "ご請求金額（税込）：2,098 円" in first_body and "訂正" not in first_body
     assert subject == "[家庭用PPAポータル]【訂正】2024/01分 電気料金のご請求（請求番号 24011120230030）"
     assert "訂正後の請求書（第2版）" in body
+
+
+def test_a_voided_invoice_mail_says_it_was_cancelled_and_nothing_is_owed():
+    subject, body = render(EmailTemplate.INVOICE_VOIDED, context_of(EmailTemplate.INVOICE_VOIDED, revision=2))
+    assert subject == "[家庭用PPAポータル]【取消】2024/01分 電気料金のご請求（請求番号 24011120230030）"
+    assert "先にお送りした2024/01分の請求書（第2版）は取り消しとなりました。" in body
+    assert "この請求書によるお支払いは不要です。" in body and "取り消した請求金額（税込）：2,098 円" in body
+    assert body.startswith("※このメールはシステムからの自動返信です\n\n顧客0151 様\n")

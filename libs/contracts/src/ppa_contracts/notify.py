@@ -47,6 +47,7 @@ class EmailTemplate(StrEnum):
     OWNER_EMAIL_CHANGE = "owner_email_change"
     OWNER_EMAIL_CHANGED = "owner_email_changed"
     INVOICE_ISSUED = "invoice_issued"
+    INVOICE_VOIDED = "invoice_voided"
 
 
 # The context keys each template needs; notify adds `recipient` itself (the greeting uses it).
@@ -71,6 +72,9 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.OWNER_EMAIL_CHANGED: ("owner_name", "new_email"),
     # revision 1 is the first issue; a higher one says the invoice was corrected (the PDF is attached)
     EmailTemplate.INVOICE_ISSUED: ("customer_name", "invoice_number", "month", "total", "revision",
+                                   "issuer_name"),
+    # to the address the invoice was mailed to: its last revision was voided (the 取消 PDF is attached)
+    EmailTemplate.INVOICE_VOIDED: ("customer_name", "invoice_number", "month", "total", "revision",
                                    "issuer_name"),
 }
 

@@ -101,17 +101,18 @@ class Issuing:
         return document_id, pdf
 
     async def _mail(self, agency_id: str, number: str, revision: int, recipient: str | None, f: InvoiceFigures,
-                    issuer: InvoiceIssuer, pdf: bytes) -> list[Payload]:
-        """The mail request recorded with the revision (none when the customer has no e-mail address)."""
+                    issuer: InvoiceIssuer, pdf: bytes, voided: bool = False) -> list[Payload]:
+        """The mail request recorded with the revision or the void (none when there is no address to mail)."""
         if not recipient:
             return []
         parsed_month, _ = parse_invoice_number(number)
+        suffix, template = ("void", EmailTemplate.INVOICE_VOIDED) if voided else (f"r{revision}",
+                                                                                  EmailTemplate.INVOICE_ISSUED)
         return [EmailRequested(
-            message_id=f"invoice-{agency_id}-{number}-r{revision}", template=EmailTemplate.INVOICE_ISSUED,
-            recipient=recipient,
+            message_id=f"invoice-{agency_id}-{number}-{suffix}", template=template, recipient=recipient,
             context={"customer_name": f.name, "invoice_number": number, "month": str(parsed_month),
                      "total": yen(f.total), "revision": revision, "issuer_name": issuer.name},
-            attachments=[EmailAttachment.of(f"invoice_{number}_r{revision}.pdf", "application/pdf", pdf)])]
+            attachments=[EmailAttachment.of(f"invoice_{number}_{suffix}.pdf", "application/pdf", pdf)])]
 
     async def issue(self, agency_id: str, number: str, today: date | None = None) -> dict[str, Any]:
         """Freeze the draft into revision 1, store its PDF and mail it; refuses a second issue."""
@@ -236,14 +237,17 @@ class Issuing:
             raise InvoiceStateError("発行されていない請求は取り消せません。")
         if voided is not None:
             raise InvoiceStateError("この請求は既に取り消されています。")
-        document_id, _ = await self._store_pdf(agency_id, number, latest.revision, InvoiceDocument(
+        document_id, pdf = await self._store_pdf(agency_id, number, latest.revision, InvoiceDocument(
             number, latest.customer_number, latest.month, latest.revision, today_jst(), latest.issuer,
             latest.figures, voided_on=today_jst()))
         event = InvoiceVoided(agency_id=agency_id, invoice_number=number, customer_number=latest.customer_number,
                               month=latest.month, revision=latest.revision, document_id=document_id,
                               reason=reason.strip()[:200])
+        # whoever was mailed the invoice is told, with the 取消 PDF (the reason stays internal)
+        mail = await self._mail(agency_id, number, latest.revision, latest.emailed_to, latest.figures, latest.issuer,
+                                pdf, voided=True)
         try:
-            await self.service.record(stream, len(history), event, subject=number)
+            await self.service.record(stream, len(history), event, *mail, subject=number)
         except ConcurrencyConflict as exc:
             raise InvoiceStateError(
                 "この請求は他の操作で更新されました。画面を更新してから、もう一度操作してください。") from exc
