@@ -30,6 +30,15 @@ async def test_get_find_count_sort_and_page(coll):
     assert await coll.count({"n": {"$ne": 4}}) == 9
 
 
+async def test_find_can_leave_fields_out(coll):
+    page = await coll.find({"n": {"$lt": 2}}, sort=[("n", 1)], without=("name", "tags"))
+    assert page == [{"_id": "id00", "email": "user0@Example.jp", "n": 0, "even": True},
+                    {"_id": "id01", "email": "user1@Example.jp", "n": 1, "even": False}]
+    assert (await coll.find({"n": 0}, without=("missing",)))[0]["tags"] == []
+    with pytest.raises(ValueError):
+        await coll.find({}, without=("_id",))
+
+
 async def test_case_insensitive_regex_search(coll):
     found = await coll.find({"email": {"$regex": "USER1@", "$options": "i"}})
     assert [d["_id"] for d in found] == ["id01"]

@@ -38,8 +38,11 @@ class Collection(Protocol):
         ...
 
     async def find(
-        self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
-    ) -> list[dict[str, Any]]: ...
+        self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0,
+        without: tuple[str, ...] = (),
+    ) -> list[dict[str, Any]]:
+        """Matching documents; `without` names top-level fields left out of them (never `_id`)."""
+        ...
 
     async def count(self, filter: Filter | None = None) -> int: ...
 

@@ -56,9 +56,12 @@ class MongoCollection:
         return {i: d for i, d in zip(ids, found, strict=True) if d is not None}
 
     async def find(
-        self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0
+        self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0,
+        without: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
-        cursor = self.coll.find(filter or {})
+        if "_id" in without:
+            raise ValueError("cannot leave out '_id'")
+        cursor = self.coll.find(filter or {}, {f: 0 for f in without} or None)
         if sort:
             cursor = cursor.sort([(f, DESCENDING if d < 0 else ASCENDING) for f, d in sort])
         if skip:

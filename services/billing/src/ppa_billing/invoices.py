@@ -249,7 +249,8 @@ class Invoices:
             return ([], 0, sum_lines([])) if with_totals else ([], 0)
         flt, searching = found
         skip = (page - 1) * per_page if per_page else 0
-        lines = await self.lines.find(flt, sort=[("customer_number", 1)], skip=skip, limit=per_page)
+        # a line's days are two thirds of it, and the list needs only its figures
+        lines = await self.lines.find(flt, sort=[("customer_number", 1)], skip=skip, limit=per_page, without=("days",))
         sums = [] if searching else await self.sums.find({"agency_id": agency_id, "month": str(query.month)})
         if not per_page or 0 < len(lines) < per_page or (page == 1 and not lines):
             total = skip + len(lines)  # the last page: its rows say how many there are
@@ -264,7 +265,7 @@ class Invoices:
         if not with_totals:
             return items, total
         if searching:
-            every = lines if len(lines) == total else await self.lines.find(flt)
+            every = lines if len(lines) == total else await self.lines.find(flt, without=("days",))
             totals = sum_lines([f for line in every if (f := current_figures(line)) is not None])
         else:
             totals = _add_sums(sums)
