@@ -8,7 +8,6 @@ CI=true, where a missing server is a failure, never a skip.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
