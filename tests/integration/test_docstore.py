@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ppa_runtime.docstore import DuplicateKey
@@ -43,6 +45,16 @@ async def test_case_insensitive_regex_search(coll):
     found = await coll.find({"email": {"$regex": "USER1@", "$options": "i"}})
     assert [d["_id"] for d in found] == ["id01"]
     assert await coll.count({"email": {"$regex": "^user"}}) == 10
+
+
+async def test_a_search_for_plain_text_finds_it_anywhere_and_reads_no_pattern_into_it(coll):
+    assert await coll.count({"name": {"$regex": "山", "$options": "i"}}) == 3
+    assert await coll.count({"email": {"$regex": re.escape("EXAMPLE.JP"), "$options": "i"}}) == 10
+    assert await coll.count({"email": {"$regex": re.escape("EXAMPLE.JP")}}) == 0  # case counts without "i"
+    assert await coll.count({"email": {"$regex": re.escape("Example.jp")}}) == 10
+    assert await coll.count({"email": {"$regex": re.escape("Example?jp"), "$options": "i"}}) == 0
+    assert await coll.count({"email": {"$regex": "Example.jp", "$options": "i"}}) == 10  # "." is a pattern here
+    assert await coll.count({"email": {"$regex": re.escape("user1") + "[0-9]?@", "$options": "i"}}) == 1
 
 
 async def test_unique_index_and_id_refuse_duplicates(coll):

@@ -32,6 +32,15 @@ def _param(value: Any) -> Any:
     return value
 
 
+_ESCAPED = re.compile(r"\\(.)", re.S)
+
+
+def _literal(pattern: str) -> str | None:
+    """The text a pattern matches when it is plain text (as `re.escape` writes it), else None."""
+    text = _ESCAPED.sub(r"\1", pattern)
+    return text if text and re.escape(text) == pattern else None
+
+
 def compile_filter(filter: Filter | None) -> tuple[str, list[Any]]:
     """Translate a MongoDB-style filter into a SQL condition and its parameters."""
     if not filter:
@@ -79,8 +88,18 @@ def compile_filter(filter: Filter | None) -> tuple[str, list[Any]]:
             elif op == "$exists":
                 parts.append(f"{expr} IS {'NOT ' if arg else ''}NULL")
             elif op == "$regex":
-                parts.append(f"regexp(?, {expr})")
-                params.append(("(?i)" if "i" in options else "") + arg)
+                literal = _literal(arg)
+                if literal is not None and ("i" not in options or literal == literal.lower() == literal.upper()):
+                    parts.append(f"instr({expr}, ?) > 0")  # "contains" in C: no Python call per row
+                    params.append(literal)
+                elif literal is not None and literal.isascii():
+                    # SQLite's lower() folds ASCII only; an ASCII pattern can match nothing else (but for
+                    # the Kelvin sign and the long s, which Python's case folding would also match)
+                    parts.append(f"instr(lower({expr}), ?) > 0")
+                    params.append(literal.lower())
+                else:
+                    parts.append(f"regexp(?, {expr})")
+                    params.append(("(?i)" if "i" in options else "") + arg)
             else:
                 raise ValueError(f"unsupported filter operator {op}")
     return " AND ".join(parts) or "1", params
