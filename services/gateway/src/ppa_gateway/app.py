@@ -75,7 +75,9 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
 
         app.include_router(agency_pages)
         from ppa_gateway.ops_pages import router as ops_pages
+        from ppa_gateway.ops_web import NotOperator, refuse
 
+        app.add_exception_handler(NotOperator, refuse)
         app.include_router(ops_pages)
         app.include_router(agency_signup_pages)
         app.include_router(agency_profile_pages)

@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ppa_gateway.ops_web import CSRF_FAILED, NotOperator, console, operator_session, page, who
+from ppa_gateway.ops_web import CSRF_FAILED, OperatorPage, console, page, who
 from ppa_gateway.web import csrf_ok
 from ppa_runtime.ops.deadletters import (
     InvalidReason,
@@ -37,11 +37,7 @@ async def _letters_page(request: Request, session: dict, error: str | None = Non
 
 
 @router.get("/ops/dead-letters", response_class=HTMLResponse)
-async def dead_letters(request: Request) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def dead_letters(request: Request, session: OperatorPage) -> Response:
     return await _letters_page(request, session)
 
 
@@ -56,11 +52,7 @@ async def _refusal(request: Request, session: dict, exc: Exception, key: str = "
 
 
 @router.post("/ops/dead-letters/replay")
-async def replay(request: Request, key: str = Form(""), csrf_token: str = Form("")) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def replay(request: Request, session: OperatorPage, key: str = Form(""), csrf_token: str = Form("")) -> Response:
     if not csrf_ok(session, csrf_token):
         return await _letters_page(request, session, CSRF_FAILED, key, status=403)
     try:
@@ -71,11 +63,8 @@ async def replay(request: Request, key: str = Form(""), csrf_token: str = Form("
 
 
 @router.post("/ops/dead-letters/replay-all")
-async def replay_all(request: Request, topic: str = Form(""), csrf_token: str = Form("")) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def replay_all(request: Request, session: OperatorPage, topic: str = Form(""),
+                     csrf_token: str = Form("")) -> Response:
     if not csrf_ok(session, csrf_token):
         return await _letters_page(request, session, CSRF_FAILED, status=403)
     await console(request).dead_letters.replay_all(who(session), topic if topic in dead_letter_topics() else None)
@@ -83,11 +72,8 @@ async def replay_all(request: Request, topic: str = Form(""), csrf_token: str = 
 
 
 @router.post("/ops/dead-letters/discard")
-async def discard(request: Request, key: str = Form(""), reason: str = Form(""), csrf_token: str = Form("")) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def discard(request: Request, session: OperatorPage, key: str = Form(""), reason: str = Form(""),
+                  csrf_token: str = Form("")) -> Response:
     if not csrf_ok(session, csrf_token):
         return await _letters_page(request, session, CSRF_FAILED, key, reason, status=403)
     try:

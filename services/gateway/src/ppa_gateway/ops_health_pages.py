@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from ppa_gateway.ops_web import NotOperator, console, operator_session, page, who
+from ppa_gateway.ops_web import OperatorJson, OperatorPage, console, page, who
 from ppa_gateway.web import csrf_ok
 from ppa_runtime.ops.health import RATE_MINUTES
 from ppa_runtime.ops.rebuilds import RebuildRunning, UnknownProjection
@@ -26,11 +26,7 @@ def _bars(per_minute: list[int], width: int = 180, height: int = 32) -> dict[str
 
 
 @router.get("/ops/health", response_class=HTMLResponse)
-async def health_page(request: Request) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def health_page(request: Request, session: OperatorPage) -> Response:
     ops = console(request)
     now = datetime.now(UTC)
     rates = await ops.health.rates(now)
@@ -45,11 +41,7 @@ async def health_page(request: Request) -> Response:
 
 
 @router.post("/ops/projections/{name}/rebuild")
-async def rebuild(request: Request, name: str, csrf_token: str = Form("")) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def rebuild(request: Request, session: OperatorPage, name: str, csrf_token: str = Form("")) -> Response:
     if not csrf_ok(session, csrf_token):
         return RedirectResponse("/ops/health?error=csrf#projections", status_code=303)
     try:
@@ -62,11 +54,7 @@ async def rebuild(request: Request, name: str, csrf_token: str = Form("")) -> Re
 
 
 @router.get("/ops/projections/{name}/rebuild")
-async def rebuild_progress(request: Request, name: str) -> Response:
-    try:
-        await operator_session(request, json_reply=True)
-    except NotOperator as refused:
-        return refused.response
+async def rebuild_progress(request: Request, _operator: OperatorJson, name: str) -> Response:
     job = console(request).rebuilds.jobs.get(name)
     if job is None:
         return JSONResponse({"title": "Not Found", "status": 404, "detail": "再構築の記録がありません。"}, 404,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ppa_gateway.ops_web import NotOperator, operator_session, page
+from ppa_gateway.ops_web import OperatorPage, page
 
 router = APIRouter(include_in_schema=False)
 STATUSES = {"sending": "送信中", "sent": "送信済", "failed": "失敗"}
@@ -15,11 +15,7 @@ LIMIT = 200
 
 
 @router.get("/ops/mail", response_class=HTMLResponse)
-async def mail_log(request: Request, recipient: str = "", status: str = "") -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def mail_log(request: Request, session: OperatorPage, recipient: str = "", status: str = "") -> Response:
     recipient = recipient.strip()[:254]
     context = {"title": "メール送信履歴", "active": "mail", "recipient": recipient, "status": status,
                "statuses": STATUSES, "deliveries": [], "limit": LIMIT, "error": None}

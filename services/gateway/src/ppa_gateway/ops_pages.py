@@ -18,7 +18,7 @@ from sse_starlette.sse import EventSourceResponse
 from ppa_gateway.ops_dead_letter_pages import router as dead_letter_router
 from ppa_gateway.ops_health_pages import router as health_router
 from ppa_gateway.ops_mail_pages import router as mail_router
-from ppa_gateway.ops_web import CSRF_FAILED, NotOperator, console, jst, operator_session, page
+from ppa_gateway.ops_web import CSRF_FAILED, OperatorJson, OperatorPage, console, jst, page
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
 from ppa_runtime.bus import Record
@@ -71,11 +71,7 @@ async def logout(request: Request, csrf_token: str = Form("")) -> Response:
 
 
 @router.get("/ops/")
-async def ops_home(request: Request) -> Response:
-    try:
-        await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def ops_home(request: Request, _operator: OperatorPage) -> Response:
     return RedirectResponse("/ops/events", status_code=303)
 
 
@@ -93,11 +89,7 @@ def _shown(item: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/ops/events", response_class=HTMLResponse)
-async def events_page(request: Request) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def events_page(request: Request, session: OperatorPage) -> Response:
     flt = _filter(request)
     window = request.query_params.get("window", "1h")
     window = window if window in WINDOWS else "1h"
@@ -115,12 +107,8 @@ async def events_page(request: Request) -> Response:
 
 
 @router.get("/ops/events/stream")
-async def events_stream(request: Request) -> Response:
+async def events_stream(request: Request, _operator: OperatorJson) -> Response:
     """Server-sent events: every matching record appended from `since` (ms) or from now on."""
-    try:
-        await operator_session(request, json_reply=True)
-    except NotOperator as refused:
-        return refused.response
     flt = _filter(request)
     bus = console(request).bus
     topics = flt.topics()
@@ -156,11 +144,7 @@ async def events_stream(request: Request) -> Response:
 
 
 @router.get("/ops/events/{topic}/{partition}/{offset}", response_class=HTMLResponse)
-async def event_detail(request: Request, topic: str, partition: int, offset: int) -> Response:
-    try:
-        session = await operator_session(request)
-    except NotOperator as refused:
-        return refused.response
+async def event_detail(request: Request, session: OperatorPage, topic: str, partition: int, offset: int) -> Response:
     record = await record_at(console(request).bus, topic, partition, offset) if topic in all_topics() else None
     if record is None:
         return page(request, "ops/event_missing.html", session, {"title": "イベントが見つかりません", "active": "events"},

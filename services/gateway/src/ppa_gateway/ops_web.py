@@ -7,10 +7,10 @@ Only sessions of kind "operator" pass. An agency's or owner's session, or any be
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from ppa_gateway.web import current_session, render
@@ -54,6 +54,25 @@ async def operator_session(request: Request, json_reply: bool = False) -> dict:
         raise NotOperator(JSONResponse({"title": "Forbidden", "status": 403, "detail": FORBIDDEN}, status_code=403,
                                        media_type="application/problem+json"))
     raise NotOperator(render(request, "ops/forbidden.html", {"title": "権限がありません", "message": FORBIDDEN}, 403))
+
+
+async def _page_operator(request: Request) -> dict:
+    return await operator_session(request)
+
+
+async def _json_operator(request: Request) -> dict:
+    return await operator_session(request, json_reply=True)
+
+
+# A route's operator session; anyone else gets NotOperator's reply (see `refuse`), before the route runs.
+OperatorPage = Annotated[dict, Depends(_page_operator)]
+OperatorJson = Annotated[dict, Depends(_json_operator)]  # the refusal as problem+json (scripts, SSE)
+
+
+async def refuse(request: Request, refused: Exception) -> Response:
+    """The app's handler of NotOperator: its reply."""
+    assert isinstance(refused, NotOperator)
+    return refused.response
 
 
 def who(session: dict) -> Operator:
