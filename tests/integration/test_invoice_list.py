@@ -182,3 +182,31 @@ async def test_the_count_of_a_months_invoices_on_every_page_and_from_older_total
     old = [{k: v for k, v in d.items() if k != "listed"} for d in await sums.find({"agency_id": agency})]
     await sums.replace_many(old)  # as written before the buckets kept the count: counted instead
     assert await counts() == [(2, 3), (1, 3), (0, 3)]
+
+
+async def test_a_text_search_reads_the_search_entries_which_follow_every_change(billing, runtime):
+    client, a = billing.client, billing.tokens["a"]
+    agency = billing.agency_ids["a"]
+    service = billing.host.service("billing")
+    await runtime.bus.publish(METERING_DAILY_USAGE, [
+        day(agency, number, "2024-01-20", 1, values("5.000", "1.000")) for number in NUMBERS])
+
+    async def names(text: str) -> list[str] | None:
+        found = (await client.get("/api/v1/invoices", params={"month": "2024-01", "name": text}, headers=a)).json()
+        return [i["customer_number"] for i in found["items"]]
+
+    async def found(text: str, expected: list[str]):
+        return await names(text) == expected or None
+
+    await until(lambda: found("顧客0031", [NUMBERS[1]]), "the search entry of a new line")
+    entries = await service.invoice_list.names.find({"agency_id": agency})
+    assert sorted(e["customer_number"] for e in entries) == sorted(NUMBERS) and all("days" not in e for e in entries)
+
+    await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"name": "改名 花子"}, headers=a)
+    await until(lambda: found("改名", [NUMBERS[1]]), "the renamed customer found by the new name")
+    assert await names("顧客0031") == []
+
+    # a month without search entries (kept before they existed) is searched on the lines themselves
+    await service.invoice_list.names.delete({"agency_id": agency})
+    assert await names("改名") == [NUMBERS[1]]
+    assert await names("顧客") == [NUMBERS[0], NUMBERS[2]]

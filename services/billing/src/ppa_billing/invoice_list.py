@@ -43,6 +43,7 @@ from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.docstore import DocStore
 
 LINES = "invoice_lines"
+NAMES = "invoice_line_names"  # each line's search fields alone: a text search reads these, not the lines
 BUCKETS = "invoice_line_buckets"
 SUMS = "invoice_month_sums"
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
@@ -62,6 +63,11 @@ def line_id(agency_id: str, month: str, customer_number: str) -> str:
     return f"{agency_id}:{month}:{customer_number}"
 
 
+def name_entry(line: dict[str, Any]) -> dict[str, Any]:
+    """A line's entry in `invoice_line_names`: what the list's filters look at, about a tenth of the line."""
+    return {k: line[k] for k in ("_id", "agency_id", "month", "customer_number", "name", "name_kana", "listed")}
+
+
 def current_figures(line: dict[str, Any]) -> dict[str, Any] | None:
     """What the line adds to the month's totals: the issued figures, else the draft; None when voided."""
     issued = line.get("issued")
@@ -77,10 +83,11 @@ def sum_lines(figures: list[dict[str, Any]]) -> dict[str, str]:
 
 
 class InvoiceList:
-    """Maintains `invoice_lines`, `invoice_line_buckets` and `invoice_month_sums`."""
+    """Maintains `invoice_lines`, `invoice_line_names`, `invoice_line_buckets` and `invoice_month_sums`."""
 
     def __init__(self, docs: DocStore, customers: Customers, settings: AgencySettings) -> None:
         self.lines = docs.collection(LINES)
+        self.names = docs.collection(NAMES)
         self.buckets = docs.collection(BUCKETS)
         self.sums = docs.collection(SUMS)
         self.customers = customers
@@ -89,6 +96,7 @@ class InvoiceList:
     async def setup(self) -> None:
         await self.lines.ensure_index("agency_id", "month", "listed", "customer_number")
         await self.lines.ensure_index("agency_id", "customer_number")
+        await self.names.ensure_index("agency_id", "month", "listed", "customer_number")
         await self.sums.ensure_index("agency_id", "month")
 
     # computing lines
@@ -122,8 +130,9 @@ class InvoiceList:
                 "days": {}, "issued": None, "draft": None, "name": "", "name_kana": "", "listed": False}
 
     async def _save(self, lines: list[dict[str, Any]]) -> None:
-        """Store lines, then set their entries in the totals buckets (both idempotent)."""
+        """Store lines and their search entries, then set their entries in the totals buckets (all idempotent)."""
         await self.lines.replace_many(lines)
+        await self.names.replace_many([name_entry(line) for line in lines])
         await self._set_entries(lines)
 
     async def _set_entries(self, lines: list[dict[str, Any]], fresh: bool = False) -> None:
@@ -234,8 +243,10 @@ class InvoiceList:
                 new_lines += refiled.values()
                 gone += [line["_id"] for line in lines if line["_id"] not in refiled]
             await self.lines.replace_many(new_lines)
+            await self.names.replace_many([name_entry(line) for line in new_lines])
             if gone:
                 await self.lines.delete({"_id": {"$in": gone}})
+                await self.names.delete({"_id": {"$in": gone}})
             entries += [{k: line[k] for k in ("agency_id", "month", "bucket", "customer_number", "listed", "issued",
                                               "draft")} for line in new_lines]
             after = page[-1]["customer_number"]
@@ -341,5 +352,5 @@ class InvoiceList:
         return ConsumerSpec(
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
-            collections=[LINES, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
+            collections=[LINES, NAMES, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
             handlers=self._handlers(), on_batch=self._on_batch)

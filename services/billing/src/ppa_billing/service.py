@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
-from ppa_billing.invoice_list import LINES, SUMS, InvoiceList
+from ppa_billing.invoice_list import LINES, NAMES, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, USAGE_DAYS, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
@@ -25,7 +25,7 @@ class BillingService(Service):
         self.settings_store = AgencySettings(self, self.docs)
         self.invoices = Invoices(self.docs.collection(USAGE_DAYS), self.docs.collection(CUSTOMERS),
                                  self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),
-                                 self.docs.collection(SUMS))
+                                 self.docs.collection(SUMS), self.docs.collection(NAMES))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoices.on_day_changed = self.issuing.on_day_changed
