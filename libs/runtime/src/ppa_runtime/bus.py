@@ -54,7 +54,9 @@ class Record:
 
     @property
     def correlationid(self) -> str:
-        return self._envelope.correlationid if self._envelope is not None else str(self._raw["correlationid"])  # type: ignore[index]
+        if self._envelope is not None:
+            return self._envelope.correlationid
+        return str(self._raw["correlationid"])  # type: ignore[index]
 
     @property
     def id(self) -> str:
