@@ -129,10 +129,14 @@ class InvoiceList:
                 "customer_number": customer_number, "bucket": bucket_of(customer_number), "closing": closing,
                 "days": {}, "issued": None, "draft": None, "name": "", "name_kana": "", "listed": False}
 
-    async def _save(self, lines: list[dict[str, Any]]) -> None:
-        """Store lines and their search entries, then set their entries in the totals buckets (all idempotent)."""
+    async def _write(self, lines: list[dict[str, Any]]) -> None:
+        """Store lines and their search entries (idempotent)."""
         await self.lines.replace_many(lines)
         await self.names.replace_many([name_entry(line) for line in lines])
+
+    async def _save(self, lines: list[dict[str, Any]]) -> None:
+        """Store lines and their search entries, then set their entries in the totals buckets (all idempotent)."""
+        await self._write(lines)
         await self._set_entries(lines)
 
     async def _set_entries(self, lines: list[dict[str, Any]], fresh: bool = False) -> None:
@@ -242,8 +246,7 @@ class InvoiceList:
                     self._refresh(line, customers.get(f"{agency_id}:{number}"), settings)
                 new_lines += refiled.values()
                 gone += [line["_id"] for line in lines if line["_id"] not in refiled]
-            await self.lines.replace_many(new_lines)
-            await self.names.replace_many([name_entry(line) for line in new_lines])
+            await self._write(new_lines)
             if gone:
                 await self.lines.delete({"_id": {"$in": gone}})
                 await self.names.delete({"_id": {"$in": gone}})
