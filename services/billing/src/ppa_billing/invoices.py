@@ -256,8 +256,10 @@ class Invoices:
         if "$and" in flt and await self.names.find({"agency_id": agency_id, "month": str(query.month)}, limit=1):
             source = self.names
         lines = await self._lines(source, flt, skip, per_page)
-        sums = [] if searching else await self.sums.find({"agency_id": agency_id, "month": str(query.month)})
-        if not per_page or 0 < len(lines) < per_page or (page == 1 and not lines):
+        last_page = not per_page or 0 < len(lines) < per_page or (page == 1 and not lines)
+        sums = await self.sums.find({"agency_id": agency_id, "month": str(query.month)}) if not searching and (
+            with_totals or not last_page) else []
+        if last_page:
             total = skip + len(lines)  # the last page: its rows say how many there are
         elif sums and all("listed" in d for d in sums):
             # Else the month's totals buckets say (each keeps how many lines it lists); counting the index
