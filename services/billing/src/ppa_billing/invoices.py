@@ -35,7 +35,6 @@ USAGE_DAYS = "usage_days"
 ISSUED = "issued_invoices"
 CENTI = Decimal("0.01")
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
-DayChanged = Callable[[str, str, date], Awaitable[None]]
 DaysChanged = Callable[[str, dict[str, set[date]]], Awaitable[None]]
 
 
@@ -109,8 +108,8 @@ class Invoices:
         self.customers = customers
         self.issued = issued
         self.settings = settings
-        self.on_day_changed: DayChanged | None = None  # issuing: a change after issue makes a revision
-        self.on_days_changed: DaysChanged | None = None  # the same for a batch of an agency's days
+        # issuing: days of an agency's customers changed (a change after issue makes a revision)
+        self.on_days_changed: DaysChanged | None = None
 
     async def setup(self) -> None:
         await self.days.ensure_index("agency_id", "customer_number", "date")
@@ -125,8 +124,8 @@ class Invoices:
                                   "date": event.date.isoformat(), "generation_kwh": str(gen),
                                   "sold_kwh": str(sold), "usage_kwh": str(max(gen - sold, Decimal("0.00")))}})
         # Always, not only when the day changed: a crash after the update must still revise on redelivery.
-        if self.on_day_changed is not None:
-            await self.on_day_changed(event.agency_id, event.customer_number, event.date)
+        if self.on_days_changed is not None:
+            await self.on_days_changed(event.agency_id, {event.customer_number: {event.date}})
 
     async def on_batch(self, records: list[Record]) -> None:
         """A fetched batch at once: newer days stored in one write, then issued invoices reconciled per customer.

@@ -206,14 +206,6 @@ class Issuing:
         log.info("invoice_revised", invoice_number=number, revision=revision, document_id=document_id)
         return True
 
-    async def on_day_changed(self, agency_id: str, customer_number: str, day: date) -> None:
-        """After a day's usage changed: revise every issued invoice whose period holds that day."""
-        covering = await self.issued.find({"agency_id": agency_id, "customer_number": customer_number,
-                                           "period_start": {"$lte": day.isoformat()},
-                                           "period_end": {"$gte": day.isoformat()}})
-        for doc in covering:
-            await self.reconcile(agency_id, doc["invoice_number"])
-
     async def on_days_changed(self, agency_id: str, days: dict[str, set[date]]) -> None:
         """After some days of an agency's customers changed (customer number → days): revise every issued
         invoice whose period holds one. One query for the lot: most customers have no issued invoice there."""

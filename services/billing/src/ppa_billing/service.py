@@ -28,7 +28,6 @@ class BillingService(Service):
                                  self.docs.collection(SUMS), self.docs.collection(NAMES))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
-        self.invoices.on_day_changed = self.issuing.on_day_changed
         self.invoices.on_days_changed = self.issuing.on_days_changed
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
