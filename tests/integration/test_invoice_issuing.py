@@ -228,11 +228,11 @@ async def _mails(handler: Inbox, n: int):
 
 
 async def _daily_applied(billing, n: int) -> bool:
-    """The daily-usage consumer finished n events (storing the day and any revision it caused)."""
-    return sum(c.applied for c in billing.host.consumers if c.spec.group == "billing.daily-usage") >= n
+    """The month list's consumer finished n events (storing the day and any revision it caused)."""
+    return sum(c.applied for c in billing.host.consumers if c.spec.group == "billing.invoice-list") >= n
 
 
-async def test_rebuilding_the_usage_projection_never_revises_an_issued_invoice(billing, runtime):
+async def test_rebuilding_the_month_list_which_keeps_the_days_never_revises_an_issued_invoice(billing, runtime):
     from ppa_runtime.rebuild import rebuild_projection
 
     client, a = billing.client, billing.tokens["a"]
@@ -248,7 +248,7 @@ async def test_rebuilding_the_usage_projection_never_revises_an_issued_invoice(b
     assert (await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)).json()["total"] == "2098"
     billing_service = billing.host.service("billing")
     # the replay passes through the older version of 2024-01-20 and a period missing 2024-02-10
-    replayed = await rebuild_projection(billing_service.invoices.spec(), runtime.bus, billing_service.docs)
-    assert replayed == 3
+    replayed = await rebuild_projection(billing_service.invoice_list.spec(), runtime.bus, billing_service.docs)
+    assert replayed == 6  # the customer, the settings, the three days and the issue
     inv = (await client.get(f"/api/v1/invoices/{NUMBER}", headers=a)).json()
     assert (inv["revision"], inv["total"], [r["revision"] for r in inv["revisions"]]) == (1, "2098", [1])

@@ -1,6 +1,9 @@
 """The month's invoice list as a projection: one line per customer and billing month (its days, the draft
 computed from them, the issued figures if any), and the month's totals in buckets of 1,000 customers.
 
+The lines are billing's only copy of the daily usage: invoice details, issuing and revisions read their days
+(`Invoices.versioned_days`), so the list, the details and the issued documents work from the same days.
+
 One consumer group writes all of it (single writer: FerretDB loses concurrent conditional updates). It reads
 daily usage, customers, settings and invoice events; each handler recomputes what it touched from the
 line's own days and the current customer and settings, so redelivery and any order of topics end the same.
@@ -10,6 +13,7 @@ A closing-day change re-files every day of the agency into the months of the new
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -52,6 +56,7 @@ CENTI = Decimal("0.01")
 REFILE_PAGE = 2000
 _COMPUTED = DailyUsageComputed.event_type()
 _DAILY_TYPES = frozenset({_COMPUTED, DailyUsageRevised.event_type()})
+DaysChanged = Callable[[str, dict[str, set[date]]], Awaitable[None]]
 
 
 def bucket_of(customer_number: str) -> str:
@@ -92,10 +97,12 @@ class InvoiceList:
         self.sums = docs.collection(SUMS)
         self.customers = customers
         self.settings = settings
+        # issuing: days of an agency's customers changed (a change after issue makes a revision)
+        self.on_days_changed: DaysChanged | None = None
 
     async def setup(self) -> None:
         await self.lines.ensure_index("agency_id", "month", "listed", "customer_number")
-        await self.lines.ensure_index("agency_id", "customer_number")
+        await self.lines.ensure_index("agency_id", "customer_number", "month")
         await self.names.ensure_index("agency_id", "month", "listed", "customer_number")
         await self.sums.ensure_index("agency_id", "month")
 
@@ -168,13 +175,14 @@ class InvoiceList:
     # daily usage
     async def on_daily_batch(self, events: list[tuple[str, str, date, Decimal, Decimal, int]]) -> None:
         """Merge days (agency, customer, date, generation, sold, version) into their lines, newer versions
-        only, and recompute every line touched."""
+        only, recompute every line touched, then have issued invoices holding one of the days reconciled."""
         settings: dict[str, BillingSettings] = {}
         for agency_id in {e[0] for e in events}:
             settings[agency_id] = await self.settings.get(agency_id)
         months: dict[tuple[date, Any], str | None] = {}
         incoming: dict[str, dict[str, tuple[list[str], int]]] = defaultdict(dict)
         keys: dict[str, tuple[str, str, str]] = {}
+        touched: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
         for agency_id, number, day, generation, sold_kwh, version in events:
             closing = settings[agency_id].closing_day
             if (day, closing) not in months:
@@ -188,6 +196,7 @@ class InvoiceList:
             gen, sold = generation.quantize(CENTI), sold_kwh.quantize(CENTI)
             lid = line_id(agency_id, month, number)
             keys[lid] = (agency_id, month, number)
+            touched[agency_id][number].add(day)
             iso = day.isoformat()
             known = incoming[lid].get(iso)
             if known is None or version > known[1]:
@@ -207,6 +216,10 @@ class InvoiceList:
             self._refresh(line, customers.get(f"{agency_id}:{number}"), settings[agency_id])
             out.append(line)
         await self._save(out)
+        # Always, not only when a day changed: a crash after the save must still revise on redelivery.
+        if self.on_days_changed is not None:
+            for agency_id, days_of in touched.items():
+                await self.on_days_changed(agency_id, days_of)
 
     # customers and settings
     async def recompute_customer(self, agency_id: str, customer_number: str) -> None:

@@ -5,8 +5,7 @@ customer's current prices and the agency's settings; once issued, the frozen rev
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -23,19 +22,12 @@ from ppa_billing.domain.billing_month import (
     period_of,
 )
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode, compute_invoice, included_consumption_tax
-from ppa_contracts import Envelope
 from ppa_contracts.billing import InvoiceDay, InvoiceFigures
-from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised
-from ppa_contracts.topics import METERING_DAILY_USAGE
-from ppa_runtime.bus import Record
-from ppa_runtime.consumer import ConsumerSpec, apply_versioned
 from ppa_runtime.docstore import Collection
 
-USAGE_DAYS = "usage_days"
 ISSUED = "issued_invoices"
 CENTI = Decimal("0.01")
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
-DaysChanged = Callable[[str, dict[str, set[date]]], Awaitable[None]]
 
 
 class InvoiceNotFound(LookupError):
@@ -97,97 +89,53 @@ def _contains(text: str) -> dict[str, Any]:
 
 
 class Invoices:
-    """Daily usage kept for billing, and the invoices (drafts or issued revisions) computed from it."""
+    """The invoices (drafts or issued revisions) computed from the daily usage the month list keeps."""
 
-    def __init__(self, days: Collection, customers: Collection, issued: Collection, settings: AgencySettings,
+    def __init__(self, customers: Collection, issued: Collection, settings: AgencySettings,
                  lines: Collection, sums: Collection, names: Collection) -> None:
-        self.days = days
-        self.lines = lines  # the month list's projection (ppa_billing.invoice_list)
+        self.lines = lines  # the month list's projection (ppa_billing.invoice_list), with each line's days
         self.names = names  # its lines' search fields alone
         self.sums = sums
         self.customers = customers
         self.issued = issued
         self.settings = settings
-        # issuing: days of an agency's customers changed (a change after issue makes a revision)
-        self.on_days_changed: DaysChanged | None = None
 
-    async def setup(self) -> None:
-        await self.days.ensure_index("agency_id", "customer_number", "date")
+    async def versioned_days(self, agency_id: str, customer_numbers: list[str], start: date,
+                             end: date) -> dict[str, dict[date, tuple[DailyUsage, int]]]:
+        """Customers' days in a date range with the version of each day's usage, read from the month list's
+        lines (ppa_billing.invoice_list), which keep every day of a customer once, filed by billing month.
 
-    async def on_daily(self, event: DailyUsageComputed | DailyUsageRevised, env: Envelope) -> None:
-        values = event.values if isinstance(event, DailyUsageComputed) else event.new
-        # Invoices work on the 2-decimal kWh people see, so a printed invoice can be recomputed by hand.
-        gen, sold = _two(values.generation_kwh), _two(values.sold_kwh)
-        await apply_versioned(self.days, f"{event.agency_id}:{event.customer_number}:{event.date.isoformat()}",
-                              env.aggregateversion or 0, {"$set": {
-                                  "agency_id": event.agency_id, "customer_number": event.customer_number,
-                                  "date": event.date.isoformat(), "generation_kwh": str(gen),
-                                  "sold_kwh": str(sold), "usage_kwh": str(max(gen - sold, Decimal("0.00")))}})
-        # Always, not only when the day changed: a crash after the update must still revise on redelivery.
-        if self.on_days_changed is not None:
-            await self.on_days_changed(event.agency_id, {event.customer_number: {event.date}})
-
-    async def on_batch(self, records: list[Record]) -> None:
-        """A fetched batch at once: newer days stored in one write, then issued invoices reconciled per customer.
-
-        Days are read straight from the envelope's JSON (model validation skipped): a malformed one raises, and
-        the consumer then applies each record through `handlers`, which validate.
+        Whatever the closing day, a day is in the line of its own calendar month or of the month before.
         """
-        newest: dict[str, dict[str, Any]] = {}
-        touched: dict[tuple[str, str], set[date]] = defaultdict(set)
-        for record in records:
-            if record.type not in self._daily_types:
-                continue
-            data = record.data
-            values = data["values"] if "values" in data else data["new"]
-            gen, sold = _two(Decimal(values["generation_kwh"])), _two(Decimal(values["sold_kwh"]))
-            agency_id, customer_number, day = data["agency_id"], data["customer_number"], data["date"]
-            doc_id = f"{agency_id}:{customer_number}:{day}"
-            version = record.aggregateversion or 0
-            if doc_id not in newest or version > newest[doc_id]["_v"]:
-                newest[doc_id] = {"_id": doc_id, "agency_id": agency_id, "customer_number": customer_number,
-                                  "date": day, "generation_kwh": str(gen), "sold_kwh": str(sold),
-                                  "usage_kwh": str(max(gen - sold, Decimal("0.00"))), "_v": version}
-            touched[(agency_id, customer_number)].add(date.fromisoformat(day))
-        stored = await self.days.get_many(list(newest))
-        await self.days.replace_many([d for i, d in newest.items() if i not in stored or stored[i].get("_v", 0) < d["_v"]])
-        if self.on_days_changed is not None:
-            by_agency: dict[str, dict[str, set[date]]] = defaultdict(dict)
-            for (agency_id, customer_number), days in touched.items():
-                by_agency[agency_id][customer_number] = days
-            for agency_id, days_of in by_agency.items():
-                await self.on_days_changed(agency_id, days_of)
-
-    _daily_types = frozenset({DailyUsageComputed.event_type(), DailyUsageRevised.event_type()})
-
-    def spec(self) -> ConsumerSpec:
-        return ConsumerSpec(
-            group="billing.daily-usage", name=USAGE_DAYS, topics=[METERING_DAILY_USAGE], collections=[USAGE_DAYS],
-            setup=self.setup, dedupe=False, batch_size=2000, on_batch=self.on_batch,
-            handlers={DailyUsageComputed.event_type(): self.on_daily, DailyUsageRevised.event_type(): self.on_daily},
-        )
-
-    async def rows(self, agency_id: str, customer_numbers: list[str] | None, start: date,
-                   end: date) -> dict[str, list[DailyUsage]]:
-        """Daily usage per customer in a date range (every customer of the agency when None)."""
-        flt: dict[str, Any] = {"agency_id": agency_id, "date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
-        if customer_numbers is not None:
-            flt["customer_number"] = customer_numbers[0] if len(customer_numbers) == 1 else {"$in": customer_numbers}
-        out: dict[str, list[DailyUsage]] = {}
-        for d in await self.days.find(flt, sort=[("date", 1)]):
-            out.setdefault(d["customer_number"], []).append(DailyUsage(
-                date.fromisoformat(d["date"]), Decimal(d["generation_kwh"]), Decimal(d["sold_kwh"]),
-                Decimal(d["usage_kwh"])))
+        if not customer_numbers:
+            return {}
+        before = (start.year, start.month - 1) if start.month > 1 else (start.year - 1, 12)
+        flt: dict[str, Any] = {
+            "agency_id": agency_id, "month": {"$gte": f"{before[0]:04d}/{before[1]:02d}",
+                                              "$lte": f"{end.year:04d}/{end.month:02d}"},
+            "customer_number": customer_numbers[0] if len(customer_numbers) == 1 else {"$in": customer_numbers}}
+        low, high = start.isoformat(), end.isoformat()
+        out: dict[str, dict[date, tuple[DailyUsage, int]]] = {}
+        for line in await self.lines.find(flt):
+            days = out.setdefault(line["customer_number"], {})
+            for iso, (gen, sold, usage, version) in line.get("days", {}).items():
+                if low <= iso <= high:
+                    day = date.fromisoformat(iso)
+                    known = days.get(day)
+                    if known is None or version > known[1]:  # in two lines only while a refile is written
+                        days[day] = (DailyUsage(day, Decimal(gen), Decimal(sold), Decimal(usage)), version)
         return out
+
+    async def rows(self, agency_id: str, customer_numbers: list[str], start: date,
+                   end: date) -> dict[str, list[DailyUsage]]:
+        """Daily usage per customer in a date range, by date."""
+        found = await self.versioned_days(agency_id, customer_numbers, start, end)
+        return {number: [days[d][0] for d in sorted(days)] for number, days in found.items()}
 
     async def versioned_rows(self, agency_id: str, customer_number: str, start: date,
                              end: date) -> dict[date, tuple[DailyUsage, int]]:
         """A customer's days in a date range with the version of each day's usage."""
-        docs = await self.days.find({"agency_id": agency_id, "customer_number": customer_number,
-                                     "date": {"$gte": start.isoformat(), "$lte": end.isoformat()}})
-        return {date.fromisoformat(d["date"]): (DailyUsage(date.fromisoformat(d["date"]), Decimal(d["generation_kwh"]),
-                                                           Decimal(d["sold_kwh"]), Decimal(d["usage_kwh"])),
-                                                int(d.get("_v", 0))) for d in docs}
+        return (await self.versioned_days(agency_id, [customer_number], start, end)).get(customer_number, {})
 
     async def _drafts(self, agency_id: str, customers: list[dict[str, Any]], month: BillingMonth,
                       with_daily: bool) -> list[dict[str, Any]]:
@@ -320,10 +268,10 @@ class Invoices:
         if customer is None:
             raise InvoiceNotFound(customer_number)
         settings = await self.settings.get(agency_id)
-        days = await self.days.find({"agency_id": agency_id, "customer_number": customer_number})
+        lines = await self.lines.find({"agency_id": agency_id, "customer_number": customer_number})
         issued = {d["month"]: d for d in await self.issued.find({"agency_id": agency_id,
                                                                  "customer_number": customer_number})}
-        months = {month_of(date.fromisoformat(d["date"]), settings.closing_day) for d in days}
+        months = {month_of(date.fromisoformat(day), settings.closing_day) for line in lines for day in line["days"]}
         months |= {BillingMonth.parse(m) for m in issued}
         if number.strip():
             try:

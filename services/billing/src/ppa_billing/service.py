@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
 from ppa_billing.invoice_list import LINES, NAMES, SUMS, InvoiceList
-from ppa_billing.invoices import ISSUED, USAGE_DAYS, Invoices
+from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
 from ppa_runtime.consumer import ConsumerSpec
@@ -23,17 +23,16 @@ class BillingService(Service):
         super().__init__(runtime)
         self.customers = Customers(self, self.docs)
         self.settings_store = AgencySettings(self, self.docs)
-        self.invoices = Invoices(self.docs.collection(USAGE_DAYS), self.docs.collection(CUSTOMERS),
+        self.invoices = Invoices(self.docs.collection(CUSTOMERS),
                                  self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),
                                  self.docs.collection(SUMS), self.docs.collection(NAMES))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
-        self.invoices.on_days_changed = self.issuing.on_days_changed
+        self.invoice_list.on_days_changed = self.issuing.on_days_changed
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
     async def start(self) -> None:
         await self.customers.setup()
-        await self.invoices.setup()
         await self.invoice_list.setup()
         await self.issuing.setup()
 
@@ -44,5 +43,5 @@ class BillingService(Service):
                 invoice_api.router(self.invoices, self.issuing)]
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.customers.spec(), self.settings_store.spec(), self.invoices.spec(), self.issuing.spec(),
+        return [self.customers.spec(), self.settings_store.spec(), self.issuing.spec(),
                 self.invoice_list.spec()]
