@@ -56,7 +56,7 @@ CENTI = Decimal("0.01")
 REFILE_PAGE = 2000
 _COMPUTED = DailyUsageComputed.event_type()
 _DAILY_TYPES = frozenset({_COMPUTED, DailyUsageRevised.event_type()})
-DaysChanged = Callable[[str, dict[str, set[date]]], Awaitable[None]]
+DaysChanged = Callable[[str, dict[str, set[str]]], Awaitable[None]]  # agency, customer number → ISO dates
 
 
 def bucket_of(customer_number: str) -> str:
@@ -173,48 +173,51 @@ class InvoiceList:
         await self.sums.replace_many(sums)
 
     # daily usage
-    async def on_daily_batch(self, events: list[tuple[str, str, date, Decimal, Decimal, int]]) -> None:
-        """Merge days (agency, customer, date, generation, sold, version) into their lines, newer versions
+    async def on_daily_batch(self, events: list[tuple[str, str, str, Decimal | str, Decimal | str, int]]) -> None:
+        """Merge days (agency, customer, ISO date, generation, sold, version) into their lines, newer versions
         only, recompute every line touched, then have issued invoices holding one of the days reconciled."""
         settings: dict[str, BillingSettings] = {}
         for agency_id in {e[0] for e in events}:
             settings[agency_id] = await self.settings.get(agency_id)
-        months: dict[tuple[date, Any], str | None] = {}
-        incoming: dict[str, dict[str, tuple[list[str], int]]] = defaultdict(dict)
+        months: dict[tuple[str, Any], str | None] = {}
+        incoming: dict[str, dict[str, tuple[Decimal | str, Decimal | str, int]]] = {}
         keys: dict[str, tuple[str, str, str]] = {}
-        touched: dict[str, dict[str, set[date]]] = defaultdict(lambda: defaultdict(set))
-        for agency_id, number, day, generation, sold_kwh, version in events:
+        for agency_id, number, iso, generation, sold_kwh, version in events:
             closing = settings[agency_id].closing_day
-            if (day, closing) not in months:
+            month = months.get((iso, closing), "")
+            if month == "":
                 try:
-                    months[(day, closing)] = str(month_of(day, closing))
+                    month = months[(iso, closing)] = str(month_of(date.fromisoformat(iso), closing))
                 except InvalidBillingMonth:
-                    months[(day, closing)] = None
-            month = months[(day, closing)]
+                    month = months[(iso, closing)] = None
             if month is None:
                 continue
-            gen, sold = generation.quantize(CENTI), sold_kwh.quantize(CENTI)
-            lid = line_id(agency_id, month, number)
-            keys[lid] = (agency_id, month, number)
-            touched[agency_id][number].add(day)
-            iso = day.isoformat()
-            known = incoming[lid].get(iso)
-            if known is None or version > known[1]:
-                incoming[lid][iso] = ([str(gen), str(sold), str(max(gen - sold, ZERO2))], version)
+            lid = f"{agency_id}:{month}:{number}"  # line_id
+            days = incoming.get(lid)
+            if days is None:
+                days = incoming[lid] = {}
+                keys[lid] = (agency_id, month, number)
+            known = days.get(iso)
+            if known is None or version > known[2]:
+                days[iso] = (generation, sold_kwh, version)
         if not incoming:
             return
         stored = await self.lines.get_many(list(incoming))
         customers = await self.customers.coll.get_many(list({f"{a}:{c}" for a, _, c in keys.values()}))
         out = []
+        touched: dict[str, dict[str, set[str]]] = defaultdict(dict)
         for lid, days in incoming.items():
             agency_id, month, number = keys[lid]
             line = stored.get(lid) or self._new_line(agency_id, month, number, settings[agency_id].closing_day)
-            for day, (values, version) in days.items():
-                old = line["days"].get(day)
+            kept = line["days"]
+            for iso, (generation, sold_kwh, version) in days.items():
+                old = kept.get(iso)
                 if old is None or version > old[3]:
-                    line["days"][day] = [*values, version]
+                    gen, sold = Decimal(generation).quantize(CENTI), Decimal(sold_kwh).quantize(CENTI)
+                    kept[iso] = [str(gen), str(sold), str(max(gen - sold, ZERO2)), version]
             self._refresh(line, customers.get(f"{agency_id}:{number}"), settings[agency_id])
             out.append(line)
+            touched[agency_id].setdefault(number, set()).update(days)
         await self._save(out)
         # Always, not only when a day changed: a crash after the save must still revise on redelivery.
         if self.on_days_changed is not None:
@@ -319,15 +322,14 @@ class InvoiceList:
     async def _on_batch(self, records: list[Record]) -> None:
         # Daily usage read straight from the envelope's JSON (the costly model validation is skipped): a
         # malformed one raises here, and the consumer then applies each record through `handlers`.
-        daily: list[tuple[str, str, date, Decimal, Decimal, int]] = []
+        daily: list[tuple[str, str, str, Decimal | str, Decimal | str, int]] = []
         for record in records:
             kind = record.type
             if kind in _DAILY_TYPES:
                 data = record.data
                 values = data["values"] if kind == _COMPUTED else data["new"]
-                daily.append((data["agency_id"], data["customer_number"], date.fromisoformat(data["date"]),
-                              Decimal(values["generation_kwh"]), Decimal(values["sold_kwh"]),
-                              record.aggregateversion or 0))
+                daily.append((data["agency_id"], data["customer_number"], date.fromisoformat(data["date"]).isoformat(),
+                              values["generation_kwh"], values["sold_kwh"], record.aggregateversion or 0))
             else:
                 if daily:
                     await self.on_daily_batch(daily)
@@ -341,8 +343,8 @@ class InvoiceList:
 
     async def _on_daily(self, event: DailyUsageComputed | DailyUsageRevised, env: Envelope) -> None:
         values = event.values if isinstance(event, DailyUsageComputed) else event.new
-        await self.on_daily_batch([(event.agency_id, event.customer_number, event.date, values.generation_kwh,
-                                    values.sold_kwh, env.aggregateversion or 0)])
+        await self.on_daily_batch([(event.agency_id, event.customer_number, event.date.isoformat(),
+                                    values.generation_kwh, values.sold_kwh, env.aggregateversion or 0)])
 
     async def _on_customer(self, event: Payload, env: Envelope) -> None:
         await self.customers.apply(event, env.aggregateversion or 0, env.time)  # idempotent: maybe applied already

@@ -206,10 +206,10 @@ class Issuing:
         log.info("invoice_revised", invoice_number=number, revision=revision, document_id=document_id)
         return True
 
-    async def on_days_changed(self, agency_id: str, days: dict[str, set[date]]) -> None:
-        """After some days of an agency's customers changed (customer number → days): revise every issued
+    async def on_days_changed(self, agency_id: str, days: dict[str, set[str]]) -> None:
+        """After some days of an agency's customers changed (customer number → ISO dates): revise every issued
         invoice whose period holds one. One query for the lot: most customers have no issued invoice there."""
-        isos = {number: sorted(d.isoformat() for d in changed) for number, changed in days.items() if changed}
+        isos = {number: sorted(changed) for number, changed in days.items() if changed}
         if not isos:
             return
         covering = await self.issued.find({"agency_id": agency_id, "customer_number": {"$in": sorted(isos)},
