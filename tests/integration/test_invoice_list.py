@@ -157,6 +157,28 @@ async def test_a_deleted_customers_draft_leaves_the_list(billing, runtime):
     assert left["totals"] == summed(left["items"])
 
 
+async def test_a_days_kwh_are_rounded_half_up_to_two_decimals_in_the_list_and_the_detail(billing, runtime):
+    """Metering's kWh have three decimals; billing works on the two people see, rounded 四捨五入 like the sums."""
+    client, a = billing.client, billing.tokens["a"]
+    agency = billing.agency_ids["a"]
+    pages = billing.host.service("billing").portal
+    await runtime.bus.publish(METERING_DAILY_USAGE, [
+        day(agency, NUMBERS[0], "2024-01-20", 1, values("10.005", "4.005")),
+        day(agency, NUMBERS[0], "2024-01-21", 1, values("2.125", "0.000")),
+    ])
+
+    async def both_days():
+        detail = (await client.get(f"/api/v1/invoices/2401{NUMBERS[0]}", headers=a)).json()
+        return detail if len(detail.get("daily", ())) == 2 else None
+
+    detail = await until(both_days, "both days in the invoice")
+    item = (await pages.invoice_list(agency, "2024/01"))["items"][0]
+    assert (item["generation_kwh"], item["sold_kwh"], item["usage_kwh"]) == ("12.14", "4.01", "8.13")
+    assert [(d["date"], d["generation_kwh"], d["sold_kwh"], d["usage_kwh"]) for d in detail["daily"]] == [
+        ("2024-01-20", "10.01", "4.01", "6.00"), ("2024-01-21", "2.13", "0.00", "2.13")]
+    assert (detail["generation_kwh"], detail["total"]) == ("12.14", item["total"])
+
+
 async def test_the_count_of_a_months_invoices_on_every_page_and_from_older_totals(billing, runtime):
     from ppa_billing.domain.billing_month import BillingMonth
 

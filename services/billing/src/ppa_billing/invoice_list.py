@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings
@@ -213,7 +213,9 @@ class InvoiceList:
             for iso, (generation, sold_kwh, version) in days.items():
                 old = kept.get(iso)
                 if old is None or version > old[3]:
-                    gen, sold = Decimal(generation).quantize(CENTI), Decimal(sold_kwh).quantize(CENTI)
+                    # the 2-decimal kWh people see, half up like every other kWh (a printed invoice adds up by hand)
+                    gen = Decimal(generation).quantize(CENTI, ROUND_HALF_UP)
+                    sold = Decimal(sold_kwh).quantize(CENTI, ROUND_HALF_UP)
                     kept[iso] = [str(gen), str(sold), str(max(gen - sold, ZERO2)), version]
             self._refresh(line, customers.get(f"{agency_id}:{number}"), settings[agency_id])
             out.append(line)

@@ -26,7 +26,6 @@ from ppa_contracts.billing import InvoiceDay, InvoiceFigures
 from ppa_runtime.docstore import Collection
 
 ISSUED = "issued_invoices"
-CENTI = Decimal("0.01")
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
 
 
@@ -43,10 +42,6 @@ class InvoiceQuery:
     invoice_number: str = ""
     customer_number: str = ""
     name: str = ""
-
-
-def _two(value: Decimal) -> Decimal:
-    return value.quantize(CENTI)
 
 
 def _date(text: str | None) -> date | None:
