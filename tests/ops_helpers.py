@@ -1,8 +1,10 @@
-"""Helpers for the operators' dashboard tests: operator sign-in, CSRF tokens, waiting for the workers."""
+"""Helpers for the operators' dashboard tests: operator sign-in, CSRF tokens, waiting for the workers, a broken
+record on a topic."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 OPERATOR_EMAIL = "ops@example.jp"
@@ -30,3 +32,19 @@ async def wait_until(check, timeout: float = 60.0, what: str = "condition") -> N
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+async def publish_broken(runtime, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    """Put a record that is no valid event on a topic, as a foreign or faulty producer could."""
+    bus = runtime.bus
+    if hasattr(bus, "producer"):  # Kafka: binary mode, as sent
+        await bus.producer.send_and_wait(bus.physical(topic), value=value, key=key.encode(), headers=headers)
+        return
+    document = {k[3:]: v.decode() for k, v in headers if k.startswith("ce_")} | {"data": value.decode(errors="replace")}
+
+    def run(conn) -> None:  # the embedded log: structured mode
+        row = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()
+        conn.execute("INSERT INTO log (topic, partition, offset, key, envelope, at) VALUES (?, 0, ?, ?, ?, 0)",
+                     (topic, (-1 if row[0] is None else row[0]) + 1, key, json.dumps(document)))
+
+    await bus.db.write(run)

@@ -6,6 +6,7 @@ import asyncio
 from typing import ClassVar
 
 import pytest
+from ops_helpers import publish_broken
 
 from ppa_contracts import Envelope, Payload, dlq
 from ppa_contracts.identity import AgencyProfile, AgencyRegistered
@@ -160,6 +161,62 @@ async def test_failing_handler_retries_then_dead_letters_without_losing_the_even
     assert letter.attempts == 3 and letter.consumer_group == "test-dlq"
     assert "projection store unavailable" in letter.error
     assert Envelope.model_validate(letter.original) == env
+
+
+async def test_a_record_that_is_no_valid_event_is_dead_lettered_and_the_group_goes_on(runtime):
+    applied: set[str] = set()  # handlers are idempotent: a failed batch is applied again record by record
+
+    async def handler(payload, env):
+        applied.add(payload.agency_id)
+
+    # not JSON, with a secret-looking value the error must not repeat; then a valid event behind it
+    await publish_broken(runtime, IDENTITY_AGENCY, "a8", b'{"agency_id": "a8", "password": "hunter2"',
+                         [("ce_type", AgencyRegistered.event_type().encode()), ("ce_subject", b"a8"),
+                          ("ce_correlationid", b"c8")])
+    _, env = registered(9)
+    await runtime.bus.publish(IDENTITY_AGENCY, [env])
+    inbox = runtime.docstore("testsvc").collection("inbox")
+    for batch in (False, True):  # one record at a time, and a batch handler (which falls back to that)
+        group = f"test-invalid-{batch}"
+
+        async def on_batch(records):
+            for record in records:
+                applied.add(record.data["agency_id"])  # the broken record's data is no object: raises
+
+        applied.clear()
+        consumer = Consumer(ConsumerSpec(group, [IDENTITY_AGENCY], {env.type: handler},
+                                         on_batch=on_batch if batch else None), runtime.bus, inbox,
+                            max_attempts=3, backoff=0.01)
+        await run_consumer_until(consumer, lambda: consumer.applied >= 2)
+        assert consumer.applied == 2 and applied == {"a9"}
+        assert (await runtime.bus.lag(group, [IDENTITY_AGENCY]))[0].lag == 0
+    sub = await runtime.bus.subscribe("test-invalid-reader", [dlq(IDENTITY_AGENCY)])
+    try:
+        letters = [r.envelope.payload() for r in await drain(sub, 2)]
+    finally:
+        await sub.close()
+    assert sorted(letter.consumer_group for letter in letters) == ["test-invalid-False", "test-invalid-True"]
+    for letter in letters:
+        assert letter.attempts == 1 and letter.error.startswith("ValidationError: ")
+        assert "data: Input should be a valid dictionary" in letter.error
+        assert "hunter2" not in letter.error
+        assert letter.original["subject"] == "a8" and "hunter2" in letter.original["data"]
+
+
+async def test_a_rebuild_passes_over_a_record_that_is_no_event(runtime):
+    from ppa_runtime.rebuild import rebuild_projection
+
+    await publish_broken(runtime, IDENTITY_AGENCY, "a11", b"[1, 2", [("ce_subject", b"a11")])
+    _, env = registered(10)
+    await runtime.bus.publish(IDENTITY_AGENCY, [env])
+    docs = runtime.docstore("testsvc")
+
+    async def handler(payload, env):
+        await docs.collection("seen").replace_many([{"_id": payload.agency_id}])
+
+    spec = ConsumerSpec("test-rebuild", [IDENTITY_AGENCY], {env.type: handler}, name="seen", collections=["seen"])
+    assert await rebuild_projection(spec, runtime.bus, docs) == 1
+    assert await docs.collection("seen").get("a10") == {"_id": "a10"}
 
 
 async def test_handler_that_recovers_within_its_retries_applies_once(runtime):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from ops_helpers import sign_in_operator, wait_until
+from ops_helpers import publish_broken, sign_in_operator, wait_until
 from ppa_contracts import Envelope, dlq
 from ppa_contracts.identity import AgencyProfile, AgencyRegistered
 from ppa_contracts.ops import DeadLetterDiscarded, DeadLetterReplayed
@@ -168,3 +168,29 @@ async def test_discard_needs_a_reason_and_keeps_the_letter(site, runtime):
     assert [e.payload().reason for e in audit] == ["テスト用の重複登録のため"]
     assert audit[0].type == DeadLetterDiscarded.event_type()
     assert await site.applied(broken) == 0 and await dlq_records(runtime) == 1
+
+
+async def test_a_record_that_is_no_event_can_be_discarded_but_not_replayed(site, runtime):
+    csrf = site.client.headers["x-test-csrf"]
+    await publish_broken(runtime, IDENTITY_AGENCY, "x1", b"\xff not json", [("ce_type", b"jp.example.unknown.v1")])
+    good = await site.identity.create_agency("after@example.jp", "password123", AgencyProfile(company="後続電力"))
+
+    async def listed() -> bool:
+        return len(await site.letters()) == 1 and await site.applied(good) == 1  # the group went on past it
+
+    await wait_until(listed, what="the broken record dead-lettered")
+    html = await site.page()
+    assert "ValidationError" in html and GROUP in html
+    events = await site.client.get("/ops/events", params={"topic": IDENTITY_AGENCY, "window": "all"})
+    assert events.status_code == 200 and "後続電力" in events.text  # the event stream passes over the record
+    (key,) = key_of(html)
+    refused = await site.client.post("/ops/dead-letters/replay", data={"key": key, "csrf_token": csrf})
+    assert refused.status_code == 409 and "形式が正しくないため再送できません" in refused.text
+    await site.client.post("/ops/dead-letters/replay-all", data={"topic": "", "csrf_token": csrf})
+    (letter,) = await site.letters()
+    assert letter.status == "pending" and letter.original_type == "jp.example.unknown.v1"
+    done = await site.client.post("/ops/dead-letters/discard",
+                                  data={"key": key, "reason": "他システムの誤送信", "csrf_token": csrf})
+    assert done.status_code == 303
+    (letter,) = await site.letters()
+    assert letter.status == "discarded" and await dlq_records(runtime) == 1

@@ -96,12 +96,19 @@ class Envelope(BaseModel):
 
 
 def kafka_attributes(headers: list[tuple[str, bytes]] | tuple, value: bytes) -> dict[str, Any]:
-    """A binary-mode Kafka record's attributes and `data`, decoded but not validated (header values as text)."""
+    """A binary-mode Kafka record's attributes and `data`, decoded but not validated (header values as text).
+
+    Never raises: bytes that are not UTF-8 are replaced and a value that is not JSON is kept as text, so the
+    record fails validation where its reader can dead-letter it, instead of stopping the fetch of its batch.
+    """
     attrs: dict[str, Any] = {}
     for name, raw in headers or ():
         if name.startswith("ce_"):
-            attrs[name[3:]] = raw.decode()
+            attrs[name[3:]] = raw.decode(errors="replace")
         elif name == "content-type":
-            attrs["datacontenttype"] = raw.decode()
-    attrs["data"] = orjson.loads(value) if value else {}
+            attrs["datacontenttype"] = raw.decode(errors="replace")
+    try:
+        attrs["data"] = orjson.loads(value) if value else {}
+    except orjson.JSONDecodeError:
+        attrs["data"] = value.decode(errors="replace")
     return attrs

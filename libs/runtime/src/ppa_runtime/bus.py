@@ -58,6 +58,12 @@ class Record:
             return self._envelope.correlationid
         return str(self._raw["correlationid"])  # type: ignore[index]
 
+    def as_json(self) -> dict[str, Any]:
+        """The record's structured-mode JSON: the envelope's, or the decoded JSON when it is no valid envelope."""
+        if self._envelope is not None:
+            return self._envelope.model_dump(mode="json")
+        return dict(self._raw)  # type: ignore[arg-type]
+
     @property
     def id(self) -> str:
         return self._envelope.id if self._envelope is not None else str(self._raw["id"])  # type: ignore[index]

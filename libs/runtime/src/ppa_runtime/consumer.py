@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
+from pydantic import ValidationError
 
 from ppa_contracts import Envelope, Payload, dlq
+from ppa_contracts.envelope import new_id
 from ppa_contracts.ops import DeadLetter
 from ppa_runtime import metrics
 from ppa_runtime.bus import EventBus, Record
@@ -97,7 +99,13 @@ class Consumer:
 
     async def handle(self, record: Record) -> None:
         """Apply one record (retries, then dead letter); never returns having dropped it silently."""
-        env = record.envelope
+        try:
+            env = record.envelope
+        except ValidationError as exc:  # not an event at all: no handler can apply it, and retrying cannot help
+            await self.dead_letter(record, exc, 1)
+            self.applied += 1
+            metrics.EVENTS_CONSUMED.labels(self.spec.group, record.topic).inc()
+            return
         handler = self.spec.handlers.get(env.type)
         if handler is None:
             return
@@ -132,21 +140,35 @@ class Consumer:
         metrics.EVENTS_CONSUMED.labels(self.spec.group, record.topic).inc()
 
     async def dead_letter(self, record: Record, exc: Exception, attempts: int) -> None:
-        """Publish the original event with the error to `<topic>.dlq`."""
-        env = record.envelope
-        letter = DeadLetter(
-            original=env.model_dump(mode="json"),
-            original_topic=record.topic,
-            consumer_group=self.spec.group,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            attempts=attempts,
-        )
+        """Publish the original event with the error to `<topic>.dlq` (a record that is no valid envelope too,
+        as it was read: an operator can only discard that one)."""
+        try:
+            env: Envelope | None = record.envelope
+        except ValidationError:
+            env = None
+        if isinstance(exc, ValidationError):  # where and what, without the input (it may hold a secret)
+            error = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
+                              for e in exc.errors(include_input=False, include_url=False))
+            error = f"{type(exc).__name__}: {error}"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        original = record.as_json()
+        letter = DeadLetter(original=original, original_topic=record.topic, consumer_group=self.spec.group,
+                            error=error[:2000], attempts=attempts)
+        if env is not None:
+            subject, correlation, cause, kind = env.subject, env.correlationid, env.id, env.type
+        else:
+            subject, cause, kind = _text(original.get("subject")), None, _text(original.get("type"))
+            correlation = _text(original.get("correlationid")) or new_id()
         await self.bus.publish(
-            dlq(record.topic),
-            [Envelope.wrap(letter, subject=env.subject, correlation_id=env.correlationid, causation_id=env.id)],
-        )
+            dlq(record.topic), [Envelope.wrap(letter, subject=subject, correlation_id=correlation, causation_id=cause)])
         metrics.DEAD_LETTERS.labels(self.spec.group, record.topic).inc()
-        log.error("event_dead_lettered", group=self.spec.group, event_type=env.type, event_id=env.id, attempts=attempts)
+        log.error("event_dead_lettered", group=self.spec.group, event_type=kind, event_id=cause or original.get("id"),
+                  attempts=attempts, offset=record.offset, valid_envelope=env is not None)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 async def apply_versioned(coll: Collection, doc_id: str, version: int, update: dict) -> bool:

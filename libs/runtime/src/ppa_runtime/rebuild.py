@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
+from pydantic import ValidationError
 
 from ppa_runtime.bus import EventBus, Position, Record, Tail
 from ppa_runtime.consumer import ConsumerSpec
@@ -76,8 +77,13 @@ async def rebuild_projection(
     shadows = {name: shadow_name(name) for name in spec.collections}
 
     async def apply(record: Record) -> None:
-        env = record.envelope
-        handler = spec.handlers.get(env.type)
+        try:
+            env = record.envelope
+        except ValidationError:  # no event: the projection's consumer dead-lettered it, the replay skips it too
+            log.warning("rebuild_skipped_invalid_record", projection=state.projection, topic=record.topic,
+                        offset=record.offset)
+            env = None
+        handler = spec.handlers.get(env.type) if env is not None else None
         if handler is not None:
             with correlated(env.correlationid, env.id):
                 await handler(env.payload(), env)

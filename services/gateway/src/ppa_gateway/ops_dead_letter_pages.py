@@ -13,6 +13,7 @@ from ppa_runtime.ops.deadletters import (
     InvalidReason,
     LetterClosed,
     LetterNotFound,
+    NotReplayable,
     UnknownGroup,
     dead_letter_topics,
 )
@@ -46,6 +47,7 @@ async def _refusal(request: Request, session: dict, exc: Exception, key: str = "
         LetterNotFound: ("指定されたデッドレターが見つかりません。", 404),
         LetterClosed: ("このデッドレターは再送または破棄済みです。", 409),
         UnknownGroup: ("このデッドレターのコンシューマーグループはこのプラットフォームにありません。", 409),
+        NotReplayable: ("このデッドレターの元のイベントは形式が正しくないため再送できません。理由を入力して破棄してください。", 409),
     }
     text, status = messages.get(type(exc), (str(exc), 400))
     return await _letters_page(request, session, text, key, reason, status)
@@ -57,7 +59,7 @@ async def replay(request: Request, session: OperatorPage, key: str = Form(""), c
         return await _letters_page(request, session, CSRF_FAILED, key, status=403)
     try:
         await console(request).dead_letters.replay(key, who(session))
-    except (LetterNotFound, LetterClosed, UnknownGroup) as exc:
+    except (LetterNotFound, LetterClosed, UnknownGroup, NotReplayable) as exc:
         return await _refusal(request, session, exc, key)
     return RedirectResponse("/ops/dead-letters?done=replayed", status_code=303)
 

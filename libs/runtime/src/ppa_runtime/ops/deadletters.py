@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from ppa_contracts import Envelope
 from ppa_contracts.ops import DeadLetter, DeadLetterDiscarded, DeadLetterReplayed
@@ -40,6 +41,10 @@ class LetterClosed(Exception):
 
 class UnknownGroup(Exception):
     """The letter's consumer group is not one of this platform's."""
+
+
+class NotReplayable(Exception):
+    """The letter's original is no valid event (it was read that way): it can only be discarded."""
 
 
 class InvalidReason(ValueError):
@@ -149,7 +154,10 @@ class DeadLetters:
         inbox = self._inbox_of(letter.group)
         if inbox is None:
             raise UnknownGroup(letter.group)
-        original = Envelope.model_validate(record.envelope.payload().original)
+        try:
+            original = Envelope.model_validate(record.envelope.payload().original)
+        except ValidationError as exc:
+            raise NotReplayable(key) from exc
         # order matters: a crash after the republish and before the audit leaves a pending letter whose
         # second replay is a no-op for the group, never a replayed letter that was not republished
         await inbox.delete({"_id": f"{letter.group}:{original.id}", "dead_letter": True})
@@ -174,7 +182,7 @@ class DeadLetters:
                 try:
                     await self.replay(letter.key, operator)
                     done += 1
-                except LetterClosed:
+                except (LetterClosed, NotReplayable):
                     pass
         return done
 

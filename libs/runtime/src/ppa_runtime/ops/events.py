@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.topics import NOTIFY_REQUESTS
 from ppa_runtime.bus import EventBus, Record
@@ -70,7 +72,10 @@ class EventFilter:
         return [self.topic] if self.topic else all_topics()
 
     def matches(self, record: Record) -> bool:
-        env = record.envelope
+        try:
+            env = record.envelope
+        except ValidationError:  # no event (its consumers dead-letter it): the dead-letter page shows it
+            return False
         if self.topic and record.topic != self.topic:
             return False
         if self.type and self.type not in env.type:
