@@ -111,3 +111,73 @@ async def test_customer_events_carry_only_the_auth_code_hash(api, runtime):
     assert data["auth_code_hash"] == hash_auth_code(code)
     assert code not in got[0].envelope.to_json().decode()
     await asyncio.sleep(0)
+
+
+SERIAL_TAKEN = [{"field": "serial_number", "message": "この製造番号は既に登録されています。"}]
+
+
+async def test_one_serial_number_goes_to_one_customer_even_at_the_same_moment(api):
+    a, b = await token(api, "a@example.jp"), await token(api, "b@example.jp")
+    attempts = [({**SEED, "customer_number": f"11202300{40 + i}"}, a if i % 2 else b) for i in range(6)]
+    results = await asyncio.gather(*(api.post("/api/v1/customers", json=body, headers=h) for body, h in attempts))
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5
+    assert all(r.json()["errors"] == SERIAL_TAKEN for r in results if r.status_code == 409)
+    listed = [c for h in (a, b) for c in (await api.get("/api/v1/customers", headers=h)).json()["items"]]
+    assert [c["serial_number"] for c in listed] == [SEED["serial_number"]]
+
+
+async def test_one_customer_number_registered_at_the_same_moment_keeps_the_winners_code(api):
+    a = await token(api, "a@example.jp")
+    attempts = [{**SEED, "serial_number": f"E23000{50 + i}"} for i in range(4)]
+    results = await asyncio.gather(*(api.post("/api/v1/customers", json=body, headers=a) for body in attempts))
+    assert sorted(r.status_code for r in results) == [201, 409, 409, 409]
+    (won,) = [r.json() for r in results if r.status_code == 201]
+    stored = (await api.get(f"/api/v1/customers/{SEED['customer_number']}", headers=a)).json()
+    assert (stored["serial_number"], stored["auth_code"]) == (won["serial_number"], won["auth_code"])
+    # the losers' serial numbers were let go
+    loser = next(body for body in attempts if body["serial_number"] != won["serial_number"])
+    again = await api.post("/api/v1/customers", json={**loser, "customer_number": "1120230099"}, headers=a)
+    assert again.status_code == 201, again.text
+
+
+async def test_a_serial_number_is_free_again_once_its_customer_is_deleted_or_moved(api, runtime):
+    import time
+
+    a = await token(api, "a@example.jp")
+    assert (await api.post("/api/v1/customers", json=SEED, headers=a)).status_code == 201
+    taken = await api.post("/api/v1/customers", json={**SEED, "customer_number": "1120230031"}, headers=a)
+    assert taken.status_code == 409 and taken.json()["errors"] == SERIAL_TAKEN
+    moved = await api.patch("/api/v1/customers/1120230030", json={"serial_number": "E2300031"}, headers=a)
+    assert moved.status_code == 200
+    assert (await api.post("/api/v1/customers", json={**SEED, "customer_number": "1120230031"},
+                           headers=a)).status_code == 201  # took the old serial
+    onto = await api.patch("/api/v1/customers/1120230031", json={"serial_number": "E2300031"}, headers=a)
+    assert onto.status_code == 409 and onto.json()["errors"] == SERIAL_TAKEN
+    assert (await api.delete("/api/v1/customers/1120230030", headers=a)).status_code == 204
+    freed = await api.patch("/api/v1/customers/1120230031", json={"serial_number": "E2300031"}, headers=a)
+    assert freed.status_code == 200
+
+    # a claim left by a registration that never finished holds its serial a minute, then is taken over
+    claims = runtime.docstore("billing").collection("serial_claims")
+    await claims.insert({"_id": "E2300077", "stream": "customer:gone:1120239999", "at": time.time()})
+    await claims.insert({"_id": "E2300078", "stream": "customer:gone:1120239998", "at": time.time() - 120})
+    fresh = await api.post("/api/v1/customers", json={**SEED, "customer_number": "1120230077",
+                                                      "serial_number": "E2300077"}, headers=a)
+    assert fresh.status_code == 409 and fresh.json()["errors"] == SERIAL_TAKEN
+    stale = await api.post("/api/v1/customers", json={**SEED, "customer_number": "1120230078",
+                                                      "serial_number": "E2300078"}, headers=a)
+    assert stale.status_code == 201, stale.text
+
+
+async def test_edits_at_the_same_moment_are_applied_or_refused_never_an_error(api):
+    a = await token(api, "a@example.jp")
+    assert (await api.post("/api/v1/customers", json=SEED, headers=a)).status_code == 201
+    names = [f"同時 編集{i}" for i in range(4)]
+    results = await asyncio.gather(*(api.patch("/api/v1/customers/1120230030", json={"name": n}, headers=a)
+                                     for n in names))
+    assert {r.status_code for r in results} <= {200, 409} and 200 in {r.status_code for r in results}
+    refused = [r for r in results if r.status_code == 409]
+    assert all(r.headers["content-type"] == "application/problem+json" and "同時に" in r.json()["detail"]
+               for r in refused)
+    stored = (await api.get("/api/v1/customers/1120230030", headers=a)).json()["name"]
+    assert stored in [n for n, r in zip(names, results, strict=True) if r.status_code == 200]

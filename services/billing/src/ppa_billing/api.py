@@ -11,6 +11,7 @@ from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
 from ppa_billing.invoice_api import csv_response
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
 from ppa_runtime.auth import CurrentAgency
+from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.http import Problem
 
 Amount = str | int
@@ -82,6 +83,9 @@ def _invalid(exc: InvalidCustomer | CustomerConflict, status: int) -> Problem:
     return Problem(status, title, "、".join(exc.errors.values()), errors)
 
 
+UPDATED_MEANWHILE = "この顧客は同時に他の操作で更新されました。最新の内容を確認してから、もう一度お試しください。"
+
+
 def router(customers: Customers) -> APIRouter:
     """Routes bound to the billing service's customers."""
     r = APIRouter(prefix="/api/v1/customers", tags=["customers"])
@@ -124,6 +128,8 @@ def router(customers: Customers) -> APIRouter:
             raise _invalid(exc, 422) from exc
         except CustomerConflict as exc:
             raise _invalid(exc, 409) from exc
+        except ConcurrencyConflict as exc:
+            raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
 
     @r.delete("/{customer_number}", status_code=204, summary="Delete a customer (issued invoices stay)")
     async def delete(customer_number: str, agency: CurrentAgency) -> Response:
@@ -131,6 +137,8 @@ def router(customers: Customers) -> APIRouter:
             await customers.delete(agency.agency_id, customer_number)
         except CustomerNotFound as exc:
             raise Problem(404, "Not Found", not_found) from exc
+        except ConcurrencyConflict as exc:
+            raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
         return Response(status_code=204)
 
     @r.post("/{customer_number}/auth-code", response_model=CustomerPublic, summary="Re-issue the auth code")
@@ -139,5 +147,7 @@ def router(customers: Customers) -> APIRouter:
             return _public(await customers.reissue(agency.agency_id, customer_number))
         except CustomerNotFound as exc:
             raise Problem(404, "Not Found", not_found) from exc
+        except ConcurrencyConflict as exc:
+            raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
 
     return r

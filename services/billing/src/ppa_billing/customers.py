@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,10 +14,15 @@ from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
 from ppa_runtime.consumer import ConsumerSpec, apply_versioned
-from ppa_runtime.docstore import DocStore
+from ppa_runtime.docstore import DocStore, DuplicateKey
+from ppa_runtime.eventstore import ConcurrencyConflict
 
 CUSTOMERS = "customers"
 AUTH_CODES = "auth_codes"
+SERIALS = "serial_claims"  # serial number → the customer stream holding it (a command-side guard, not a projection)
+CLAIM_IN_FLIGHT_SECONDS = 60  # a claim whose holder has not (yet) registered the serial is kept this long
+SERIAL_TAKEN = "この製造番号は既に登録されています。"
+NUMBER_TAKEN = "この顧客番号は既に登録されています。"
 PAGE_SIZE = 20
 
 
@@ -68,6 +74,7 @@ class Customers:
         self.service = service
         self.coll = docs.collection(CUSTOMERS)
         self.codes = docs.collection(AUTH_CODES)
+        self.serials = docs.collection(SERIALS)
 
     async def setup(self) -> None:
         await self.coll.ensure_index("agency_id", "customer_number", unique=True)
@@ -82,21 +89,57 @@ class Customers:
         await self.apply(payload, version + 1, datetime.now(UTC))
 
     async def register(self, agency_id: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Validate and register a customer; a new 認証コード is drawn."""
+        """Validate and register a customer; a new 認証コード is drawn.
+
+        The serial number is claimed first (atomically, so two registrations of one serial cannot both pass),
+        then the event is appended (the stream's version makes the customer number atomic), then the code is
+        kept: a registration that lost the race never overwrites the winner's code.
+        """
         customer = new_customer(**data)
         errors: dict[str, str] = {}
         if await self.coll.get(f"{agency_id}:{customer.customer_number}") is not None:
-            errors["customer_number"] = "この顧客番号は既に登録されています。"
+            errors["customer_number"] = NUMBER_TAKEN
         if await self.coll.count({"serial_number": customer.serial_number}):
-            errors["serial_number"] = "この製造番号は既に登録されています。"
+            errors["serial_number"] = SERIAL_TAKEN
         if errors:
             raise CustomerConflict(errors)
         stream = stream_of(agency_id, customer.customer_number)
+        version = await self._version(stream)  # 0, or the history of a deleted customer of that number
+        await self._claim_serial(customer.serial_number, stream)
+        try:
+            await self._append(stream, version, CustomerRegistered(
+                agency_id=agency_id, customer_number=customer.customer_number,
+                auth_code_hash=hash_auth_code(customer.auth_code), **_fields(customer)))
+        except ConcurrencyConflict as exc:  # the same number registered at the same moment
+            await self._release_serial(customer.serial_number, stream)
+            raise CustomerConflict({"customer_number": NUMBER_TAKEN}) from exc
         await self.codes.replace({"_id": stream, "auth_code": customer.auth_code})
-        await self._append(stream, await self._version(stream), CustomerRegistered(
-            agency_id=agency_id, customer_number=customer.customer_number,
-            auth_code_hash=hash_auth_code(customer.auth_code), **_fields(customer)))
         return await self.get(agency_id, customer.customer_number)
+
+    async def _claim_serial(self, serial: str, stream: str) -> None:
+        """Hold a serial number for a customer stream, or raise CustomerConflict when another one holds it."""
+        try:
+            await self.serials.insert({"_id": serial, "stream": stream, "at": time.time()})
+            return
+        except DuplicateKey:
+            pass
+        claim = await self.serials.get(serial)
+        if claim is None:  # released in between
+            return await self._claim_serial(serial, stream)
+        if claim["stream"] == stream:
+            return
+        agency_id, number = claim["stream"].removeprefix("customer:").rsplit(":", 1)
+        holder = await self.coll.get(f"{agency_id}:{number}")
+        if (holder is not None and holder["serial_number"] == serial) or \
+                time.time() - claim["at"] < CLAIM_IN_FLIGHT_SECONDS:
+            raise CustomerConflict({"serial_number": SERIAL_TAKEN})
+        # a stale claim: its holder let the serial go or never registered (a crash in between); take it over
+        if not await self.serials.update({"_id": serial, "stream": claim["stream"], "at": claim["at"]},
+                                         {"$set": {"stream": stream, "at": time.time()}}):
+            raise CustomerConflict({"serial_number": SERIAL_TAKEN})  # someone else took it over first
+
+    async def _release_serial(self, serial: str, stream: str) -> None:
+        await self.serials.delete({"_id": serial, "stream": stream})
 
     async def _load(self, agency_id: str, number: str) -> tuple[dict[str, Any], Customer]:
         doc = await self.coll.get(f"{agency_id}:{number}")
@@ -109,11 +152,21 @@ class Customers:
         """Edit the editable fields (never the number or the auth code)."""
         doc, customer = await self._load(agency_id, number)
         changed = edit_customer(customer, changes)
-        if changed.serial_number != customer.serial_number and await self.coll.count(
-                {"serial_number": changed.serial_number}):
-            raise CustomerConflict({"serial_number": "この製造番号は既に登録されています。"})
-        await self._append(stream_of(agency_id, number), doc["_v"], CustomerChanged(
-            agency_id=agency_id, customer_number=number, **_fields(changed)))
+        stream = stream_of(agency_id, number)
+        moved = changed.serial_number != customer.serial_number
+        if moved:
+            if await self.coll.count({"serial_number": changed.serial_number}):
+                raise CustomerConflict({"serial_number": SERIAL_TAKEN})
+            await self._claim_serial(changed.serial_number, stream)
+        try:
+            await self._append(stream, doc["_v"], CustomerChanged(
+                agency_id=agency_id, customer_number=number, **_fields(changed)))
+        except ConcurrencyConflict:
+            if moved:
+                await self._release_serial(changed.serial_number, stream)
+            raise
+        if moved:
+            await self._release_serial(customer.serial_number, stream)
         return await self.get(agency_id, number)
 
     async def reissue(self, agency_id: str, number: str) -> dict[str, Any]:
@@ -132,6 +185,7 @@ class Customers:
         doc, _ = await self._load(agency_id, number)
         await self._append(stream_of(agency_id, number), doc["_v"], CustomerDeleted(
             agency_id=agency_id, customer_number=number, serial_number=doc["serial_number"]))
+        await self._release_serial(doc["serial_number"], stream_of(agency_id, number))  # free for another home
 
     async def get(self, agency_id: str, number: str) -> dict[str, Any]:
         doc = await self.coll.get(f"{agency_id}:{number}")
