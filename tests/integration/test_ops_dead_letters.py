@@ -172,7 +172,14 @@ async def test_discard_needs_a_reason_and_keeps_the_letter(site, runtime):
 
 async def test_a_record_that_is_no_event_can_be_discarded_but_not_replayed(site, runtime):
     csrf = site.client.headers["x-test-csrf"]
+    before = await runtime.bus.ends([IDENTITY_AGENCY])
     await publish_broken(runtime, IDENTITY_AGENCY, "x1", b"\xff not json", [("ce_type", b"jp.example.unknown.v1")])
+    after = await runtime.bus.ends([IDENTITY_AGENCY])
+    ((_, partition),) = [p for p, end in after.items() if end > before.get(p, 0)]
+    offset = before.get((IDENTITY_AGENCY, partition), 0)
+    shown = await site.client.get(f"/ops/events/{IDENTITY_AGENCY}/{partition}/{offset}")
+    assert shown.status_code == 200 and "イベントの形式が正しくありません" in shown.text
+    assert "not json" in shown.text and "jp.example.unknown.v1" in shown.text
     good = await site.identity.create_agency("after@example.jp", "password123", AgencyProfile(company="後続電力"))
 
     async def listed() -> bool:

@@ -62,3 +62,19 @@ def test_standard_library_logs_are_json_lines(capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     record = json.loads(line)
     assert record["event"] == "Started server x" and record["level"] == "info" and "timestamp" in record
+
+
+def test_a_record_that_is_no_event_is_shown_with_its_secrets_hidden():
+    from ppa_contracts import dlq
+    from ppa_contracts.topics import IDENTITY_AGENCY, NOTIFY_REQUESTS
+    from ppa_runtime.bus import Record
+    from ppa_runtime.ops.events import HIDDEN, invalid_view
+
+    link = "https://ppa.example.jp/mypage/reset?token=s3cret"
+    text = Record(NOTIFY_REQUESTS, 0, 7, raw={"type": "x", "data": f'{{"context": {{"link": "{link}"'})
+    assert invalid_view(text)["envelope"] == {"type": "x", "data": HIDDEN}
+    assert invalid_view(text)["key"] == f"{NOTIFY_REQUESTS}/0/7"
+    letter = Record(dlq(NOTIFY_REQUESTS), 0, 1, raw={"data": {"original": {"data": {"context": {"link": link}}}}})
+    assert link not in str(invalid_view(letter))
+    elsewhere = Record(IDENTITY_AGENCY, 1, 2, raw={"password": "hunter2", "data": "[1, 2"})
+    assert invalid_view(elsewhere)["envelope"] == {"password": "［非表示］", "data": "[1, 2"}

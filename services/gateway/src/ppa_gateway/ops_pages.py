@@ -13,8 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
+from ppa_contracts import dlq
 from ppa_gateway.ops_dead_letter_pages import router as dead_letter_router
 from ppa_gateway.ops_health_pages import router as health_router
 from ppa_gateway.ops_mail_pages import router as mail_router
@@ -22,7 +24,15 @@ from ppa_gateway.ops_web import CSRF_FAILED, OperatorJson, OperatorPage, console
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
 from ppa_runtime.bus import Record
-from ppa_runtime.ops.events import CONTEXT_HIDDEN, EventFilter, all_topics, history, record_at, view
+from ppa_runtime.ops.events import (
+    CONTEXT_HIDDEN,
+    EventFilter,
+    all_topics,
+    history,
+    invalid_view,
+    record_at,
+    view,
+)
 
 router = APIRouter(include_in_schema=False)
 LOGIN_FAILED = "メールアドレスまたはパスワードが正しくありません。"
@@ -149,7 +159,14 @@ async def event_detail(request: Request, session: OperatorPage, topic: str, part
     if record is None:
         return page(request, "ops/event_missing.html", session, {"title": "イベントが見つかりません", "active": "events"},
                     404)
-    item = _shown(view(record))
+    try:
+        item = _shown(view(record))
+    except ValidationError:  # not an event: shown as read, the way to its dead letter pointed out
+        invalid = invalid_view(record)
+        return page(request, "ops/event_invalid.html", session, {
+            "title": "イベントの形式が正しくありません", "active": "events", "record": invalid,
+            "json": json.dumps(invalid["envelope"], ensure_ascii=False, indent=2),
+            "dead_letters": f"/ops/dead-letters?topic={dlq(topic)}", "hidden": topic in CONTEXT_HIDDEN})
     return page(request, "ops/event.html", session, {
         "title": "イベント詳細", "active": "events", "event": item,
         "payload": json.dumps(item["envelope"].get("data"), ensure_ascii=False, indent=2),

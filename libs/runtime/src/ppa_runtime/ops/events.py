@@ -106,6 +106,21 @@ def view(record: Record) -> dict[str, Any]:
     }
 
 
+def invalid_view(record: Record) -> dict[str, Any]:
+    """A record that is no valid event (its consumers dead-letter it), for its detail page: position and the JSON
+    as read, redacted; data that is no JSON object is hidden altogether on the topics whose context is hidden."""
+    raw = record.as_json()
+    data = raw.get("data")
+    if isinstance(data, dict):
+        shown = redacted(record.topic, raw)
+    else:
+        shown = _mask(raw)
+        if record.topic in CONTEXT_HIDDEN and data is not None:
+            shown["data"] = HIDDEN
+    return {"key": f"{record.topic}/{record.partition}/{record.offset}", "topic": record.topic,
+            "partition": record.partition, "offset": record.offset, "envelope": shown}
+
+
 @dataclass
 class Found:
     """Events found by a history read, newest first, and whether the scan stopped at its limit."""
