@@ -183,16 +183,16 @@ class InvoiceList:
         incoming: dict[str, dict[str, tuple[Decimal | str, Decimal | str, int]]] = {}
         keys: dict[str, tuple[str, str, str]] = {}
         for agency_id, number, iso, generation, sold_kwh, version in events:
-            closing = settings[agency_id].closing_day
-            month = months.get((iso, closing), "")
-            if month == "":
+            key = (iso, settings[agency_id].closing_day)
+            if key not in months:
                 try:
-                    month = months[(iso, closing)] = str(month_of(date.fromisoformat(iso), closing))
+                    months[key] = str(month_of(date.fromisoformat(iso), key[1]))
                 except InvalidBillingMonth:
-                    month = months[(iso, closing)] = None
+                    months[key] = None
+            month = months[key]
             if month is None:
                 continue
-            lid = f"{agency_id}:{month}:{number}"  # line_id
+            lid = line_id(agency_id, month, number)
             days = incoming.get(lid)
             if days is None:
                 days = incoming[lid] = {}
