@@ -3,6 +3,7 @@ refusals, the events they leave, and tenant isolation (another agency's ids are 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import string
 import uuid
@@ -11,7 +12,7 @@ from datetime import timedelta
 from linking_support import csrf_of, eventually, flashes, mail_to, maildir_messages, platform, read_topic
 
 from ppa_contracts import Envelope
-from ppa_contracts.linking import LinkRequested
+from ppa_contracts.linking import LinkRequested, ProxyEndReason
 from ppa_contracts.owner import AgencyAccessGranted
 from ppa_contracts.topics import IDENTITY_OWNER, LINKING_LINK, LINKING_PROXY_SESSION
 from ppa_linking.settings import LinkingSettings
@@ -279,6 +280,69 @@ async def test_an_expired_proxy_session_is_refused_and_its_expiry_recorded(runti
         expired = next(e for e in events if e.data.get("reason") == "expired")
         started = next(e for e in events if e.type.endswith("proxy_login_started.v1"))
         assert expired.data["at"] == started.data["expires_at"] and expired.data["owner_id"] == owner.owner_id
+
+
+async def test_the_worker_records_an_expiry_when_it_happens_though_nobody_uses_the_session(runtime, monkeypatch):
+    monkeypatch.setenv("PPA_PROXY_SWEEP_SECONDS", "0.2")
+    async with platform(runtime) as p:
+        assert p.linking.linking_settings.proxy_sweep_seconds == 0.2
+        owner, link_id, agency = await approved_link(p)
+        assert (await start_proxy(agency, link_id)).status_code == 303
+        doc = (await p.linking.proxies.coll.find({"link_id": link_id}))[0]
+        # a live session outlives several sweeps
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            assert (await p.linking.proxies.coll.get(doc["_id"]))["end_reason"] is None
+        real = p.linking.clock
+        p.linking.clock = lambda: real() + timedelta(hours=1, seconds=1)
+        # no request, no history page: the sweep alone records the expiry, dated when it happened
+        events = await read_topic(runtime, LINKING_PROXY_SESSION,
+                                  lambda evs: any(e.data.get("reason") == "expired" for e in evs))
+        expired = [e for e in events if e.data.get("reason") == "expired"]
+        assert len(expired) == 1 and expired[0].subject == doc["_id"]
+        assert expired[0].data["at"] == events[0].data["expires_at"] and expired[0].data["owner_id"] == owner.owner_id
+        assert not any(e.type.endswith("proxy_login_refused.v1") for e in events)
+        stored = await eventually(lambda: _ended(p, doc["_id"]))
+        assert stored["end_reason"] == "expired" and stored["ended_at"] == doc["expires_at"]
+        # the cookie is refused as expired, and the expiry is not recorded a second time
+        r = await agency.get("/mypage/proxy-history")
+        assert r.status_code == 403 and "代理ログインの有効期限が切れました。" in r.text
+        await asyncio.sleep(0.5)
+        again = await read_topic(runtime, LINKING_PROXY_SESSION,
+                                 lambda evs: any(e.data.get("reason") == "session_ended" for e in evs))
+        assert [e.data.get("reason") for e in again].count("expired") == 1
+
+
+async def _ended(p, session_id: str):
+    doc = await p.linking.proxies.coll.get(session_id)
+    return doc if doc and doc["end_reason"] else None
+
+
+async def test_concurrent_sweeps_end_a_session_once_and_mend_a_document_left_behind(runtime, monkeypatch):
+    monkeypatch.setenv("PPA_PROXY_SWEEP_SECONDS", "3600")  # only this test's sweeps
+    async with platform(runtime) as p:
+        _, link_id, agency = await approved_link(p)
+        assert (await start_proxy(agency, link_id)).status_code == 303
+        _, other_link, other = await approved_link(p)
+        assert (await start_proxy(other, other_link)).status_code == 303
+        proxies = p.linking.proxies
+        first = (await proxies.coll.find({"link_id": link_id}))[0]["_id"]
+        second = (await proxies.coll.find({"link_id": other_link}))[0]["_id"]
+        assert await proxies.expire_due() == 0  # nothing has expired yet
+        # the second session's end is stored, but its document was not updated (a crash in between)
+        assert await proxies.end(second, ProxyEndReason.LOGOUT)
+        await proxies.coll.update({"_id": second}, {"$set": {"end_reason": None, "ended_at": None}})
+        real = p.linking.clock
+        p.linking.clock = lambda: real() + timedelta(hours=2)
+        counts = await asyncio.gather(*(proxies.expire_due() for _ in range(4)))
+        assert sum(counts) == 1
+        assert (await proxies.coll.get(first))["end_reason"] == "expired"
+        assert (await proxies.coll.get(second))["end_reason"] == "logout"  # its stored end stands
+        events = await read_topic(runtime, LINKING_PROXY_SESSION,
+                                  lambda evs: sum(e.type.endswith("proxy_login_ended.v1") for e in evs) >= 2)
+        ends = [(e.subject, e.data["reason"]) for e in events if e.type.endswith("proxy_login_ended.v1")]
+        assert sorted(ends) == sorted([(first, "expired"), (second, "logout")])
+        assert await proxies.expire_due() == 0
 
 
 async def test_the_proxy_session_length_is_a_setting(runtime):

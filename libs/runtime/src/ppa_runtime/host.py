@@ -32,7 +32,7 @@ class Host:
         return next(s for s in self.services if s.name == name)
 
     async def start(self) -> None:
-        """Start every service, then its relay and consumers in the background."""
+        """Start every service, then its relay, consumers and background loops."""
         for svc in self.services:
             await svc.start()
         if self.workers:
@@ -47,6 +47,8 @@ class Host:
                                         settings.consumer_max_attempts, settings.consumer_backoff_seconds)
                     self.consumers.append(consumer)
                     self._spawn(consumer.run(self._stop), f"consumer:{spec.group}")
+                for loop in svc.background():
+                    self._spawn(loop(self._stop), f"background:{svc.name}:{loop.__name__}")
             if self.consumers and settings.lag_sample_seconds > 0:
                 self._spawn(self._sample_lag(settings.lag_sample_seconds), "lag-sampler")
         self.started = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from fastapi import APIRouter
@@ -34,6 +36,10 @@ class Service:
 
     def consumers(self) -> list[ConsumerSpec]:
         """The consumer groups this service's worker runs."""
+        return []
+
+    def background(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+        """Loops the service's worker runs beside its consumers (each until the event is set)."""
         return []
 
     async def record(self, stream: str, expected_version: int, *payloads: Payload, subject: str) -> int:

@@ -11,11 +11,13 @@ session even before linking has consumed the withdrawal. An end is appended at t
 expected version, so it is recorded exactly once however many requests notice it.
 
 The document is for finding and listing only; it is updated by whoever recorded the end. An expiry is
-recorded when the session is next seen (a request with its cookie, the owner's history, a revocation).
+recorded by the worker's sweep (every `PPA_PROXY_SWEEP_SECONDS`), or before that when the session is seen
+(a request with its cookie, the owner's history, a revocation); either way it is dated at the expiry time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import uuid
@@ -88,6 +90,7 @@ class ProxySessions:
         await self.coll.ensure_index("token", unique=True)
         await self.coll.ensure_index("owner_id")
         await self.coll.ensure_index("link_id")
+        await self.coll.ensure_index("end_reason", "expires_at")
 
     def _ttl(self) -> timedelta:
         return timedelta(seconds=self.svc.linking_settings.proxy_session_seconds)
@@ -177,10 +180,12 @@ class ProxySessions:
                                   subject=session.session_id)
         except ConcurrencyConflict:
             return False  # ended by someone else this very moment
-        await self.coll.update({"_id": session.session_id},
-                               {"$set": {"ended_at": now.isoformat(), "end_reason": reason.value}})
+        await self._mark(session.session_id, now, reason)
         log.info("proxy_login_ended", session_id=session.session_id, reason=reason.value)
         return True
+
+    async def _mark(self, session_id: str, at: datetime, reason: ProxyEndReason) -> None:
+        await self.coll.update({"_id": session_id}, {"$set": {"ended_at": at.isoformat(), "end_reason": reason.value}})
 
     async def end_for_link(self, link_id: str, reason: ProxyEndReason) -> int:
         """End every open session of a link (a revocation); how many ended now."""
@@ -207,6 +212,39 @@ class ProxySessions:
                 doc = await self.coll.get(doc["_id"]) or doc
             out.append(doc)
         return out
+
+    async def expire_due(self, limit: int = 500) -> int:
+        """Record the expiry of sessions left open past their end (once each, dated at the expiry time);
+        how many were recorded now. Several workers may sweep at once: each session still ends once."""
+        now = self.svc.clock()
+        # expires_at is written by this service in UTC ISO form, so text order is time order
+        due = await self.coll.find({"end_reason": None, "expires_at": {"$lte": now.isoformat()}},
+                                   sort=[("expires_at", 1)], limit=limit)
+        ended = 0
+        for doc in due:
+            if now < datetime.fromisoformat(doc["expires_at"]):
+                continue
+            session = await self._session(doc["_id"])
+            if session is not None and session.end_reason is not None:  # end stored, document not (a crash)
+                await self._mark(session.session_id, session.ended_at or now, session.end_reason)
+            elif session is not None:
+                ended += await self._end(session, ProxyEndReason.EXPIRED, "")
+        return ended
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """The worker's loop: every `proxy_sweep_seconds`, record the sessions that have expired meanwhile, so
+        that subscribers of the proxy-session topic learn of an expiry when it happens, not when it is seen."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.svc.linking_settings.proxy_sweep_seconds)
+                return
+            except TimeoutError:
+                pass
+            try:
+                while await self.expire_due() == 500:  # a full page: there may be more
+                    pass
+            except Exception as exc:  # the store is unavailable for a moment: try again next round
+                log.warning("proxy_sweep_failed", error=repr(exc))
 
     async def _refused(self, agency_id: str, owner_id: str | None, link_id: str | None, reason: ProxyRefusal,
                        source_ip: str, session_id: str | None = None) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -51,6 +52,9 @@ class LinkingService(Service):
 
     def consumers(self) -> list[ConsumerSpec]:
         return [self.agencies.spec(), self.owners.spec(), self.users.spec()]
+
+    def background(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+        return [self.proxies.sweep]  # expiries recorded when they happen (the worker's process only)
 
     async def user_list(self, agency_id: str, q: str = "", page: int = 1) -> UserPage:
         """This agency's pending requests and linked owners (登録ユーザー一覧)."""
