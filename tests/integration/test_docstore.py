@@ -65,6 +65,19 @@ async def test_unique_index_and_id_refuse_duplicates(coll):
     assert await coll.count() == 10
 
 
+async def test_a_dropped_index_no_longer_applies_and_dropping_a_missing_one_is_harmless(coll, runtime):
+    with pytest.raises(DuplicateKey):
+        await coll.insert({"_id": "dup1", "email": "user1@Example.jp"})
+    await coll.drop_index("email")
+    await coll.insert({"_id": "dup1", "email": "user1@Example.jp"})  # the unique index is gone
+    assert await coll.count({"email": "user1@Example.jp"}) == 2
+    await coll.drop_index("email")  # gone already
+    await coll.drop_index("never", "made")
+    await runtime.docstore("testsvc").collection("nothing_here").drop_index("n")  # no such collection either
+    await coll.ensure_index("email")  # made again, not unique this time
+    assert await coll.count({"email": "user1@Example.jp"}) == 2
+
+
 async def test_conditional_update_touches_one_document_once(coll):
     assert await coll.update({"_id": "id01", "n": 1}, {"$set": {"n": 11}, "$inc": {"hits": 1}})
     assert not await coll.update({"_id": "id01", "n": 1}, {"$set": {"n": 12}})

@@ -62,6 +62,10 @@ class Collection(Protocol):
 
     async def drop(self) -> None: ...
 
+    async def drop_index(self, *fields: str) -> None:
+        """Drop the index `ensure_index(*fields)` made (nothing when there is none)."""
+        ...
+
     async def swap_in(self, shadow: str) -> None:
         """Atomically replace this collection (documents and indexes) with the collection `shadow`, which ends."""
         ...

@@ -107,6 +107,14 @@ class MongoCollection:
     async def drop(self) -> None:
         await self.coll.drop()
 
+    async def drop_index(self, *fields: str) -> None:
+        try:
+            await self.coll.drop_index([(f, ASCENDING) for f in fields])
+        except OperationFailure as exc:
+            # IndexNotFound, NamespaceNotFound (FerretDB 1.x words them, and numbers some, its own way)
+            if exc.code not in (26, 27) and "not found" not in str(exc).lower() and "exist" not in str(exc).lower():
+                raise
+
     async def swap_in(self, shadow: str) -> None:
         target = physical(self.name)
         if shadow not in await self.db.list_collection_names(filter={"name": shadow}):

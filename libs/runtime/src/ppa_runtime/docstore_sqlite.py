@@ -128,9 +128,14 @@ class SqliteCollection:
                 lambda c: c.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc TEXT NOT NULL)"))
             self.db.known_tables.add(table)
 
+    def _index_name(self, fields: tuple[str, ...]) -> str:
+        for f in fields:
+            _expr(f)  # a bad field name raises
+        return f"ix_{self.table}_{'_'.join(f.replace('.', '_') for f in fields)}"
+
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self._ensure()
-        name = f"ix_{self.table}_{'_'.join(f.replace('.', '_') for f in fields)}"
+        name = self._index_name(fields)
         cols = ", ".join(_expr(f) for f in fields)
         sql = f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name} ON {self.table} ({cols})"
         await self.db.write(lambda c: c.execute(sql))
@@ -275,6 +280,10 @@ class SqliteCollection:
         table = self.table
         await self.db.write(lambda c: c.execute(f"DROP TABLE IF EXISTS {table}"))
         self.db.known_tables.discard(table)
+
+    async def drop_index(self, *fields: str) -> None:
+        sql = f"DROP INDEX IF EXISTS {self._index_name(fields)}"
+        await self.db.write(lambda c: c.execute(sql))
 
     async def swap_in(self, shadow: str) -> None:
         if not _NAME.match(shadow):

@@ -13,6 +13,8 @@ from ppa_billing.portal import BillingPortal
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
+RETIRED_USAGE_DAYS = "usage_days"
+
 
 class BillingService(Service):
     """Owns PPA customers, billing settings, monthly invoices and invoice documents."""
@@ -35,6 +37,10 @@ class BillingService(Service):
         await self.customers.setup()
         await self.invoice_list.setup()
         await self.issuing.setup()
+        # Left by earlier versions and read by nothing now: the second copy of the daily usage (the former
+        # billing.daily-usage group's, one document per customer and day) and the lines' index it needed.
+        await self.docs.collection(RETIRED_USAGE_DAYS).drop()
+        await self.docs.collection(LINES).drop_index("agency_id", "customer_number")
 
     def routers(self) -> list[APIRouter]:
         from ppa_billing import api, invoice_api, settings_api
