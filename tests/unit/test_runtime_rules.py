@@ -78,3 +78,34 @@ def test_a_record_that_is_no_event_is_shown_with_its_secrets_hidden():
     assert link not in str(invalid_view(letter))
     elsewhere = Record(IDENTITY_AGENCY, 1, 2, raw={"password": "hunter2", "data": "[1, 2"})
     assert invalid_view(elsewhere)["envelope"] == {"password": "［非表示］", "data": "[1, 2"}
+
+
+async def test_a_cancelled_sqlite_read_keeps_the_reader_until_its_thread_is_done(tmp_path):
+    import asyncio
+    import threading
+    import time
+
+    from ppa_runtime.sqlite import SqliteDb
+
+    db = SqliteDb(tmp_path / "t.sqlite")
+    await db.write(lambda c: c.execute("CREATE TABLE t (n INTEGER)"))
+    await db.write(lambda c: c.execute("INSERT INTO t VALUES (1)"))
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(conn):
+        started.set()
+        time.sleep(0.3)
+        value = conn.execute("SELECT n FROM t").fetchone()[0]
+        finished.set()
+        return value
+
+    reading = asyncio.create_task(db.read(slow))
+    while not started.is_set():
+        await asyncio.sleep(0.01)
+    reading.cancel()  # e.g. a live tail whose browser went away
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    assert finished.is_set()  # the cancelled read gave the connection back only once its thread was done
+    # the next read has the reader connection to itself (no transaction inside another's)
+    assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 1
+    db.close()

@@ -105,7 +105,13 @@ class SqliteDb:
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` in one read transaction."""
         async with self._read_lock:
-            return await asyncio.to_thread(self._tx, fn, args, False)
+            work = asyncio.ensure_future(asyncio.to_thread(self._tx, fn, args, False))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # the thread goes on with the reader connection: keep the lock until it is done with it
+                await asyncio.gather(work, return_exceptions=True)
+                raise
 
     async def script(self, sql: str) -> None:
         """Run DDL statements (each its own transaction; use IF NOT EXISTS)."""
