@@ -110,6 +110,28 @@ async def test_consumer_group_resumes_after_its_committed_position(runtime):
     assert [r.envelope.subject for r in again] == ["a9"]
 
 
+async def test_what_a_consumer_fetched_but_did_not_commit_goes_to_the_next_one(runtime):
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(i)[1] for i in range(10)])
+    sub = await runtime.bus.subscribe("test-ahead", [IDENTITY_AGENCY])
+    first: list = []
+    while len(first) < 4:  # the embedded log reads the next batch ahead meanwhile
+        first += await sub.fetch(timeout=0.5, max_records=4 - len(first))
+    await sub.commit(first)
+    second: list = []
+    while not second:  # fetched, never committed; never more than asked for, whatever was read ahead
+        second = await sub.fetch(timeout=0.5, max_records=2)
+        assert len(second) <= 2
+    await sub.close()
+    sub = await runtime.bus.subscribe("test-ahead", [IDENTITY_AGENCY])
+    try:
+        rest = await drain(sub, 6)
+    finally:
+        await sub.close()
+    subjects = [r.envelope.subject for r in first + rest]
+    assert sorted(subjects) == sorted(f"a{i}" for i in range(10))  # each once: none lost, none committed twice
+    assert {r.envelope.subject for r in second} <= {r.envelope.subject for r in rest}
+
+
 async def run_consumer_until(consumer: Consumer, done, timeout: float = 30) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))

@@ -61,7 +61,10 @@ async def _fetch(bus: SqliteBus, read: Callable[[int], Awaitable[list[Record]]],
 
 
 class SqliteSubscription:
-    """One consumer of a group; the embedded log has a single partition per topic."""
+    """One consumer of a group; the embedded log has a single partition per topic.
+
+    Like a Kafka consumer's fetcher, it reads ahead: once a fetch returns records, the next batch is read and
+    decoded in the database's thread while the caller applies these (and waits on its own writes)."""
 
     def __init__(self, bus: SqliteBus, group: str, topics: list[str]) -> None:
         self.bus = bus
@@ -69,6 +72,8 @@ class SqliteSubscription:
         self.topics = topics
         self.positions: dict[str, int] = {}  # committed
         self.fetched: dict[str, int] = {}  # handed out, like a Kafka consumer's fetch position
+        self._ahead: asyncio.Task[list[Record]] | None = None  # the next batch, being read
+        self._buffer: list[Record] = []  # read, not yet handed out
 
     async def load(self) -> None:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
@@ -83,25 +88,35 @@ class SqliteSubscription:
         self.fetched = dict(self.positions)
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
-        return await _fetch(self.bus, self._read, timeout, max_records)
+        if not self._buffer and self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            self._buffer = await ahead
+        if not self._buffer:
+            self._buffer = await _fetch(self.bus, self._read, timeout, max_records)
+        records, self._buffer = self._buffer[:max_records], self._buffer[max_records:]
+        if records and not self._buffer:
+            self._ahead = asyncio.get_running_loop().create_task(self._read(max_records))
+        return records
 
     async def _read(self, max_records: int) -> list[Record]:
-        def run(conn: sqlite3.Connection) -> list[tuple[str, int, int, str]]:
+        after = dict(self.fetched)
+
+        def run(conn: sqlite3.Connection) -> list[Record]:
             out: list[tuple[str, int, int, str]] = []
             for topic in self.topics:
                 out += conn.execute(
                     "SELECT topic, partition, offset, envelope FROM log WHERE topic = ? AND partition = 0 "
                     "AND offset > ? ORDER BY offset LIMIT ?",
-                    (topic, self.fetched[topic], max_records - len(out)),
+                    (topic, after[topic], max_records - len(out)),
                 ).fetchall()
                 if len(out) >= max_records:
                     break
-            return out
+            return [Record(t, p, o, raw=orjson.loads(e)) for t, p, o, e in out]
 
-        rows = await self.bus.db.read(run)
-        for topic, _, offset, _ in rows:
-            self.fetched[topic] = max(self.fetched[topic], offset)
-        return [Record(t, p, o, raw=orjson.loads(e)) for t, p, o, e in rows]
+        records = await self.bus.db.read(run)
+        for r in records:
+            self.fetched[r.topic] = max(self.fetched[r.topic], r.offset)
+        return records
 
     async def commit(self, records: list[Record]) -> None:
         last: dict[str, int] = {}
@@ -125,7 +140,10 @@ class SqliteSubscription:
             self.positions[topic] = max(self.positions[topic], offset)
 
     async def close(self) -> None:
-        return None
+        if self._ahead is not None:  # read ahead, never handed out: the next consumer of the group reads it again
+            # let the read end rather than cancel it: its thread would go on using the reader connection
+            await asyncio.gather(self._ahead, return_exceptions=True)
+            self._ahead = None
 
 
 class SqliteTail:
