@@ -141,6 +141,36 @@ async def _agency_create(args: argparse.Namespace) -> int:
         await runtime.close()
 
 
+async def _agency_reset_password(args: argparse.Namespace) -> int:
+    import secrets
+    import string
+
+    from ppa_identity.domain.agency import InvalidAgencyForm
+    from ppa_identity.service import IdentityService
+
+    generated = args.password is None
+    password = args.password or "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
+    runtime = await Runtime.open(_settings(args))
+    try:
+        identity = IdentityService(runtime)
+        await identity.start()
+        try:
+            agency_id = await identity.agencies.reset_password(args.email, password)
+        except InvalidAgencyForm as exc:
+            print(f"error: {next(iter(exc.errors.values()))}", file=sys.stderr)
+            return 2
+        except LookupError:
+            print(f"error: no agency is registered as {args.email}", file=sys.stderr)
+            return 1
+        print(f"password reset: {args.email} (id {agency_id}); every portal session of the agency was signed out "
+              "(API tokens already issued stay valid until they expire, within an hour)")
+        if generated:  # shown once, never stored in clear: hand it over, the agency changes it after logging in
+            print(f"temporary password: {password}")
+        return 0
+    finally:
+        await runtime.close()
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(prog="ppa", description="Residential PPA platform")
@@ -169,6 +199,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--password", required=True)
     create.add_argument("--company", required=True)
     create.add_argument("--data-dir", default=None)
+    reset = agency.add_parser("reset-password", help="set a new password for an agency that forgot its own "
+                                                      "(a temporary one is generated unless given) and sign it out")
+    reset.add_argument("--email", required=True)
+    reset.add_argument("--password", default=None)
+    reset.add_argument("--data-dir", default=None)
 
     from ppa import simulate
 
@@ -190,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "worker":
             asyncio.run(_worker(args))
         elif args.command == "agency":
-            sys.exit(asyncio.run(_agency_create(args)))
+            run = _agency_create if args.action == "create" else _agency_reset_password
+            sys.exit(asyncio.run(run(args)))
         elif args.command == "simulate":
             sys.exit(args.handler(args))
         elif args.command in ("operator", "projections"):

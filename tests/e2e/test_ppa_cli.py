@@ -67,3 +67,43 @@ def test_ppa_up_serves_stops_cleanly_and_keeps_state(tmp_path, monkeypatch):
     bad = subprocess.run([PPA, "agency", "create", "--email", "x@example.jp", "--password", "short",
                           "--company", "社", "--data-dir", str(data)], capture_output=True, text=True)
     assert bad.returncode == 2 and "半角英数字8文字以上" in bad.stderr
+
+
+def test_the_operator_resets_an_agencys_password_from_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    data = str(tmp_path / "ppa")
+
+    def ppa(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PPA, "agency", *args, "--data-dir", data], capture_output=True, text=True)
+
+    created = ppa("create", "--email", "shop@example.jp", "--password", "password123", "--company", "太陽電力")
+    assert created.returncode == 0, created.stderr
+    unknown = ppa("reset-password", "--email", "nobody@example.jp")
+    assert unknown.returncode == 1 and "no agency is registered as nobody@example.jp" in unknown.stderr
+    weak = ppa("reset-password", "--email", "shop@example.jp", "--password", "short")
+    assert weak.returncode == 2 and "半角英数字8文字以上" in weak.stderr
+    done = ppa("reset-password", "--email", "shop@example.jp")
+    assert done.returncode == 0, done.stderr
+    temporary = done.stdout.split("temporary password: ")[1].strip()
+    assert len(temporary) == 16 and temporary.isalnum()
+
+    import asyncio
+
+    from ppa_identity.service import IdentityService
+    from ppa_runtime.runtime import Runtime
+    from ppa_runtime.settings import Settings
+
+    async def authenticates(password: str) -> bool:
+        runtime = await Runtime.open(Settings(data_dir=data))
+        try:
+            identity = IdentityService(runtime)
+            await identity.start()
+            return await identity.authenticate_agency("shop@example.jp", password) is not None
+        finally:
+            await runtime.close()
+
+    assert asyncio.run(authenticates(temporary)) and not asyncio.run(authenticates("password123"))
+    given = ppa("reset-password", "--email", "shop@example.jp", "--password", "chosen2024")
+    assert given.returncode == 0 and "temporary password" not in given.stdout
+    assert asyncio.run(authenticates("chosen2024"))

@@ -14,6 +14,7 @@ from ppa_contracts import Envelope
 from ppa_contracts.identity import AgencyPasswordChanged, AgencyProfile, AgencyProfileChanged
 from ppa_contracts.topics import IDENTITY_AGENCY
 from ppa_gateway.app import create_app
+from ppa_identity.domain.agency import InvalidAgencyForm
 
 SEED = {"company": "ニチコン株式会社", "name": "テスト", "name_kana": "テスト", "postal_code": "1030026",
         "prefecture": "東京都", "city": "中央区", "street": "日本橋兜町14-9", "phone": "0336667945"}
@@ -166,6 +167,30 @@ async def test_password_change_needs_the_current_password_and_retires_the_old_on
     [changed] = [e for e in published if e.type == AgencyPasswordChanged.event_type()]
     assert changed.subject == agency_id and changed.data == {"agency_id": agency_id}
     assert all("argon2" not in e.to_json().decode() and "newpass2024" not in e.to_json().decode() for e in published)
+
+
+async def test_the_operator_resets_a_forgotten_password_and_signs_the_agency_out(app, runtime):
+    application, host, agency_id = app
+    agencies = host.service("identity").agencies
+    async with client_of(application) as client:
+        await log_in(client)
+        assert (await client.get("/agency/profile")).status_code == 200
+        with pytest.raises(InvalidAgencyForm) as bad:
+            await agencies.reset_password(EMAIL, "short")
+        assert "半角英数字8文字以上" in bad.value.errors["password"]
+        with pytest.raises(LookupError):
+            await agencies.reset_password("nobody@example.jp", "newpass2024")
+        assert (await client.get("/agency/profile")).status_code == 200  # refused resets change nothing
+
+        assert await agencies.reset_password(" SHOP@example.jp ", "reset2024x") == agency_id
+        assert (await client.get("/agency/profile")).status_code == 303  # signed out everywhere
+        async with client_of(application) as fresh:
+            assert (await log_in(fresh, PASSWORD)).status_code == 401
+            assert (await log_in(fresh, "reset2024x")).status_code == 303
+    published = await topic_events(runtime, AgencyPasswordChanged.event_type())
+    [changed] = [e for e in published if e.type == AgencyPasswordChanged.event_type()]
+    assert changed.subject == agency_id and changed.data == {"agency_id": agency_id}
+    assert all("reset2024x" not in e.to_json().decode() and "argon2" not in e.to_json().decode() for e in published)
 
 
 async def test_profile_and_password_forms_refuse_a_missing_csrf_token(app):

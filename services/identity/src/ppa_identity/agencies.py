@@ -241,6 +241,30 @@ class AgencyAccounts:
             return
         raise ConcurrencyConflict(stream_for(email), -1)
 
+    async def reset_password(self, email: str, new: str) -> str:
+        """Set a password for an agency that forgot its own (the operator's command: no current password), and
+        sign the agency out everywhere; its id. LookupError for an unknown address, InvalidAgencyForm for a
+        password against the rule."""
+        errors = password_errors(new, new)
+        if errors:
+            raise InvalidAgencyForm(errors)
+        password_hash = hash_password(new)
+        for _ in range(3):
+            agency = await self.load(normalize_email(email))
+            if agency is None:
+                raise LookupError("no such agency")
+            try:
+                await self.service.record(stream_for(agency.email), agency.version,
+                                          AgencyPasswordChanged(agency_id=agency.agency_id),
+                                          AgencyCredentialSet(agency_id=agency.agency_id, password_hash=password_hash),
+                                          subject=agency.agency_id)
+            except ConcurrencyConflict:
+                continue
+            ended = await self.service.sessions.coll.delete({"principal": agency.agency_id, "kind": "agency"})
+            log.info("agency_password_reset", agency_id=agency.agency_id, sessions_ended=ended)
+            return agency.agency_id
+        raise ConcurrencyConflict(stream_for(email), -1)
+
     async def remember_company(self, session_key: str, company: str) -> None:
         """Show the new company name in the signed-in session's header at once."""
         await self.service.sessions.coll.update({"_id": session_key}, {"$set": {"company": company}})
