@@ -14,7 +14,7 @@ from linking_support import csrf_of, eventually, flashes, mail_to, maildir_messa
 from ppa_contracts import Envelope
 from ppa_contracts.linking import LinkRequested, ProxyEndReason
 from ppa_contracts.owner import AgencyAccessGranted
-from ppa_contracts.topics import IDENTITY_OWNER, LINKING_LINK, LINKING_PROXY_SESSION
+from ppa_contracts.topics import IDENTITY_AGENCY, IDENTITY_OWNER, LINKING_LINK, LINKING_PROXY_SESSION
 from ppa_linking.settings import LinkingSettings
 
 
@@ -343,6 +343,42 @@ async def test_concurrent_sweeps_end_a_session_once_and_mend_a_document_left_beh
         ends = [(e.subject, e.data["reason"]) for e in events if e.type.endswith("proxy_login_ended.v1")]
         assert sorted(ends) == sorted([(first, "expired"), (second, "logout")])
         assert await proxies.expire_due() == 0
+
+
+async def test_a_password_change_of_the_agency_ends_its_proxy_sessions(runtime):
+    async with platform(runtime) as p:
+        owner, link_id, agency = await approved_link(p)
+        started = await start_proxy(agency, link_id)
+        assert started.status_code == 303
+        token = started.cookies["ppa_proxy"]
+        assert (await agency.get("/mypage/proxy-history")).status_code == 200
+        proxies = p.linking.proxies
+        session_id = (await proxies.coll.find({"link_id": link_id}))[0]["_id"]
+        # the operator resets the agency's password (an agency's own change records the same event)
+        await p.identity.agencies.reset_password("a@example.jp", "changed2024")
+        stored = await eventually(lambda: _ended(p, session_id))
+        assert stored["end_reason"] == "logout"
+        events = await read_topic(runtime, LINKING_PROXY_SESSION,
+                                  lambda evs: any(e.type.endswith("proxy_login_ended.v1") for e in evs))
+        [ended] = [e for e in events if e.type.endswith("proxy_login_ended.v1")]
+        assert ended.subject == session_id and ended.data["owner_id"] == owner.owner_id
+        again = p.browser()
+        again.cookies.set("ppa_proxy", token)
+        assert (await again.get("/mypage/proxy-history")).status_code == 403
+        # a session the agency starts after the change is not ended by it, even if the change is seen late
+        fresh = p.browser()
+        page = await fresh.get("/agency/login")
+        r = await fresh.post("/agency/login", data={"email": "a@example.jp", "password": "changed2024",
+                                                    "csrf_token": csrf_of(page.text)})
+        assert r.status_code == 303
+        assert (await start_proxy(fresh, link_id)).status_code == 303
+        later = [d for d in await proxies.coll.find({"link_id": link_id}) if d["_id"] != session_id]
+        def changes(evs):
+            return [e for e in evs if e.type.endswith("agency_password_changed.v1")]
+
+        [change] = changes(await read_topic(runtime, IDENTITY_AGENCY, changes))
+        assert await proxies.end_for_agency(p.agencies["a"], change.time, ProxyEndReason.LOGOUT) == 0
+        assert (await proxies.coll.get(later[0]["_id"]))["end_reason"] is None
 
 
 async def test_the_proxy_session_length_is_a_setting(runtime):

@@ -13,6 +13,7 @@ expected version, so it is recorded exactly once however many requests notice it
 The document is for finding and listing only; it is updated by whoever recorded the end. An expiry is
 recorded by the worker's sweep (every `PPA_PROXY_SWEEP_SECONDS`), or before that when the session is seen
 (a request with its cookie, the owner's history, a revocation); either way it is dated at the expiry time.
+A change of the agency's password (its own, or the operator's reset) ends the agency's open sessions.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ppa_contracts import Envelope
+from ppa_contracts.identity import AgencyPasswordChanged
 from ppa_contracts.linking import (
     ProxyEndReason,
     ProxyLoginEnded,
@@ -34,8 +37,10 @@ from ppa_contracts.linking import (
     ProxyLoginStarted,
     ProxyRefusal,
 )
+from ppa_contracts.topics import IDENTITY_AGENCY
 from ppa_linking.domain.links import Link, LinkNotFound
 from ppa_linking.domain.proxy import ProxySession, end_reason, fold_session, session_stream, start_refusal
+from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.eventstore import ConcurrencyConflict
 
 if TYPE_CHECKING:
@@ -193,6 +198,26 @@ class ProxySessions:
         for doc in await self.coll.find({"link_id": link_id, "end_reason": None}):
             ended += await self.end(doc["_id"], reason)
         return ended
+
+    async def end_for_agency(self, agency_id: str, before: datetime, reason: ProxyEndReason) -> int:
+        """End the agency's open sessions started before `before` (its sign-out everywhere); how many ended now."""
+        ended = 0
+        for doc in await self.coll.find({"agency_id": agency_id, "end_reason": None}):
+            if datetime.fromisoformat(doc["started_at"]) < before:
+                ended += await self.end(doc["_id"], reason)
+        return ended
+
+    async def on_agency_password_changed(self, event: AgencyPasswordChanged, env: Envelope) -> None:
+        # a password change (the agency's own, or the operator's reset) signs the agency out everywhere in
+        # identity; its proxy sessions into owners' My Pages end with it (sessions it started after it stay)
+        ended = await self.end_for_agency(event.agency_id, env.time, ProxyEndReason.LOGOUT)
+        if ended:
+            log.info("proxy_sessions_ended_by_password_change", agency_id=event.agency_id, sessions=ended)
+
+    def signouts_spec(self) -> ConsumerSpec:
+        """The group that ends proxy sessions when their agency's password changes (no read model of its own)."""
+        return ConsumerSpec(group="linking.proxy-signouts", topics=[IDENTITY_AGENCY],
+                            handlers={AgencyPasswordChanged.event_type(): self.on_agency_password_changed})
 
     async def end_by_owner(self, owner_id: str, session_id: str, source_ip: str) -> bool:
         """The owner ends one of their sessions; SessionNotFound for another owner's or an unknown id."""

@@ -51,7 +51,7 @@ class LinkingService(Service):
         await self.proxies.setup()
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.agencies.spec(), self.owners.spec(), self.users.spec()]
+        return [self.agencies.spec(), self.owners.spec(), self.users.spec(), self.proxies.signouts_spec()]
 
     def background(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
         return [self.proxies.sweep]  # expiries recorded when they happen (the worker's process only)
