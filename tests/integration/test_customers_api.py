@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from support import portal
 
-from ppa_billing.customers import hash_auth_code
+from ppa_billing.customers import NUMBER_TAKEN, hash_auth_code, stream_of
 from ppa_contracts.topics import BILLING_CUSTOMER
 
 SEED = {
@@ -181,3 +181,32 @@ async def test_edits_at_the_same_moment_are_applied_or_refused_never_an_error(ap
                for r in refused)
     stored = (await api.get("/api/v1/customers/1120230030", headers=a)).json()["name"]
     assert stored in [n for n, r in zip(names, results, strict=True) if r.status_code == 200]
+
+
+async def test_a_number_registered_a_moment_ago_is_taken_before_the_read_model_shows_it(runtime):
+    async with portal(runtime, ["identity", "billing"]) as p:
+        a = p.tokens["a"]
+        first = await p.client.post("/api/v1/customers", json=SEED, headers=a)
+        assert first.status_code == 201, first.text
+        customers = p.host.service("billing").customers
+        # the window in which the registration is stored but its read model is not yet written
+        doc_id = f"{p.agency_ids['a']}:{SEED['customer_number']}"
+        doc = await customers.coll.get(doc_id)
+        await customers.coll.delete({"_id": doc_id})
+        again = await p.client.post("/api/v1/customers", json={**SEED, "serial_number": "E2300031"}, headers=a)
+        assert again.status_code == 409
+        assert again.json()["errors"] == [{"field": "customer_number", "message": NUMBER_TAKEN}]
+        stream = stream_of(p.agency_ids["a"], SEED["customer_number"])
+        assert [e.type for e in await p.host.service("billing").events.read(stream)] == [
+            "jp.ppa.billing.customer_registered.v1"]
+        # the second serial number was not kept: another customer can have it
+        other = await p.client.post("/api/v1/customers", json={**SEED, "customer_number": "1120230098",
+                                                               "serial_number": "E2300031"}, headers=a)
+        assert other.status_code == 201, other.text
+        await customers.coll.replace(doc)  # the read model catches up
+        # once that customer is deleted, its number can be registered again, on top of its history
+        assert (await p.client.delete(f"/api/v1/customers/{SEED['customer_number']}", headers=a)).status_code == 204
+        reused = await p.client.post("/api/v1/customers", json={**SEED, "serial_number": "E2300032"}, headers=a)
+        assert reused.status_code == 201, reused.text
+        assert [e.type.rsplit(".", 2)[1] for e in await p.host.service("billing").events.read(stream)] == [
+            "customer_registered", "customer_deleted", "customer_registered"]

@@ -81,8 +81,13 @@ class Customers:
         await self.coll.ensure_index("serial_number", unique=True)
         await self.coll.ensure_index("agency_id", "registered_at")
 
-    async def _version(self, stream: str) -> int:
-        return len(await self.service.events.read(stream))
+    async def _free_version(self, stream: str) -> int:
+        """The version a customer number is registered at: 0, or after the history of a deleted customer. A live
+        customer's stream (one registered a moment ago, before the read model shows it) raises CustomerConflict."""
+        events = await self.service.events.read(stream)
+        if events and not isinstance(events[-1].payload(), CustomerDeleted):
+            raise CustomerConflict({"customer_number": NUMBER_TAKEN})
+        return len(events)
 
     async def _append(self, stream: str, version: int, payload: Payload) -> None:
         await self.service.record(stream, version, payload, subject=payload.customer_number)
@@ -104,7 +109,7 @@ class Customers:
         if errors:
             raise CustomerConflict(errors)
         stream = stream_of(agency_id, customer.customer_number)
-        version = await self._version(stream)  # 0, or the history of a deleted customer of that number
+        version = await self._free_version(stream)
         await self._claim_serial(customer.serial_number, stream)
         try:
             await self._append(stream, version, CustomerRegistered(
