@@ -227,19 +227,21 @@ class AgencyAccounts:
             errors.setdefault("password", "新しいパスワードには現在と異なるパスワードを入力してください。")
         if errors:
             raise InvalidAgencyForm(errors)
-        password_hash = hash_password(new)
+        await self._store_password(agency, hash_password(new))
+        log.info("agency_password_changed", agency_id=agency_id)
+
+    async def _store_password(self, agency: Agency, password_hash: str) -> None:
+        """Record a new password hash, against the agency's latest stream if it changed meanwhile."""
         for _ in range(3):
             try:
-                await self.service.record(stream_for(email), agency.version,
-                                          AgencyPasswordChanged(agency_id=agency_id),
-                                          AgencyCredentialSet(agency_id=agency_id, password_hash=password_hash),
-                                          subject=agency_id)
+                await self.service.record(stream_for(agency.email), agency.version,
+                                          AgencyPasswordChanged(agency_id=agency.agency_id),
+                                          AgencyCredentialSet(agency_id=agency.agency_id, password_hash=password_hash),
+                                          subject=agency.agency_id)
+                return
             except ConcurrencyConflict:
-                agency = await self.load_own(agency_id, email)  # e.g. a profile edit in between
-                continue
-            log.info("agency_password_changed", agency_id=agency_id)
-            return
-        raise ConcurrencyConflict(stream_for(email), -1)
+                agency = await self.load_own(agency.agency_id, agency.email)  # e.g. a profile edit in between
+        raise ConcurrencyConflict(stream_for(agency.email), -1)
 
     async def reset_password(self, email: str, new: str) -> str:
         """Set a password for an agency that forgot its own (the operator's command: no current password), and
@@ -248,29 +250,22 @@ class AgencyAccounts:
         errors = password_errors(new, new)
         if errors:
             raise InvalidAgencyForm(errors)
-        password_hash = hash_password(new)
-        for _ in range(3):
-            agency = await self.load(normalize_email(email))
-            if agency is None:
-                raise LookupError("no such agency")
-            try:
-                await self.service.record(stream_for(agency.email), agency.version,
-                                          AgencyPasswordChanged(agency_id=agency.agency_id),
-                                          AgencyCredentialSet(agency_id=agency.agency_id, password_hash=password_hash),
-                                          subject=agency.agency_id)
-            except ConcurrencyConflict:
-                continue
-            ended = await self.service.sessions.coll.delete({"principal": agency.agency_id, "kind": "agency"})
-            log.info("agency_password_reset", agency_id=agency.agency_id, sessions_ended=ended)
-            return agency.agency_id
-        raise ConcurrencyConflict(stream_for(email), -1)
+        agency = await self.load(normalize_email(email))
+        if agency is None:
+            raise LookupError("no such agency")
+        await self._store_password(agency, hash_password(new))
+        ended = await self.end_other_sessions(agency.agency_id)
+        log.info("agency_password_reset", agency_id=agency.agency_id, sessions_ended=ended)
+        return agency.agency_id
 
     async def remember_company(self, session_key: str, company: str) -> None:
         """Show the new company name in the signed-in session's header at once."""
         await self.service.sessions.coll.update({"_id": session_key}, {"$set": {"company": company}})
 
-    async def end_other_sessions(self, agency_id: str, keep_session_key: str) -> int:
-        """Sign the agency out everywhere but here (after a password change)."""
-        return await self.service.sessions.coll.delete(
-            {"principal": agency_id, "kind": "agency", "_id": {"$ne": keep_session_key}})
+    async def end_other_sessions(self, agency_id: str, keep_session_key: str | None = None) -> int:
+        """Sign the agency out everywhere but here (after a password change), or everywhere (no session kept)."""
+        flt: dict = {"principal": agency_id, "kind": "agency"}
+        if keep_session_key is not None:
+            flt["_id"] = {"$ne": keep_session_key}
+        return await self.service.sessions.coll.delete(flt)
 
