@@ -6,26 +6,15 @@ import argparse
 import asyncio
 import gc
 import sys
-from pathlib import Path
 
 import structlog
 import uvicorn
 
+from ppa.admin import identity_service, settings_of
 from ppa.platform import SERVICES, build_host
-from ppa_runtime import logging as ppa_logging
 from ppa_runtime.runtime import Runtime
-from ppa_runtime.settings import Settings
 
 log = structlog.get_logger("ppa")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
-    if getattr(args, "data_dir", None):
-        overrides["data_dir"] = Path(args.data_dir)
-    settings = Settings(**overrides)
-    ppa_logging.configure(settings.log_level, settings.log_json)
-    return settings
 
 
 async def _serve(app, host: str, port: int, announce: str | None = None) -> None:
@@ -54,7 +43,7 @@ async def _serve(app, host: str, port: int, announce: str | None = None) -> None
 async def _up(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
-    settings = _settings(args)
+    settings = settings_of(args)
     if not settings.distributed:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
@@ -71,7 +60,7 @@ async def _up(args: argparse.Namespace) -> None:
 async def _api(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
-    settings = _settings(args)
+    settings = settings_of(args)
     runtime = await Runtime.open(settings)
     try:
         names = None if args.service == "gateway" else [args.service]
@@ -87,7 +76,7 @@ async def _worker(args: argparse.Namespace) -> None:
     from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    settings = _settings(args)
+    settings = settings_of(args)
     runtime = await Runtime.open(settings)
     host = build_host(runtime, [args.service], workers=True)
     try:
@@ -120,13 +109,9 @@ async def _worker(args: argparse.Namespace) -> None:
 
 async def _agency_create(args: argparse.Namespace) -> int:
     from ppa_contracts.identity import AgencyProfile
-    from ppa_identity.service import AgencyExists, IdentityService, InvalidAgency
+    from ppa_identity.service import AgencyExists, InvalidAgency
 
-    settings = _settings(args)
-    runtime = await Runtime.open(settings)
-    try:
-        identity = IdentityService(runtime)
-        await identity.start()
+    async with identity_service(args) as identity:
         try:
             agency_id = await identity.create_agency(args.email, args.password, AgencyProfile(company=args.company))
         except InvalidAgency as exc:
@@ -137,8 +122,6 @@ async def _agency_create(args: argparse.Namespace) -> int:
             return 1
         print(f"agency created: {args.email} (id {agency_id})")
         return 0
-    finally:
-        await runtime.close()
 
 
 async def _agency_reset_password(args: argparse.Namespace) -> int:
@@ -146,14 +129,10 @@ async def _agency_reset_password(args: argparse.Namespace) -> int:
     import string
 
     from ppa_identity.domain.agency import InvalidAgencyForm
-    from ppa_identity.service import IdentityService
 
     generated = args.password is None
     password = args.password or "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
-    runtime = await Runtime.open(_settings(args))
-    try:
-        identity = IdentityService(runtime)
-        await identity.start()
+    async with identity_service(args) as identity:
         try:
             agency_id = await identity.agencies.reset_password(args.email, password)
         except InvalidAgencyForm as exc:
@@ -167,8 +146,6 @@ async def _agency_reset_password(args: argparse.Namespace) -> int:
         if generated:  # shown once, never stored in clear: hand it over, the agency changes it after logging in
             print(f"temporary password: {password}")
         return 0
-    finally:
-        await runtime.close()
 
 
 def parser() -> argparse.ArgumentParser:

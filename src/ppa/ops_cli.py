@@ -5,28 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
+from ppa.admin import identity_service, settings_of
 from ppa_runtime.runtime import Runtime
-from ppa_runtime.settings import Settings
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    from ppa_runtime import logging as ppa_logging
-
-    settings = Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
-    ppa_logging.configure(settings.log_level, settings.log_json)
-    return settings
 
 
 async def _operator_create(args: argparse.Namespace) -> int:
     from ppa_identity.operators import InvalidOperator, OperatorExists
-    from ppa_identity.service import IdentityService
 
-    runtime = await Runtime.open(_settings(args))
-    try:
-        identity = IdentityService(runtime)
-        await identity.start()
+    async with identity_service(args) as identity:
         try:
             operator_id = await identity.operators.create(args.email, args.password)
         except InvalidOperator as exc:
@@ -37,8 +24,6 @@ async def _operator_create(args: argparse.Namespace) -> int:
             return 1
         print(f"operator created: {args.email.strip().lower()} (id {operator_id}); sign in at /ops/login")
         return 0
-    finally:
-        await runtime.close()
 
 
 async def _projections(args: argparse.Namespace) -> int:
@@ -50,7 +35,7 @@ async def _projections(args: argparse.Namespace) -> int:
     from ppa_runtime.ops.rebuilds import UnknownProjection, find_projection, rebuild_and_audit
     from ppa_runtime.rebuild import RebuildProgress
 
-    runtime = await Runtime.open(_settings(args))
+    runtime = await Runtime.open(settings_of(args))
     try:
         host = build_host(runtime, workers=False)
         for svc in host.services:

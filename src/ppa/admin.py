@@ -1,0 +1,40 @@
+"""What the one-shot commands share: settings from the command line, and a started identity service."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ppa_runtime import logging as ppa_logging
+from ppa_runtime.runtime import Runtime
+from ppa_runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from ppa_identity.service import IdentityService
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The platform settings, with `--data-dir` when the command has one; logging configured."""
+    overrides = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings(**overrides)
+    ppa_logging.configure(settings.log_level, settings.log_json)
+    return settings
+
+
+@asynccontextmanager
+async def identity_service(args: argparse.Namespace) -> AsyncIterator[IdentityService]:
+    """The identity service on the configured runtime, started; the runtime is closed afterwards."""
+    from ppa_identity.service import IdentityService
+
+    runtime = await Runtime.open(settings_of(args))
+    try:
+        identity = IdentityService(runtime)
+        await identity.start()
+        yield identity
+    finally:
+        await runtime.close()
