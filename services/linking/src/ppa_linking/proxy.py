@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PROXY_SESSIONS = "proxy_sessions"
+SWEEP_PAGE = 500  # expired sessions ended per query of a sweep
 
 
 class ProxyRefused(Exception):
@@ -238,7 +239,7 @@ class ProxySessions:
             out.append(doc)
         return out
 
-    async def expire_due(self, limit: int = 500) -> int:
+    async def expire_due(self, limit: int = SWEEP_PAGE) -> int:
         """Record the expiry of sessions left open past their end (once each, dated at the expiry time);
         how many were recorded now. Several workers may sweep at once: each session still ends once."""
         now = self.svc.clock()
@@ -266,7 +267,7 @@ class ProxySessions:
             except TimeoutError:
                 pass
             try:
-                while await self.expire_due() == 500:  # a full page: there may be more
+                while await self.expire_due() == SWEEP_PAGE:  # a full page: there may be more
                     pass
             except Exception as exc:  # the store is unavailable for a moment: try again next round
                 log.warning("proxy_sweep_failed", error=repr(exc))
