@@ -10,6 +10,7 @@ from ppa_billing.invoice_list import LINES, NAMES, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
+from ppa_runtime.auth import AgencyCredentials
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
@@ -31,6 +32,7 @@ class BillingService(Service):
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoice_list.on_days_changed = self.issuing.on_days_changed
+        self.agency_credentials = AgencyCredentials(self.name, self.docs)  # retires tokens on a password change
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
     async def start(self) -> None:
@@ -50,4 +52,4 @@ class BillingService(Service):
 
     def consumers(self) -> list[ConsumerSpec]:
         return [self.customers.spec(), self.settings_store.spec(), self.issuing.spec(),
-                self.invoice_list.spec()]
+                self.invoice_list.spec(), self.agency_credentials.spec()]

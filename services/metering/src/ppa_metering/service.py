@@ -8,6 +8,7 @@ from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
 from ppa_metering.devices import DEVICES, SERIALS, DeviceRegistry
 from ppa_metering.ingest import Ingestion
 from ppa_metering.store import READINGS, ReadingStore
+from ppa_runtime.auth import AgencyCredentials
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
@@ -24,6 +25,7 @@ class MeteringService(Service):
         self.ingestion = Ingestion(runtime.bus, self.store)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
+        self.agency_credentials = AgencyCredentials(self.name, self.docs)  # retires tokens on a password change
 
     async def start(self) -> None:
         await self.devices.setup()
@@ -35,4 +37,4 @@ class MeteringService(Service):
         return [router(self.devices, self.ingestion, self.daily)]
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.devices.spec(), self.daily.spec()]
+        return [self.devices.spec(), self.daily.spec(), self.agency_credentials.spec()]
