@@ -12,7 +12,8 @@ import pytest
 from ppa.platform import build_host
 from ppa_contracts import Envelope
 from ppa_contracts.identity import AgencyPasswordChanged, AgencyProfile, AgencyProfileChanged
-from ppa_contracts.topics import IDENTITY_AGENCY
+from ppa_contracts.notify import EmailRequested, EmailTemplate
+from ppa_contracts.topics import IDENTITY_AGENCY, NOTIFY_REQUESTS
 from ppa_gateway.app import create_app
 from ppa_identity.domain.agency import InvalidAgencyForm
 
@@ -59,14 +60,20 @@ async def replay_all(runtime, topic: str) -> list[Envelope]:
     return seen
 
 
-async def topic_events(runtime, want: str, timeout: float = 60) -> list[Envelope]:
+async def topic_events(runtime, want: str, timeout: float = 60, topic: str = IDENTITY_AGENCY) -> list[Envelope]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        seen = await replay_all(runtime, IDENTITY_AGENCY)
+        seen = await replay_all(runtime, topic)
         if any(e.type == want for e in seen) or loop.time() > deadline:
             return seen
         await asyncio.sleep(0.1)
+
+
+async def password_mails(runtime) -> list[dict]:
+    """The requested 'password changed' mails (notify's topic), as their data."""
+    requests = await topic_events(runtime, EmailRequested.event_type(), topic=NOTIFY_REQUESTS)
+    return [e.data for e in requests if e.data.get("template") == EmailTemplate.AGENCY_PASSWORD_CHANGED]
 
 
 async def test_profile_pages_need_a_signed_in_agency(app):
@@ -167,6 +174,9 @@ async def test_password_change_needs_the_current_password_and_retires_the_old_on
     [changed] = [e for e in published if e.type == AgencyPasswordChanged.event_type()]
     assert changed.subject == agency_id and changed.data == {"agency_id": agency_id}
     assert all("argon2" not in e.to_json().decode() and "newpass2024" not in e.to_json().decode() for e in published)
+    [mail] = await password_mails(runtime)  # the agency is told, without the password
+    assert mail["recipient"] == EMAIL and mail["context"]["by_operator"] is False
+    assert mail["context"]["agency_id"] == EMAIL and "newpass2024" not in str(mail)
 
 
 async def test_the_operator_resets_a_forgotten_password_and_signs_the_agency_out(app, runtime):
@@ -182,15 +192,23 @@ async def test_the_operator_resets_a_forgotten_password_and_signs_the_agency_out
             await agencies.reset_password("nobody@example.jp", "newpass2024")
         assert (await client.get("/agency/profile")).status_code == 200  # refused resets change nothing
 
+        async with client_of(application) as locked:
+            for _ in range(5):  # the agency tried to remember its password, and locked the address
+                assert (await log_in(locked, "guess12345")).status_code == 401
+            assert (await log_in(locked, PASSWORD)).status_code == 429
+
         assert await agencies.reset_password(" SHOP@example.jp ", "reset2024x") == agency_id
         assert (await client.get("/agency/profile")).status_code == 303  # signed out everywhere
         async with client_of(application) as fresh:
+            assert (await log_in(fresh, "reset2024x")).status_code == 303  # the reset lifted the lock
+        async with client_of(application) as fresh:
             assert (await log_in(fresh, PASSWORD)).status_code == 401
-            assert (await log_in(fresh, "reset2024x")).status_code == 303
     published = await topic_events(runtime, AgencyPasswordChanged.event_type())
     [changed] = [e for e in published if e.type == AgencyPasswordChanged.event_type()]
     assert changed.subject == agency_id and changed.data == {"agency_id": agency_id}
     assert all("reset2024x" not in e.to_json().decode() and "argon2" not in e.to_json().decode() for e in published)
+    [mail] = await password_mails(runtime)
+    assert mail["recipient"] == EMAIL and mail["context"]["by_operator"] is True and "reset2024x" not in str(mail)
 
 
 async def test_profile_and_password_forms_refuse_a_missing_csrf_token(app):

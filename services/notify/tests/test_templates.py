@@ -28,6 +28,8 @@ SAMPLE = {
     "expires_at": "2024-05-20T06:30:00+00:00",
     "agency_id": "test@nichicon.com",
     "agency_email": "test@nichicon.com",
+    "changed_at": "2024-05-20T06:30:00+00:00",
+    "by_operator": True,
     "link_id": "186",
     "owner_name": "日見 太郎",
     "login_id": "taro_nichicon@nichicon.com",
@@ -217,3 +219,13 @@ def test_a_voided_invoice_mail_says_it_was_cancelled_and_nothing_is_owed():
     assert "先にお送りした2024/01分の請求書（第2版）は取り消しとなりました。" in body
     assert "この請求書によるお支払いは不要です。" in body and "取り消した請求金額（税込）：2,098 円" in body
     assert body.startswith("※このメールはシステムからの自動返信です\n\n顧客0151 様\n")
+
+
+def test_the_password_changed_mail_says_who_changed_it_and_what_it_ended():
+    subject, own = render("agency_password_changed", context_of("agency_password_changed", by_operator=False))
+    assert subject == "[家庭用PPAポータル]パスワード変更のお知らせ"
+    assert "販売店 ID : test@nichicon.com\n変更日時 : 2024年5月20日 15:30\n" in own
+    assert "変更を行った画面を除き" in own and "運営事務局がパスワードを再設定しました" not in own
+    _, reset = render("agency_password_changed", context_of("agency_password_changed"))
+    assert "運営事務局がパスワードを再設定しました" in reset and "変更を行った画面を除き" not in reset
+    assert "/agency/login" in reset

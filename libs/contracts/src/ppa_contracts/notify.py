@@ -37,6 +37,7 @@ class EmailTemplate(StrEnum):
     AGENCY_SIGNUP_LINK = "agency_signup_link"
     AGENCY_REGISTERED = "agency_registered"
     AGENCY_SIGNUP_ALREADY_REGISTERED = "agency_signup_already_registered"
+    AGENCY_PASSWORD_CHANGED = "agency_password_changed"
     LINK_REQUESTED = "link_requested"
     LINK_APPROVED = "link_approved"
     LINK_REJECTED = "link_rejected"
@@ -56,6 +57,8 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.AGENCY_REGISTERED: ("agency_id",),
     # a sign-up asked for an address that is an agency already: no link, a pointer to the login page
     EmailTemplate.AGENCY_SIGNUP_ALREADY_REGISTERED: ("agency_id",),
+    # the agency's login password changed: its own change, or the operator's reset (`by_operator`)
+    EmailTemplate.AGENCY_PASSWORD_CHANGED: ("agency_id", "changed_at", "by_operator"),
     # products: a list of {"system_model": ..., "system_serial": ...}
     EmailTemplate.LINK_REQUESTED: ("link_id", "owner_name", "owner_name_kana", "prefecture", "city", "street",
                                    "owner_email", "products"),

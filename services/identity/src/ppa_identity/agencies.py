@@ -227,17 +227,23 @@ class AgencyAccounts:
             errors.setdefault("password", "新しいパスワードには現在と異なるパスワードを入力してください。")
         if errors:
             raise InvalidAgencyForm(errors)
-        await self._store_password(agency, hash_password(new))
+        await self._store_password(agency, hash_password(new), by_operator=False)
         log.info("agency_password_changed", agency_id=agency_id)
 
-    async def _store_password(self, agency: Agency, password_hash: str) -> None:
-        """Record a new password hash, against the agency's latest stream if it changed meanwhile."""
+    async def _store_password(self, agency: Agency, password_hash: str, by_operator: bool) -> None:
+        """Record a new password hash and the mail that tells the agency, against the agency's latest stream if
+        it changed meanwhile."""
         for _ in range(3):
+            changed = agency.version + 1  # the version of AgencyPasswordChanged: one mail per change
             try:
-                await self.service.record(stream_for(agency.email), agency.version,
-                                          AgencyPasswordChanged(agency_id=agency.agency_id),
-                                          AgencyCredentialSet(agency_id=agency.agency_id, password_hash=password_hash),
-                                          subject=agency.agency_id)
+                await self.service.record(
+                    stream_for(agency.email), agency.version, AgencyPasswordChanged(agency_id=agency.agency_id),
+                    AgencyCredentialSet(agency_id=agency.agency_id, password_hash=password_hash),
+                    EmailRequested(message_id=f"agency-password-{agency.agency_id}-{changed}",
+                                   template=EmailTemplate.AGENCY_PASSWORD_CHANGED, recipient=agency.email,
+                                   context={"agency_id": agency.email, "changed_at": self.clock().isoformat(),
+                                            "by_operator": by_operator}),
+                    subject=agency.agency_id)
                 return
             except ConcurrencyConflict:
                 agency = await self.load_own(agency.agency_id, agency.email)  # e.g. a profile edit in between
@@ -253,7 +259,8 @@ class AgencyAccounts:
         agency = await self.load(normalize_email(email))
         if agency is None:
             raise LookupError("no such agency")
-        await self._store_password(agency, hash_password(new))
+        await self._store_password(agency, hash_password(new), by_operator=True)
+        await self.service.throttle.succeeded(agency.email)  # the agency may log in with it at once
         ended = await self.end_other_sessions(agency.agency_id)
         log.info("agency_password_reset", agency_id=agency.agency_id, sessions_ended=ended)
         return agency.agency_id
