@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ppa_billing.invoice_list import LINES
-from ppa_billing.service import RETIRED_USAGE_DAYS, BillingService
+from ppa_billing.service import RETIRED_LINE_NAMES, RETIRED_USAGE_DAYS, BillingService
 
 
 async def index_fields(coll) -> list[tuple[str, ...]]:
@@ -19,12 +19,15 @@ async def index_fields(coll) -> list[tuple[str, ...]]:
     return [tuple(re.findall(r"'\$\.([A-Za-z_.]+)'", sql)) for (sql,) in rows]
 
 
-async def test_the_retired_daily_usage_copy_and_its_index_are_dropped_and_the_rest_kept(runtime):
+async def test_the_retired_daily_usage_copy_line_names_and_index_are_dropped_and_the_rest_kept(runtime):
     docs = runtime.docstore("billing")
     retired = docs.collection(RETIRED_USAGE_DAYS)
     await retired.insert_many([{"_id": f"agency-1:11000000{i:02d}:2024-01-16", "agency_id": "agency-1",
                                 "customer_number": f"11000000{i:02d}", "date": "2024-01-16",
                                 "generation_kwh": "12.34", "sold_kwh": "5.00", "version": 1} for i in range(5)])
+    names = docs.collection(RETIRED_LINE_NAMES)  # one search entry per line, before the search buckets
+    await names.insert({"_id": "agency-1:2024/01:1100000001", "agency_id": "agency-1", "month": "2024/01",
+                        "customer_number": "1100000001", "name": "顧客", "name_kana": "", "listed": True})
     lines = docs.collection(LINES)
     await lines.ensure_index("agency_id", "customer_number")
     line = {"_id": "agency-1:2024/01:1100000001", "agency_id": "agency-1", "month": "2024/01",
@@ -33,7 +36,7 @@ async def test_the_retired_daily_usage_copy_and_its_index_are_dropped_and_the_re
     assert ("agency_id", "customer_number") in await index_fields(lines)
 
     await BillingService(runtime).start()
-    assert await retired.count() == 0
+    assert await retired.count() == 0 and await names.count() == 0
     fields = await index_fields(lines)
     assert ("agency_id", "customer_number") not in fields
     assert ("agency_id", "customer_number", "month") in fields and ("agency_id", "month", "listed",

@@ -129,6 +129,10 @@ async def test_totals_row_is_the_sum_of_the_rows_through_revisions_settings_issu
     searched = await pages.invoice_list(agency, "2024/01", customer_number=NUMBERS[2][-4:])
     assert [i["customer_number"] for i in searched["items"]] == [NUMBERS[2]]
     assert searched["totals"] == summed(searched["items"])
+    everyone = await pages.invoice_list(agency, "2024/01", name="顧客")  # the voided one is found, not summed
+    assert [i["customer_number"] for i in everyone["items"]] == list(NUMBERS)
+    assert everyone["totals"] == summed([i for i in everyone["items"] if i["status"] != "voided"])
+    assert everyone["totals"] == after_void["totals"]
 
     # another agency sees nothing of it
     other = await pages.invoice_list(billing.agency_ids["b"], "2024/01")
@@ -206,7 +210,7 @@ async def test_the_count_of_a_months_invoices_on_every_page_and_from_older_total
     assert await counts() == [(2, 3), (1, 3), (0, 3)]
 
 
-async def test_a_text_search_reads_the_search_entries_which_follow_every_change(billing, runtime):
+async def test_a_text_search_reads_the_search_buckets_which_follow_every_change(billing, runtime):
     client, a = billing.client, billing.tokens["a"]
     agency = billing.agency_ids["a"]
     service = billing.host.service("billing")
@@ -221,14 +225,29 @@ async def test_a_text_search_reads_the_search_entries_which_follow_every_change(
         return await names(text) == expected or None
 
     await until(lambda: found("顧客0031", [NUMBERS[1]]), "the search entry of a new line")
-    entries = await service.invoice_list.names.find({"agency_id": agency})
-    assert sorted(e["customer_number"] for e in entries) == sorted(NUMBERS) and all("days" not in e for e in entries)
+    texts = {d["_id"]: d["text"] for d in await service.invoice_list.search.find({"agency_id": agency})}
+    assert texts == {f"{agency}:2024/01:1120230": "1120230030\t顧客0030\t\n1120230031\t顧客0031\t",
+                     f"{agency}:2024/01:1120240": "1120240001\t顧客0001\t"}
 
-    await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"name": "改名 花子"}, headers=a)
+    await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"name": "改名 Hanako\t", "name_kana": "カイメイ"},
+                       headers=a)
     await until(lambda: found("改名", [NUMBERS[1]]), "the renamed customer found by the new name")
     assert await names("顧客0031") == []
+    assert await names("hanako") == await names("カイメイ") == [NUMBERS[1]]  # either name, any case
+    assert (await client.get("/api/v1/invoices", params={"month": "2024-01", "q": "0001"}, headers=a)).json()[
+        "total"] == 1
+    assert (await client.get("/api/v1/invoices", params={"month": "2024-01", "name": "顧客", "customer_number": "2024"},
+                             headers=a)).json()["total"] == 1  # every given field narrows
+    await client.delete(f"/api/v1/customers/{NUMBERS[2]}", headers=a)
+    await until(lambda: found("顧客", [NUMBERS[0]]), "the deleted customer's draft out of the search")
 
-    # a month without search entries (kept before they existed) is searched on the lines themselves
-    await service.invoice_list.names.delete({"agency_id": agency})
-    assert await names("改名") == [NUMBERS[1]]
-    assert await names("顧客") == [NUMBERS[0], NUMBERS[2]]
+    # a totals bucket without search entries (written before they existed) is searched on the lines themselves,
+    # until a change in the bucket writes them again from its lines
+    bucket = f"{agency}:2024/01:1120230"
+    await service.invoice_list.search.delete({"_id": bucket})
+    assert await names("HANAKO") == [NUMBERS[1]]
+    assert await names("顧客") == [NUMBERS[0]]
+    await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"name": "再改名"}, headers=a)
+    rebuilt = await until(lambda: service.invoice_list.search.get(bucket), "the bucket's search entries again")
+    assert rebuilt["text"] == "1120230030\t顧客0030\t\n1120230031\t再改名\tカイメイ"
+    assert await names("顧客") == [NUMBERS[0]] and await names("改名") == [NUMBERS[1]]

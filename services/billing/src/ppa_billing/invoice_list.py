@@ -1,5 +1,6 @@
 """The month's invoice list as a projection: one line per customer and billing month (its days, the draft
-computed from them, the issued figures if any), and the month's totals in buckets of 1,000 customers.
+computed from them, the issued figures if any), and, in buckets of 1,000 customers, the month's totals and the
+search entries (numbers, names and kana) a text search reads instead of every line.
 
 The lines are billing's only copy of the daily usage: invoice details, issuing and revisions read their days
 (`Invoices.versioned_days`), so the list, the details and the issued documents work from the same days.
@@ -48,7 +49,7 @@ from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.docstore import DocStore
 
 LINES = "invoice_lines"
-NAMES = "invoice_line_names"  # each line's search fields alone: a text search reads these, not the lines
+SEARCH = "invoice_line_search"  # per totals bucket: one text of its listed lines' numbers, names and kana
 BUCKETS = "invoice_line_buckets"
 SUMS = "invoice_month_sums"
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
@@ -69,9 +70,19 @@ def line_id(agency_id: str, month: str, customer_number: str) -> str:
     return f"{agency_id}:{month}:{customer_number}"
 
 
-def name_entry(line: dict[str, Any]) -> dict[str, Any]:
-    """A line's entry in `invoice_line_names`: what the list's filters look at, about a tenth of the line."""
-    return {k: line[k] for k in ("_id", "agency_id", "month", "customer_number", "name", "name_kana", "listed")}
+def search_row(line: dict[str, Any]) -> str:
+    """A listed line's row in its bucket's search text: number, name and kana, lower case, tab-separated."""
+    return "\t".join((line["customer_number"], searchable(line["name"]), searchable(line["name_kana"])))
+
+
+def searchable(text: str) -> str:
+    """Text as the search compares it: lower case, no tabs or line breaks (the search text's separators)."""
+    return text.lower().replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+
+def search_rows(doc: dict[str, Any]) -> dict[str, str]:
+    """A search document's rows by customer number (its text: one row a line, in customer number order)."""
+    return {row[:row.index("\t")]: row for row in doc["text"].split("\n")} if doc["text"] else {}
 
 
 def current_figures(line: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,11 +100,11 @@ def sum_lines(figures: list[dict[str, Any]]) -> dict[str, str]:
 
 
 class InvoiceList:
-    """Maintains `invoice_lines`, `invoice_line_names`, `invoice_line_buckets` and `invoice_month_sums`."""
+    """Maintains `invoice_lines`, `invoice_line_search`, `invoice_line_buckets` and `invoice_month_sums`."""
 
     def __init__(self, docs: DocStore, customers: Customers, settings: AgencySettings) -> None:
         self.lines = docs.collection(LINES)
-        self.names = docs.collection(NAMES)
+        self.search = docs.collection(SEARCH)
         self.buckets = docs.collection(BUCKETS)
         self.sums = docs.collection(SUMS)
         self.customers = customers
@@ -104,7 +115,7 @@ class InvoiceList:
     async def setup(self) -> None:
         await self.lines.ensure_index("agency_id", "month", "listed", "customer_number")
         await self.lines.ensure_index("agency_id", "customer_number", "month")
-        await self.names.ensure_index("agency_id", "month", "listed", "customer_number")
+        await self.search.ensure_index("agency_id", "month")
         await self.sums.ensure_index("agency_id", "month")
 
     # computing lines
@@ -137,49 +148,59 @@ class InvoiceList:
                 "customer_number": customer_number, "bucket": bucket_of(customer_number), "closing": closing,
                 "days": {}, "issued": None, "draft": None, "name": "", "name_kana": "", "listed": False}
 
-    def _writes(self, lines: list[dict[str, Any]]) -> list[Awaitable[None]]:
-        return [self.lines.replace_many(lines), self.names.replace_many([name_entry(line) for line in lines])]
-
-    async def _write(self, lines: list[dict[str, Any]]) -> None:
-        """Store lines and their search entries (idempotent)."""
-        await asyncio.gather(*self._writes(lines))
-
     async def _save(self, lines: list[dict[str, Any]]) -> None:
-        """Store lines, their search entries and their entries in the totals buckets (all idempotent), in one
-        go: on SQLite the four writes share one transaction (one fsync), on MongoDB they run side by side."""
-        buckets, sums = await self._entries(lines)
-        await asyncio.gather(*self._writes(lines), self.buckets.replace_many(buckets), self.sums.replace_many(sums))
+        """Store lines and their entries in the totals and search buckets (all idempotent), in one go: on
+        SQLite the four writes share one transaction (one fsync), on MongoDB they run side by side."""
+        await asyncio.gather(self.lines.replace_many(lines), *self._entry_writes(*await self._entries(lines)))
 
-    async def _set_entries(self, lines: list[dict[str, Any]], fresh: bool = False) -> None:
-        buckets, sums = await self._entries(lines, fresh)
-        await asyncio.gather(self.buckets.replace_many(buckets), self.sums.replace_many(sums))
+    def _entry_writes(self, buckets: list[dict[str, Any]], sums: list[dict[str, Any]],
+                      search: list[dict[str, Any]]) -> list[Awaitable[None]]:
+        return [self.buckets.replace_many(buckets), self.sums.replace_many(sums), self.search.replace_many(search)]
 
-    async def _entries(self, lines: list[dict[str, Any]],
-                       fresh: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The totals buckets with these lines' entries set, and the buckets' sums (to be stored)."""
+    async def _entries(self, lines: list[dict[str, Any]], fresh: bool = False) -> tuple[
+            list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The totals buckets with these lines' entries set, the buckets' sums and their search entries (to be
+        stored); `fresh`: the buckets are new (nothing stored to start from)."""
         by_bucket: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for line in lines:
             by_bucket[f"{line['agency_id']}:{line['month']}:{line['bucket']}"].append(line)
-        existing = {} if fresh else await self.buckets.get_many(list(by_bucket))
-        buckets, sums = [], []
-        for bucket_id, members in by_bucket.items():
+        ids = list(by_bucket)
+        existing, found = ({}, {}) if fresh else await asyncio.gather(self.buckets.get_many(ids),
+                                                                      self.search.get_many(ids))
+        buckets, sums, search = [], [], []
+        for bid, members in by_bucket.items():
             first = members[0]
-            doc = existing.get(bucket_id) or {"_id": bucket_id, "agency_id": first["agency_id"],
-                                              "month": first["month"], "entries": {}}
+            doc = existing.get(bid) or {"_id": bid, "agency_id": first["agency_id"], "month": first["month"],
+                                        "entries": {}}
+            stored = found.get(bid)
+            rows = search_rows(stored) if stored else {} if bid not in existing else await self._rows_of(first)
             for line in members:
+                number = line["customer_number"]
                 if not line["listed"]:
-                    doc["entries"].pop(line["customer_number"], None)
+                    doc["entries"].pop(number, None)
+                    rows.pop(number, None)
                     continue
                 figures = current_figures(line)  # None: listed, but voided (not in the totals)
-                doc["entries"][line["customer_number"]] = None if figures is None else [
-                    figures[k] for k in TOTAL_FIELDS]
+                doc["entries"][number] = None if figures is None else [figures[k] for k in TOTAL_FIELDS]
+                rows[number] = search_row(line)
             buckets.append(doc)
+            search.append({"_id": bid, "agency_id": first["agency_id"], "month": first["month"],
+                           "text": "\n".join(rows[n] for n in sorted(rows))})
             values = [v for v in doc["entries"].values() if v is not None]
-            sums.append({"_id": bucket_id, "agency_id": doc["agency_id"], "month": doc["month"],
+            sums.append({"_id": bid, "agency_id": doc["agency_id"], "month": doc["month"],
                          "sums": {k: str(sum((Decimal(v[i]) for v in values), Decimal(0)))
                                   for i, k in enumerate(TOTAL_FIELDS)}, "count": len(values),
                          "listed": len(doc["entries"])})
-        return buckets, sums
+        return buckets, sums, search
+
+    async def _rows_of(self, line: dict[str, Any]) -> dict[str, str]:
+        """The search rows of the listed lines in a line's bucket, read from the lines: for a bucket whose
+        totals were written before the search text existed (then once)."""
+        bucket = line["bucket"]
+        listed = await self.lines.find({"agency_id": line["agency_id"], "month": line["month"], "listed": True,
+                                        "customer_number": {"$gte": f"{bucket}000", "$lte": f"{bucket}999"}},
+                                       without=("days",))
+        return {other["customer_number"]: search_row(other) for other in listed}
 
     # daily usage
     async def on_daily_batch(self, events: list[tuple[str, str, str, Decimal | str, Decimal | str, int]]) -> None:
@@ -273,16 +294,15 @@ class InvoiceList:
                     self._refresh(line, customers.get(f"{agency_id}:{number}"), settings)
                 new_lines += refiled.values()
                 gone += [line["_id"] for line in lines if line["_id"] not in refiled]
-            await self._write(new_lines)
+            await self.lines.replace_many(new_lines)
             if gone:
                 await self.lines.delete({"_id": {"$in": gone}})
-                await self.names.delete({"_id": {"$in": gone}})
             entries += [{k: line[k] for k in ("agency_id", "month", "bucket", "customer_number", "listed", "issued",
-                                              "draft")} for line in new_lines]
+                                              "draft", "name", "name_kana")} for line in new_lines]
             after = page[-1]["customer_number"]
-        await self.buckets.delete({"agency_id": agency_id})
-        await self.sums.delete({"agency_id": agency_id})
-        await self._set_entries(entries, fresh=True)
+        for coll in (self.buckets, self.sums, self.search):
+            await coll.delete({"agency_id": agency_id})
+        await asyncio.gather(*self._entry_writes(*await self._entries(entries, fresh=True)))
 
     def _refiled(self, agency_id: str, number: str, lines: list[dict[str, Any]],
                  settings: BillingSettings) -> dict[str, dict[str, Any]]:
@@ -381,5 +401,5 @@ class InvoiceList:
         return ConsumerSpec(
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
-            collections=[LINES, NAMES, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
+            collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
             handlers=self._handlers(), on_batch=self._on_batch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+import asyncio
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -22,6 +23,7 @@ from ppa_billing.domain.billing_month import (
     period_of,
 )
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode, compute_invoice, included_consumption_tax
+from ppa_billing.invoice_list import searchable
 from ppa_contracts.billing import InvoiceDay, InvoiceFigures
 from ppa_runtime.docstore import Collection
 
@@ -79,6 +81,16 @@ def public(number: str, month: str, customer_number: str, figures: dict[str, Any
     return out
 
 
+@dataclass
+class _Matches:
+    """A text search's finds: customer numbers in order; per totals bucket the numbers found, or None when all
+    its lines were (its sums are then the totals); the month's sums by bucket."""
+
+    numbers: list[str]
+    buckets: dict[str, list[str] | None]
+    sums: dict[str, dict[str, Any]]
+
+
 def _contains(text: str) -> dict[str, Any]:
     return {"$regex": re.escape(text.strip()), "$options": "i"}
 
@@ -87,9 +99,10 @@ class Invoices:
     """The invoices (drafts or issued revisions) computed from the daily usage the month list keeps."""
 
     def __init__(self, customers: Collection, issued: Collection, settings: AgencySettings,
-                 lines: Collection, sums: Collection, names: Collection) -> None:
+                 lines: Collection, sums: Collection, search: Collection, buckets: Collection) -> None:
         self.lines = lines  # the month list's projection (ppa_billing.invoice_list), with each line's days
-        self.names = names  # its lines' search fields alone
+        self.search = search  # its search entries, per totals bucket
+        self.buckets = buckets  # its totals entries, per bucket
         self.sums = sums
         self.customers = customers
         self.issued = issued
@@ -192,12 +205,11 @@ class Invoices:
             return ([], 0, sum_lines([])) if with_totals else ([], 0)
         flt, searching = found
         skip = (page - 1) * per_page if per_page else 0
-        # A text search (part of a name or number) reads every line of the month: it reads their search entries
-        # instead, a tenth of the size (unless the month has none yet: kept since this version, or rebuilt).
-        source = self.lines
-        if "$and" in flt and await self.names.find({"agency_id": agency_id, "month": str(query.month)}, limit=1):
-            source = self.names
-        lines = await self._lines(source, flt, skip, per_page)
+        if "$and" in flt:  # a text search (part of a name or number)
+            matches = await self._matches(agency_id, query, flt.get("customer_number"))
+            if matches is not None:
+                return await self._found(agency_id, query.month, matches, skip, per_page, with_totals)
+        lines = await self._lines(flt, skip, per_page)
         last_page = not per_page or 0 < len(lines) < per_page or (page == 1 and not lines)
         sums = await self.sums.find({"agency_id": agency_id, "month": str(query.month)}) if not searching and (
             with_totals or not last_page) else []
@@ -209,24 +221,90 @@ class Invoices:
             counted = sum(int(d["listed"]) for d in sums)
             total = max(counted, skip + len(lines)) if lines else counted
         else:  # a search, or buckets written before they kept the count
-            total = await source.count(flt)
+            total = await self.lines.count(flt)
         items = await self._line_items(agency_id, query.month, lines)
         if not with_totals:
             return items, total
         if searching:
-            every = lines if len(lines) == total else await self._lines(source, flt, 0, 0)
+            every = lines if len(lines) == total else await self._lines(flt, 0, 0)
             totals = sum_lines([f for line in every if (f := current_figures(line)) is not None])
         else:
             totals = _add_sums(sums)
         return items, total, totals
 
-    async def _lines(self, source: Collection, flt: dict[str, Any], skip: int, limit: int) -> list[dict[str, Any]]:
-        """Matching lines by customer number (without their days), found directly or through their entries."""
-        if source is self.lines:  # a line's days are two thirds of it, and the list needs only its figures
-            return await self.lines.find(flt, sort=[("customer_number", 1)], skip=skip, limit=limit, without=("days",))
-        entries = await self.names.find(flt, sort=[("customer_number", 1)], skip=skip, limit=limit)
-        found = await self.lines.get_many([e["_id"] for e in entries])
-        return [found[e["_id"]] for e in entries if e["_id"] in found]
+    async def _lines(self, flt: dict[str, Any], skip: int, limit: int) -> list[dict[str, Any]]:
+        """Matching lines by customer number (without their days: two thirds of a line, and the list needs only
+        its figures)."""
+        return await self.lines.find(flt, sort=[("customer_number", 1)], skip=skip, limit=limit, without=("days",))
+
+    async def _matches(self, agency_id: str, query: InvoiceQuery, number: str | None) -> _Matches | None:
+        """What a text search finds among the month's listed lines, read from the month's search texts (one per
+        1,000 customer numbers: about 100 short documents for 100,000 lines, instead of every line); None when
+        a totals bucket of the month has none (written before them: the caller searches the lines themselves).
+        Parts match case-insensitively, like the filter on the lines."""
+        month = {"agency_id": agency_id, "month": str(query.month)}
+        # a bucket's search text and totals are written together: fewer texts, some written before them
+        texts, sums = await asyncio.gather(self.search.count(month), self.sums.find(month))
+        if texts < len(sums):
+            return None
+        in_number, in_name, anywhere = (searchable(query.customer_number.strip()), searchable(query.name.strip()),
+                                        searchable(query.q.strip()))
+        parts = [p for p in (number, in_number, in_name, anywhere) if p]
+        found = _Matches([], {}, {d["_id"]: d for d in sums})
+        # only the texts holding every part (the store looks, without handing every text over)
+        for doc in await self.search.find({**month, "$and": [{"text": {"$regex": re.escape(p)}} for p in parts]}):
+            if not doc["text"]:  # a bucket none of whose lines is listed
+                continue
+            every = doc["text"].split("\n")
+            rows = every
+            for p in parts:  # rows holding every part somewhere first (in C), then each part in its field
+                rows = [row for row in rows if p in row]
+            numbers = []
+            for row in rows:
+                n, name, kana = row.split("\t")
+                if ((number is None or n == number) and in_number in n and (in_name in name or in_name in kana)
+                        and (anywhere in n or anywhere in name or anywhere in kana)):
+                    numbers.append(n)
+            if numbers:
+                found.numbers += numbers
+                found.buckets[doc["_id"]] = None if len(numbers) == len(every) else numbers
+        found.numbers.sort()
+        return found
+
+    async def _found(self, agency_id: str, month: BillingMonth, found: _Matches, skip: int, per_page: int,
+                     with_totals: bool) -> tuple[list[dict[str, Any]], int] | tuple[
+                         list[dict[str, Any]], int, dict[str, str]]:
+        """A page of the lines a search found, their count, and their totals from the totals buckets: a bucket
+        whose lines all matched adds its sums, the others the entries of the lines that matched."""
+        from ppa_billing.invoice_list import line_id
+
+        numbers = found.numbers
+        wanted = [line_id(agency_id, str(month), n) for n in (numbers[skip:skip + per_page] if per_page
+                                                                else numbers[skip:])]
+        lines = await self.lines.get_many(wanted)  # a line and its search row are written together
+        items = await self._line_items(agency_id, month, [lines[i] for i in wanted if i in lines])
+        if not with_totals:
+            return items, len(numbers)
+        partial = {bid: wanted for bid, wanted in found.buckets.items() if wanted is not None}
+        entries = await self.buckets.get_many(list(partial)) if partial else {}
+        columns: list[list[Decimal]] = [[] for _ in TOTAL_FIELDS]
+        count = 0
+        for bid, matched in found.buckets.items():
+            if matched is None:  # the whole bucket
+                summed = found.sums[bid]
+                for column, k in zip(columns, TOTAL_FIELDS):
+                    column.append(Decimal(summed["sums"][k]))
+                count += int(summed["count"])
+                continue
+            kept = entries.get(bid, {"entries": {}})["entries"]
+            for n in matched:
+                entry = kept.get(n)
+                if entry is not None:  # None: voided, not in the totals
+                    count += 1
+                    for column, value in zip(columns, entry):
+                        column.append(Decimal(value))
+        return items, len(numbers), {k: str(sum(column, Decimal(0))) for k, column in zip(TOTAL_FIELDS, columns)} | {
+            "count": str(count)}
 
     async def _line_items(self, agency_id: str, month: BillingMonth,
                           lines: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
-from ppa_billing.invoice_list import LINES, NAMES, SUMS, InvoiceList
+from ppa_billing.invoice_list import BUCKETS, LINES, SEARCH, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
@@ -15,6 +15,7 @@ from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
 RETIRED_USAGE_DAYS = "usage_days"
+RETIRED_LINE_NAMES = "invoice_line_names"
 
 
 class BillingService(Service):
@@ -28,7 +29,8 @@ class BillingService(Service):
         self.settings_store = AgencySettings(self, self.docs)
         self.invoices = Invoices(self.docs.collection(CUSTOMERS),
                                  self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),
-                                 self.docs.collection(SUMS), self.docs.collection(NAMES))
+                                 self.docs.collection(SUMS), self.docs.collection(SEARCH),
+                                 self.docs.collection(BUCKETS))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoice_list.on_days_changed = self.issuing.on_days_changed
@@ -40,8 +42,10 @@ class BillingService(Service):
         await self.invoice_list.setup()
         await self.issuing.setup()
         # Left by earlier versions and read by nothing now: the second copy of the daily usage (the former
-        # billing.daily-usage group's, one document per customer and day) and the lines' index it needed.
+        # billing.daily-usage group's, one document per customer and day) and the lines' index it needed, and
+        # one search entry per line (the search buckets replaced them).
         await self.docs.collection(RETIRED_USAGE_DAYS).drop()
+        await self.docs.collection(RETIRED_LINE_NAMES).drop()
         await self.docs.collection(LINES).drop_index("agency_id", "customer_number")
 
     def routers(self) -> list[APIRouter]:
