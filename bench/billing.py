@@ -7,7 +7,8 @@ straight onto metering's daily-usage topic: the HTTP device path (about 4,000 re
 day) could not produce 3.1 million days in a run. It then starts the server again and times how long billing
 takes to work through that backlog: every draft computed, i.e. the invoice-list consumer group (which keeps
 the days for the details too) caught up. Then it loads the invoice list API (first page, search by invoice number, by
-name) and the 請求管理 list page with `hey` from a second process: p50/p99 and requests per second, with a
+name) and the 請求管理 list page (first page, by invoice number, by a broad part of a name) with `hey` from a second
+process: p50/p99 and requests per second, with a
 bearer token or the page session's cookie. Prints one JSON document on stdout.
 
     uv run python bench/billing.py --runtime embedded --customers 100000
@@ -230,6 +231,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "page_search_invoice_number": (
                 f"{server.url}/agency/invoices?month=2024%2F01&invoice_number=2401{middle}",
                 f"Cookie: ppa_session={cookie}"),
+            # a broad part (顧客5: one customer in nine), with the totals row over every match
+            "page_search_name": (f"{server.url}/agency/invoices?month=2024%2F01&name=%E9%A1%A7%E5%AE%A25",
+                                 f"Cookie: ppa_session={cookie}"),
         }
         progress("loading the list with hey")
         result["load"] = {"tool": "hey", "seconds_each": args.seconds, "concurrency": args.load_concurrency,
