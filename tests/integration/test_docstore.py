@@ -57,6 +57,23 @@ async def test_a_search_for_plain_text_finds_it_anywhere_and_reads_no_pattern_in
     assert await coll.count({"email": {"$regex": re.escape("user1") + "[0-9]?@", "$options": "i"}}) == 1
 
 
+async def test_a_plain_text_search_looks_in_its_field_alone_and_finds_text_json_escapes(coll):
+    await coll.insert({"_id": "q", "email": "q@example.jp", "n": 50, "name": 'say "hi"\\ 山田', "note": "佐藤"})
+    assert await coll.count({"name": {"$regex": re.escape('"hi"\\ 山')}}) == 1
+    assert await coll.count({"name": {"$regex": "佐藤"}}) == 7  # not the one whose other field says it
+    assert await coll.count({"note": {"$regex": "佐藤"}}) == 1
+
+
+async def test_text_of_every_kind_reads_back_as_written(coll):
+    text = "𠮷野家 ｶﾅ カナ 🍱 tab\there \"quoted\" back\\slash\nline é"
+    doc = {"_id": "text", "email": "text@example.jp", "n": 99, "name": text, "nested": {"list": [text, "ア"]}}
+    await coll.insert(doc)
+    assert await coll.get("text") == doc
+    assert (await coll.get_many(["text", "id00"]))["text"] == doc
+    assert await coll.find({"n": 99}) == [doc]
+    assert await coll.find({"n": 99}, without=("email",)) == [{k: v for k, v in doc.items() if k != "email"}]
+
+
 async def test_unique_index_and_id_refuse_duplicates(coll):
     with pytest.raises(DuplicateKey):
         await coll.insert({"_id": "other", "email": "user1@Example.jp", "n": 100})
