@@ -133,6 +133,10 @@ async def test_totals_row_is_the_sum_of_the_rows_through_revisions_settings_issu
     assert [i["customer_number"] for i in everyone["items"]] == list(NUMBERS)
     assert everyone["totals"] == summed([i for i in everyone["items"] if i["status"] != "voided"])
     assert everyone["totals"] == after_void["totals"]
+    one = await pages.invoice_list(agency, "2024/01", name="0031")  # one line of a bucket: its entry, not its sums
+    assert [i["customer_number"] for i in one["items"]] == [NUMBERS[1]] and one["totals"] == summed(one["items"])
+    voided_one = await pages.invoice_list(agency, "2024/01", name="0030")
+    assert voided_one["total"] == 1 and voided_one["totals"]["count"] == "0"
 
     # another agency sees nothing of it
     other = await pages.invoice_list(billing.agency_ids["b"], "2024/01")

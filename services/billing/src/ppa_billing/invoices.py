@@ -4,9 +4,9 @@ customer's current prices and the agency's settings; once issued, the frozen rev
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
-import asyncio
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -83,11 +83,12 @@ def public(number: str, month: str, customer_number: str, figures: dict[str, Any
 
 @dataclass
 class _Matches:
-    """A text search's finds: customer numbers in order; per totals bucket the numbers found, or None when all
-    its lines were (its sums are then the totals); the month's sums by bucket."""
+    """A text search's finds: customer numbers in order; per totals bucket the numbers found, and the buckets
+    all of whose lines were found (their sums are then the totals); the month's sums by bucket."""
 
     numbers: list[str]
-    buckets: dict[str, list[str] | None]
+    buckets: dict[str, list[str]]
+    whole: set[str]
     sums: dict[str, dict[str, Any]]
 
 
@@ -250,7 +251,7 @@ class Invoices:
         in_number, in_name, anywhere = (searchable(query.customer_number.strip()), searchable(query.name.strip()),
                                         searchable(query.q.strip()))
         parts = [p for p in (number, in_number, in_name, anywhere) if p]
-        found = _Matches([], {}, {d["_id"]: d for d in sums})
+        found = _Matches([], {}, set(), {d["_id"]: d for d in sums})
         # only the texts holding every part (the store looks, without handing every text over)
         for doc in await self.search.find({**month, "$and": [{"text": {"$regex": re.escape(p)}} for p in parts]}):
             if not doc["text"]:  # a bucket none of whose lines is listed
@@ -267,7 +268,9 @@ class Invoices:
                     numbers.append(n)
             if numbers:
                 found.numbers += numbers
-                found.buckets[doc["_id"]] = None if len(numbers) == len(every) else numbers
+                found.buckets[doc["_id"]] = numbers
+                if len(numbers) == len(every):
+                    found.whole.add(doc["_id"])
         found.numbers.sort()
         return found
 
@@ -285,12 +288,15 @@ class Invoices:
         items = await self._line_items(agency_id, month, [lines[i] for i in wanted if i in lines])
         if not with_totals:
             return items, len(numbers)
-        partial = {bid: wanted for bid, wanted in found.buckets.items() if wanted is not None}
-        entries = await self.buckets.get_many(list(partial)) if partial else {}
+        # a whole bucket adds its sums (unless they are not written yet: on MongoDB a bucket's text, totals and
+        # sums are written side by side), the others their matched lines' entries
+        summed_whole = found.whole & set(found.sums)
+        partial = [bid for bid in found.buckets if bid not in summed_whole]
+        entries = await self.buckets.get_many(partial) if partial else {}
         columns: list[list[Decimal]] = [[] for _ in TOTAL_FIELDS]
         count = 0
         for bid, matched in found.buckets.items():
-            if matched is None:  # the whole bucket
+            if bid in summed_whole:
                 summed = found.sums[bid]
                 for column, k in zip(columns, TOTAL_FIELDS):
                     column.append(Decimal(summed["sums"][k]))
