@@ -279,7 +279,7 @@ class Invoices:
                          list[dict[str, Any]], int, dict[str, str]]:
         """A page of the lines a search found, their count, and their totals from the totals buckets: a bucket
         whose lines all matched adds its sums, the others the entries of the lines that matched."""
-        from ppa_billing.invoice_list import line_id
+        from ppa_billing.invoice_list import line_id, sum_lines
 
         numbers = found.numbers
         wanted = [line_id(agency_id, str(month), n) for n in (numbers[skip:skip + per_page] if per_page
@@ -293,24 +293,12 @@ class Invoices:
         summed_whole = found.whole & set(found.sums)
         partial = [bid for bid in found.buckets if bid not in summed_whole]
         entries = await self.buckets.get_many(partial) if partial else {}
-        columns: list[list[Decimal]] = [[] for _ in TOTAL_FIELDS]
-        count = 0
-        for bid, matched in found.buckets.items():
-            if bid in summed_whole:
-                summed = found.sums[bid]
-                for column, k in zip(columns, TOTAL_FIELDS):
-                    column.append(Decimal(summed["sums"][k]))
-                count += int(summed["count"])
-                continue
-            kept = entries.get(bid, {"entries": {}})["entries"]
-            for n in matched:
-                entry = kept.get(n)
-                if entry is not None:  # None: voided, not in the totals
-                    count += 1
-                    for column, value in zip(columns, entry):
-                        column.append(Decimal(value))
-        return items, len(numbers), {k: str(sum(column, Decimal(0))) for k, column in zip(TOTAL_FIELDS, columns)} | {
-            "count": str(count)}
+        figures = [dict(zip(TOTAL_FIELDS, entry)) for bid in partial
+                   for n in found.buckets[bid]
+                   if (entry := entries.get(bid, {"entries": {}})["entries"].get(n)) is not None]  # None: voided
+        matched = sum_lines(figures)
+        return items, len(numbers), _add_sums([found.sums[bid] for bid in summed_whole] + [
+            {"sums": matched, "count": matched["count"]}])
 
     async def _line_items(self, agency_id: str, month: BillingMonth,
                           lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
