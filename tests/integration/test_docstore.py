@@ -64,6 +64,27 @@ async def test_a_plain_text_search_looks_in_its_field_alone_and_finds_text_json_
     assert await coll.count({"note": {"$regex": "佐藤"}}) == 1
 
 
+async def test_a_search_of_one_text_over_several_fields_finds_it_in_each_and_only_there(coll):
+    await coll.insert({"_id": "a", "email": "Tanaka@Example.jp", "n": 51, "name": "田中", "note": "Yamada"})
+    await coll.insert({"_id": "b", "email": "b@example.jp", "n": 52, "name": "山田 太郎", "note": "田中"})
+
+    def over(text: str, fields: tuple[str, ...], options: str = "i") -> dict:
+        return {"$or": [{f: {"$regex": re.escape(text), "$options": options}} for f in fields]}
+
+    async def ids(flt: dict) -> list[str]:
+        return sorted(d["_id"] for d in await coll.find(flt))
+
+    assert await ids(over("田中", ("name", "email"))) == ["a"]  # b says 田中 in a field not searched
+    assert await ids(over("田中", ("name", "note"))) == ["a", "b"]
+    assert await ids(over("tanaka", ("name", "email"))) == ["a"]  # in any case, ASCII
+    assert await ids(over("tanaka", ("name", "email"), options="")) == []
+    assert await ids(over("yamada", ("name", "email"))) == []  # only in the field not searched
+    assert await ids(over("YAMADA", ("note", "name"))) == ["a"]
+    assert await ids({"n": {"$gte": 52}, **over("山田", ("name", "email"))}) == ["b"]
+    assert await ids({"$and": [over("田中", ("name", "note")), over("example", ("email", "note"))]}) == ["a", "b"]
+    assert await coll.count(over("user1", ("email", "name"))) == 1
+
+
 async def test_text_of_every_kind_reads_back_as_written(coll):
     text = "𠮷野家 ｶﾅ カナ 🍱 tab\there \"quoted\" back\\slash\nline é"
     doc = {"_id": "text", "email": "text@example.jp", "n": 99, "name": text, "nested": {"list": [text, "ア"]}}

@@ -44,15 +44,57 @@ def _literal(pattern: str) -> str | None:
 _ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')  # what JSON writes escaped (other text is written as it is)
 
 
-def compile_filter(filter: Filter | None) -> tuple[str, list[Any]]:
-    """Translate a MongoDB-style filter into a SQL condition and its parameters."""
+def _plain(options: str, pattern: str) -> str | None:
+    """The text a `$regex` matches as plain text, compared in C (exactly, or in any case when it has none)."""
+    literal = _literal(pattern)
+    if literal is not None and ("i" not in options or literal == literal.lower() == literal.upper()):
+        return literal
+    return None
+
+
+def _document_check(options: str, pattern: str) -> tuple[str, str] | None:
+    """A look for a plain-text `$regex`'s text in the stored JSON, which holds it as it is unless JSON escapes
+    one of its characters: a document without it is passed over before its JSON is parsed."""
+    literal = _literal(pattern)
+    if literal is None or _ESCAPED_IN_JSON.search(literal):
+        return None
+    if _plain(options, pattern) is not None:
+        return "instr(doc, ?) > 0", literal
+    if literal.isascii():  # in any case: SQLite's lower() folds ASCII
+        return "instr(lower(doc), ?) > 0", literal.lower()
+    return None
+
+
+def _looked_for(filter: Any) -> tuple[str, str] | None:
+    """The stored-JSON look of a one-field `$regex` filter, else None."""
+    if not isinstance(filter, dict) or len(filter) != 1:
+        return None
+    (key, value), = filter.items()
+    if key.startswith("$") or _expr(key) == "id" or not isinstance(value, dict) or "$regex" not in value:
+        return None
+    if set(value) - {"$regex", "$options"}:
+        return None
+    return _document_check(value.get("$options", ""), value["$regex"])
+
+
+def compile_filter(filter: Filter | None, looked_for: tuple[str, str] | None = None) -> tuple[str, list[Any]]:
+    """Translate a MongoDB-style filter into a SQL condition and its parameters (`looked_for`: a look in the
+    stored JSON an enclosing condition has already made)."""
     if not filter:
         return "1", []
     parts: list[str] = []
     params: list[Any] = []
     for key, value in filter.items():
+        if key == "$or" and len(value) > 1 and len(checks := {_looked_for(f) for f in value}) == 1 and (
+                check := checks.pop()) is not None and check != looked_for:
+            # the same text in several fields (a search over name, kana, e-mail…): look for it in the stored
+            # JSON once, then in each field
+            sql, sub_params = compile_filter({"$or": value}, looked_for=check)
+            parts.append(f"({check[0]} AND {sql})")
+            params.extend([check[1], *sub_params])
+            continue
         if key in ("$or", "$and"):
-            subs = [compile_filter(f) for f in value]
+            subs = [compile_filter(f, looked_for) for f in value]
             joiner = " OR " if key == "$or" else " AND "
             parts.append("(" + joiner.join(s for s, _ in subs) + ")" if subs else ("0" if key == "$or" else "1"))
             for _, p in subs:
@@ -91,24 +133,23 @@ def compile_filter(filter: Filter | None) -> tuple[str, list[Any]]:
             elif op == "$exists":
                 parts.append(f"{expr} IS {'NOT ' if arg else ''}NULL")
             elif op == "$regex":
-                literal = _literal(arg)
-                if literal is not None and ("i" not in options or literal == literal.lower() == literal.upper()):
-                    if expr != "id" and not _ESCAPED_IN_JSON.search(literal):
-                        # the stored JSON holds the text as it is: a document without it anywhere is passed
-                        # over before its JSON is parsed (a long text field costs its parse on every row)
-                        parts.append(f"(instr(doc, ?) > 0 AND instr({expr}, ?) > 0)")
-                        params.append(literal)
-                    else:
-                        parts.append(f"instr({expr}, ?) > 0")  # "contains" in C: no Python call per row
-                    params.append(literal)
+                check = _document_check(options, arg) if expr != "id" else None
+                literal, plain = _literal(arg), _plain(options, arg)
+                if plain is not None:
+                    sql = f"instr({expr}, ?) > 0"  # "contains" in C: no Python call per row
+                    params.append(plain)
                 elif literal is not None and literal.isascii():
                     # SQLite's lower() folds ASCII only; an ASCII pattern can match nothing else (but for
                     # the Kelvin sign and the long s, which Python's case folding would also match)
-                    parts.append(f"instr(lower({expr}), ?) > 0")
+                    sql = f"instr(lower({expr}), ?) > 0"
                     params.append(literal.lower())
                 else:
-                    parts.append(f"regexp(?, {expr})")
+                    sql = f"regexp(?, {expr})"
                     params.append(("(?i)" if "i" in options else "") + arg)
+                if check is not None and check != looked_for:
+                    sql = f"({check[0]} AND {sql})"  # looked for in the stored JSON first
+                    params.insert(len(params) - 1, check[1])
+                parts.append(sql)
             else:
                 raise ValueError(f"unsupported filter operator {op}")
     return " AND ".join(parts) or "1", params
