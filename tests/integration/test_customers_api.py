@@ -68,6 +68,28 @@ async def test_register_read_edit_reissue_delete_a_customer(api):
     assert (await api.get("/api/v1/customers/1120230030", headers=a)).status_code == 404
 
 
+async def test_the_list_counts_every_match_on_every_page_of_a_search(api):
+    a = await token(api, "a@example.jp")
+    for i in range(23):  # a page is 20
+        body = {**SEED, "customer_number": f"11202301{i:02d}", "serial_number": f"E23001{i:02d}",
+                "name": f"頁 {'田中' if i % 2 else '佐藤'} {i}", "email": f"p{i}@example.jp"}
+        assert (await api.post("/api/v1/customers", json=body, headers=a)).status_code == 201
+
+    async def listing(**params) -> tuple[int, list[str]]:
+        body = (await api.get("/api/v1/customers", params=params, headers=a)).json()
+        return body["total"], [c["customer_number"] for c in body["items"]]
+
+    total, first = await listing()
+    assert total == 23 and first == [f"11202301{i:02d}" for i in range(20)]
+    assert await listing(page=2) == (23, [f"11202301{i:02d}" for i in range(20, 23)])
+    assert await listing(page=3) == (23, [])
+    assert await listing(q="頁") == (23, first)  # a full first page: the rest are counted
+    assert await listing(q="田中") == (11, [f"11202301{i:02d}" for i in range(1, 23, 2)])
+    assert await listing(q="P2@EXAMPLE") == (1, ["1120230102"])
+    assert await listing(q="112023011") == (10, [f"1120230{i}" for i in range(110, 120)])
+    assert await listing(q="nobody") == (0, [])
+
+
 async def test_invalid_customer_is_refused_field_by_field_and_nothing_is_stored(api):
     a = await token(api, "a@example.jp")
     bad = {**SEED, "customer_number": "2120230030", "contract_start": "2023-06-01", "contract_end": "2023-05-01",

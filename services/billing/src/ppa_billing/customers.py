@@ -3,6 +3,8 @@ inline (read-your-writes) and again by billing's own consumer (idempotent by str
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import re
 import time
@@ -218,9 +220,14 @@ class Customers:
                 ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]})
         if ands:
             flt["$and"] = ands
-        total = await self.coll.count(flt)
-        docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=(page - 1) * per_page if per_page else 0,
-                                    limit=per_page)
+        skip = (page - 1) * per_page if per_page else 0
+        if not per_page or page == 1:
+            docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=skip, limit=per_page)
+            if not per_page or len(docs) < per_page:  # every match is on the page: no second pass to count them
+                return docs, len(docs)
+            return docs, await self.coll.count(flt)
+        total, docs = await asyncio.gather(self.coll.count(flt), self.coll.find(
+            flt, sort=[("customer_number", 1)], skip=skip, limit=per_page))
         return docs, total
 
     async def apply(self, event: Payload, version: int, at: datetime) -> None:
