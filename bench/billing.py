@@ -6,10 +6,10 @@ every customer (`DailyUsageComputed`, 31 days each, customer after customer as d
 straight onto metering's daily-usage topic: the HTTP device path (about 4,000 readings/s, 144 readings a
 day) could not produce 3.1 million days in a run. It then starts the server again and times how long billing
 takes to work through that backlog: every draft computed, i.e. the invoice-list consumer group (which keeps
-the days for the details too) caught up. Then it loads the invoice list API (first page, search by invoice number, by
-name) and the 請求管理 list page (first page, by invoice number, by a broad part of a name) with `hey` from a second
-process: p50/p99 and requests per second, with a
-bearer token or the page session's cookie. Prints one JSON document on stdout.
+the days for the details too) caught up. Then it loads, with `hey` from a second process, the invoice list API
+(first page, search by invoice number, by name), the 請求管理 list page (first page, by invoice number, by a broad
+part of a name) and the 顧客管理 search over the N customers (API and page): p50/p99 and requests per second,
+with a bearer token or the page session's cookie. Prints one JSON document on stdout.
 
     uv run python bench/billing.py --runtime embedded --customers 100000
     uv run python bench/billing.py --runtime distributed --customers 5000   # KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI
@@ -234,6 +234,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # a broad part (顧客5: one customer in nine), with the totals row over every match
             "page_search_name": (f"{server.url}/agency/invoices?month=2024%2F01&name=%E9%A1%A7%E5%AE%A25",
                                  f"Cookie: ppa_session={cookie}"),
+            # 顧客管理 over the 100,000 customers: any field on the API, the name on the page (one match each)
+            "api_customers_search": (f"{server.url}/api/v1/customers?q=%E9%A1%A7%E5%AE%A2{n // 2 + 1}", bearer),
+            "page_customers_search_name": (f"{server.url}/agency/customers?name=%E9%A1%A7%E5%AE%A2{n // 2 + 1}",
+                                           f"Cookie: ppa_session={cookie}"),
         }
         progress("loading the list with hey")
         result["load"] = {"tool": "hey", "seconds_each": args.seconds, "concurrency": args.load_concurrency,
