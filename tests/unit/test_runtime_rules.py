@@ -109,36 +109,3 @@ async def test_a_cancelled_sqlite_read_keeps_the_reader_until_its_thread_is_done
     # the next read has the reader connection to itself (no transaction inside another's)
     assert await db.read(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 1
     db.close()
-
-
-async def test_concurrent_sqlite_reads_run_side_by_side_on_at_most_the_pool_of_readers(tmp_path):
-    import asyncio
-    import threading
-
-    from ppa_runtime.sqlite import SqliteDb
-
-    db = SqliteDb(tmp_path / "t.sqlite", readers=2)
-    await db.write(lambda c: c.execute("CREATE TABLE t (n INTEGER)"))
-    await db.write(lambda c: c.execute("INSERT INTO t VALUES (1)"))
-    both_inside = threading.Barrier(2, timeout=10)  # broken unless two reads are inside at the same time
-    inside, most, guard = 0, 0, threading.Lock()
-    connections: set[int] = set()
-
-    def read(conn):
-        nonlocal inside, most
-        with guard:
-            inside += 1
-            most = max(most, inside)
-            connections.add(id(conn))
-        try:
-            both_inside.wait()
-            return conn.execute("SELECT n FROM t").fetchone()[0]
-        finally:
-            with guard:
-                inside -= 1
-
-    # four reads: two at a time meet at the barrier; a third never runs beside the first two
-    assert await asyncio.gather(*(db.read(read) for _ in range(4))) == [1, 1, 1, 1]
-    assert most == 2
-    assert len(connections) == 2  # the pool's connections are kept and used again
-    db.close()

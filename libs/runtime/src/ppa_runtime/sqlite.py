@@ -19,7 +19,7 @@ def _regexp(pattern: str, value: Any) -> bool:
 class SqliteDb:
     """A SQLite database file shared by the coroutines of one process and, through WAL, other processes."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 4) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -28,19 +28,20 @@ class SqliteDb:
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.create_function("regexp", 2, _regexp, deterministic=True)
         self._lock = asyncio.Lock()
-        # Reads use connections of their own: under WAL each sees the last commit without waiting for a
-        # write transaction (and its fsync) to end, and concurrent reads run side by side in their threads
-        # (SQLite lets go of the GIL while it works). Opened as needed, up to `readers`; kept once opened.
-        self._free_readers = asyncio.Semaphore(readers)
-        self._idle: list[sqlite3.Connection] = []
-        self._opened: list[sqlite3.Connection] = []
+        # Reads use their own connection: under WAL they see the last commit without waiting for a
+        # write transaction (and its fsync) to end.
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._reader.execute("PRAGMA busy_timeout=30000")
+        self._reader.create_function("regexp", 2, _regexp, deterministic=True)
+        self._read_lock = asyncio.Lock()
         self._queued: list[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future]] = []
         self._flushing = False
         self._flusher: asyncio.Task | None = None
         self.known_tables: set[str] = set()  # created in this process (saves a CREATE IF NOT EXISTS per call)
 
-    def _tx(self, conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn.execute("BEGIN")
+    def _tx(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        conn = self._conn if write else self._reader
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             result = fn(conn, *args)
         except BaseException:
@@ -101,34 +102,16 @@ class SqliteDb:
         finally:
             self._flushing = False
 
-    def _open_reader(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
-        self._opened.append(conn)
-        return conn
-
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` in one read transaction, on a reader connection no other read is using."""
-        await self._free_readers.acquire()
-        try:
-            conn = self._idle.pop() if self._idle else self._open_reader()
-        except BaseException:
-            self._free_readers.release()
-            raise
-
-        def give_back(_: asyncio.Future) -> None:  # once the thread is done with the connection, however it ended
-            self._idle.append(conn)
-            self._free_readers.release()
-
-        work = asyncio.ensure_future(asyncio.to_thread(self._tx, conn, fn, args))
-        work.add_done_callback(give_back)
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # the thread goes on with the connection: the cancelled read ends only once it is done
-            await asyncio.gather(work, return_exceptions=True)
-            raise
+        """Run `fn(conn, *args)` in one read transaction."""
+        async with self._read_lock:
+            work = asyncio.ensure_future(asyncio.to_thread(self._tx, fn, args, False))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # the thread goes on with the reader connection: keep the lock until it is done with it
+                await asyncio.gather(work, return_exceptions=True)
+                raise
 
     async def script(self, sql: str) -> None:
         """Run DDL statements (each its own transaction; use IF NOT EXISTS)."""
@@ -137,6 +120,5 @@ class SqliteDb:
 
     def close(self) -> None:
         """Close the connections."""
-        for conn in self._opened:
-            conn.close()
+        self._reader.close()
         self._conn.close()
