@@ -97,3 +97,51 @@ async def test_invoice_input_errors_and_other_agencies(api):
     assert (await client.get("/api/v1/invoices/24011120230030.csv", headers=tokens["b"])).status_code == 404
     assert (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=tokens["b"])).json() == \
         {"items": [], "total": 0}
+
+
+async def test_the_csvs_of_more_rows_than_are_read_at_a_time_hold_each_row_once_in_order(api, runtime, monkeypatch):
+    import ppa_billing.customers
+    import ppa_billing.invoices
+
+    monkeypatch.setattr(ppa_billing.invoices, "CHUNK", 2)  # the files are read 2 rows at a time
+    monkeypatch.setattr(ppa_billing.customers, "CHUNK", 2)
+    client, tokens, agency_id = api
+    a = tokens["a"]
+    numbers = ["1120230030"] + [f"11202300{i}" for i in range(41, 45)]
+    for n in numbers[1:]:
+        body = {**CUSTOMER, "customer_number": n, "serial_number": f"E{n[2:]}", "name": f"川田 {n[-1]}郎"}
+        assert (await client.post("/api/v1/customers", json=body, headers=a)).status_code == 201
+    await runtime.bus.publish(METERING_DAILY_USAGE, [Envelope.wrap(DailyUsageComputed(
+        agency_id=agency_id, customer_number=n, serial_number="E2300030" if n == numbers[0] else f"E{n[2:]}",
+        date=date(2024, 1, 20), values=values(f"{10 + i}.000", "4.000")), subject=n, correlation_id="t",
+        aggregate_version=1) for i, n in enumerate(numbers)])
+
+    async def listed() -> list[dict]:
+        return (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=a)).json()["items"]
+
+    for _ in range(300):
+        if len(await listed()) == 5:
+            break
+        await asyncio.sleep(0.1)
+    items = await listed()
+    assert [i["customer_number"] for i in items] == numbers
+
+    def rows(content: bytes, encoding: str = "utf-8") -> list[str]:
+        return content.decode(encoding).split("\r\n")
+
+    whole = (await client.get("/api/v1/invoices.csv", params={"month": "2024-01"}, headers=a)).content
+    assert whole.count(b"\xef\xbb\xbf") == 1 and rows(whole, "utf-8-sig")[0] == LIST_HEADER
+    assert rows(whole, "utf-8-sig")[1:] == [
+        f"2024/01,{i['invoice_number']},{i['customer_number']},{i['name']},980,{i['generation_kwh']},"
+        f"{i['sold_kwh']},{i['usage_kwh']},{i['sell_fee']},{i['usage_fee']},{i['total']}" for i in items] + [""]
+    sjis = await client.get("/api/v1/invoices.csv", params={"month": "2024-01", "encoding": "shift_jis"}, headers=a)
+    assert rows(sjis.content, "cp932") == rows(whole, "utf-8-sig")
+    found = await client.get("/api/v1/invoices.csv", params={"month": "2024-01", "name": "川田"}, headers=a)
+    assert [r.split(",")[2] for r in rows(found.content, "utf-8-sig")[1:-1]] == numbers[1:]
+
+    customers = (await client.get("/api/v1/customers.csv", headers=a)).content
+    assert customers.count(b"\xef\xbb\xbf") == 1
+    assert [r.split(",")[0] for r in rows(customers, "utf-8-sig")[1:-1]] == numbers
+    by_name = (await client.get("/api/v1/customers.csv", params={"q": "郎"}, headers=a)).content
+    assert [r.split(",")[0] for r in rows(by_name, "utf-8-sig")[1:-1]] == numbers
+    assert (await client.get("/api/v1/customers.csv", params={"encoding": "latin-1"}, headers=a)).status_code == 422

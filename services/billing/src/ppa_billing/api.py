@@ -107,8 +107,8 @@ def router(customers: Customers) -> APIRouter:
 
     @r.get(".csv", summary="CSV of the customer list (same search as the list)")
     async def list_csv(agency: CurrentAgency, q: str = "", encoding: str = "utf-8") -> Response:
-        docs, _ = await customers.search(agency.agency_id, q, per_page=0)
-        return csv_response(CUSTOMER_HEADER, customer_rows(docs), "customers.csv", encoding)
+        return csv_response(CUSTOMER_HEADER, (customer_rows(docs) async for docs in customers.chunks(
+            agency.agency_id, q)), "customers.csv", encoding)
 
     @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer")
     async def read(customer_number: str, agency: CurrentAgency) -> CustomerPublic:

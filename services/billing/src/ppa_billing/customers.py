@@ -8,10 +8,12 @@ import asyncio
 import hashlib
 import re
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ppa_billing.domain.customer import Customer, InvalidCustomer, edit_customer, new_customer, reissue_auth_code
+from ppa_billing.exports import in_chunks
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
@@ -26,6 +28,7 @@ CLAIM_IN_FLIGHT_SECONDS = 60  # a claim whose holder has not (yet) registered th
 SERIAL_TAKEN = "この製造番号は既に登録されています。"
 NUMBER_TAKEN = "この顧客番号は既に登録されています。"
 PAGE_SIZE = 20
+CHUNK = 2000  # customers read at a time for a file of the whole list (its CSV)
 
 
 class CustomerNotFound(LookupError):
@@ -201,12 +204,8 @@ class Customers:
         code = await self.codes.get(stream_of(agency_id, number))
         return {**doc, "auth_code": code["auth_code"] if code else None}
 
-    async def search(self, agency_id: str, q: str = "", page: int = 1, per_page: int = PAGE_SIZE,
-                     customer_number: str = "", name: str = "", email: str = "") -> tuple[list, int]:
-        """Customers of the agency matching number, name, kana or e-mail (`q`: any of them), by number.
-
-        `per_page=0` returns every match.
-        """
+    @staticmethod
+    def _filter(agency_id: str, q: str, customer_number: str, name: str, email: str) -> dict[str, Any]:
         flt: dict[str, Any] = {"agency_id": agency_id}
         ands: list[dict[str, Any]] = []
         if q.strip():
@@ -220,6 +219,15 @@ class Customers:
                 ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]})
         if ands:
             flt["$and"] = ands
+        return flt
+
+    async def search(self, agency_id: str, q: str = "", page: int = 1, per_page: int = PAGE_SIZE,
+                     customer_number: str = "", name: str = "", email: str = "") -> tuple[list, int]:
+        """Customers of the agency matching number, name, kana or e-mail (`q`: any of them), by number.
+
+        `per_page=0` returns every match.
+        """
+        flt = self._filter(agency_id, q, customer_number, name, email)
         skip = (page - 1) * per_page if per_page else 0
         if not per_page or page == 1:
             docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=skip, limit=per_page)
@@ -229,6 +237,12 @@ class Customers:
         total, docs = await asyncio.gather(self.coll.count(flt), self.coll.find(
             flt, sort=[("customer_number", 1)], skip=skip, limit=per_page))
         return docs, total
+
+    def chunks(self, agency_id: str, q: str = "", customer_number: str = "", name: str = "",
+               email: str = "") -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match of `search`, in the same order, `CHUNK` at a time (for a CSV of any number of customers)."""
+        return in_chunks(lambda flt, n: self.coll.find(flt, sort=[("customer_number", 1)], limit=n),
+                         self._filter(agency_id, q, customer_number, name, email), CHUNK)
 
     async def apply(self, event: Payload, version: int, at: datetime) -> None:
         """Apply one customer event to the read model (inline and from the consumer alike)."""

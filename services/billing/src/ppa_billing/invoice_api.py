@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ppa_billing.exports import ENCODINGS, csv_bytes
+from ppa_billing.exports import ENCODINGS, csv_bytes, csv_chunks
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth
 from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
 from ppa_billing.issuing import InvoiceStateError, Issuing
@@ -33,13 +34,18 @@ def _month(text: str) -> BillingMonth:
                       [{"field": "month", "message": str(exc)}]) from exc
 
 
-def csv_response(header: list[str], rows: list[list[Any]], filename: str, encoding: str) -> Response:
-    """UTF-8 with BOM (Excel opens it as UTF-8), or Shift_JIS on request."""
+def csv_response(header: list[str], rows: list[list[Any]] | AsyncIterable[list[list[Any]]], filename: str,
+                 encoding: str) -> Response:
+    """UTF-8 with BOM (Excel opens it as UTF-8), or Shift_JIS on request; rows given in chunks are sent as they
+    are read."""
     if encoding not in ENCODINGS:
         raise Problem(422, "Unprocessable Content", "encoding は utf-8 または shift_jis を指定してください。")
     charset = "utf-8" if encoding == "utf-8" else "shift_jis"
-    return Response(csv_bytes(header, rows, encoding), media_type=f"text/csv; charset={charset}",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if isinstance(rows, list):
+        return Response(csv_bytes(header, rows, encoding), media_type=f"text/csv; charset={charset}", headers=headers)
+    return StreamingResponse(csv_chunks(header, rows, encoding), media_type=f"text/csv; charset={charset}",
+                             headers=headers)
 
 
 def _not_found(exc: Exception) -> Problem:
@@ -72,8 +78,8 @@ def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
     async def list_csv(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",
                        customer_number: str = "", name: str = "", encoding: str = "utf-8") -> Response:
         search = query(month, q, invoice_number, customer_number, name)
-        items, _ = await invoices.month(agency.agency_id, search, per_page=0)
-        return csv_response(LIST_HEADER, list_rows(items), f"invoices_{search.month.iso()}.csv", encoding)
+        return csv_response(LIST_HEADER, (list_rows(items) async for items in invoices.month_chunks(
+            agency.agency_id, search)), f"invoices_{search.month.iso()}.csv", encoding)
 
     @r.get("/invoices", summary="Invoices of a month (search by invoice number, customer number, name)")
     async def list_(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -23,11 +23,13 @@ from ppa_billing.domain.billing_month import (
     period_of,
 )
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode, compute_invoice, included_consumption_tax
+from ppa_billing.exports import in_chunks
 from ppa_billing.invoice_list import searchable
 from ppa_contracts.billing import InvoiceDay, InvoiceFigures
 from ppa_runtime.docstore import Collection
 
 ISSUED = "issued_invoices"
+CHUNK = 2000  # invoices read at a time for a file of the whole list (its CSV)
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
 
 
@@ -232,6 +234,25 @@ class Invoices:
         else:
             totals = _add_sums(sums)
         return items, total, totals
+
+    async def month_chunks(self, agency_id: str, query: InvoiceQuery) -> AsyncIterator[list[dict[str, Any]]]:
+        """The invoices `month` lists for the query, in the same order, `CHUNK` at a time: a CSV of every invoice
+        of the month holds a chunk in memory, not the month."""
+        from ppa_billing.invoice_list import line_id
+
+        found = self._line_filter(agency_id, query)
+        if found is None:
+            return
+        flt, _ = found
+        matches = await self._matches(agency_id, query, flt.get("customer_number")) if "$and" in flt else None
+        if matches is not None:
+            for at in range(0, len(matches.numbers), CHUNK):
+                wanted = [line_id(agency_id, str(query.month), n) for n in matches.numbers[at:at + CHUNK]]
+                lines = await self.lines.get_many(wanted)
+                yield await self._line_items(agency_id, query.month, [lines[i] for i in wanted if i in lines])
+            return
+        async for lines in in_chunks(lambda narrowed, n: self._lines(narrowed, 0, n), flt, CHUNK):
+            yield await self._line_items(agency_id, query.month, lines)
 
     async def _lines(self, flt: dict[str, Any], skip: int, limit: int) -> list[dict[str, Any]]:
         """Matching lines by customer number (without their days: two thirds of a line, and the list needs only

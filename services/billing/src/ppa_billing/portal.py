@@ -5,6 +5,7 @@ Every refusal is a `PortalError` (a ValueError with Japanese messages per field)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
@@ -12,7 +13,7 @@ from ppa_billing.agency_settings import AgencySettings, public
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import InvalidSettings
-from ppa_billing.exports import CUSTOMER_HEADER, csv_bytes, customer_rows
+from ppa_billing.exports import CUSTOMER_HEADER, csv_bytes, csv_chunks, customer_rows
 from ppa_billing.invoice_api import DETAIL_HEADER, LIST_HEADER, detail_rows, list_rows
 from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
 from ppa_billing.issuing import InvoiceStateError, Issuing, today_jst
@@ -73,10 +74,11 @@ class BillingPortal:
                 "pages": max(1, -(-total // PER_PAGE)), "page": page}
 
     async def invoice_list_csv(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
-                               name: str = "") -> tuple[bytes, str]:
+                               name: str = "") -> tuple[AsyncIterator[bytes], str]:
+        """The month list's CSV, sent a chunk of invoices at a time."""
         query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
-        items, _ = await self.invoices.month(agency_id, query, per_page=0)
-        return csv_bytes(LIST_HEADER, list_rows(items)), f"invoices_{query.month.iso()}.csv"
+        rows = (list_rows(items) async for items in self.invoices.month_chunks(agency_id, query))
+        return csv_chunks(LIST_HEADER, rows), f"invoices_{query.month.iso()}.csv"
 
     async def invoice(self, agency_id: str, number: str) -> dict[str, Any]:
         inv = await self.invoices.one(agency_id, number)
@@ -117,10 +119,11 @@ class BillingPortal:
         return {"items": docs, "total": total, "page": page, "pages": max(1, -(-total // PER_PAGE))}
 
     async def customer_csv(self, agency_id: str, customer_number: str = "", name: str = "",
-                           email: str = "") -> tuple[bytes, str]:
-        docs, _ = await self.customers.search(agency_id, per_page=0, customer_number=customer_number, name=name,
-                                              email=email)
-        return csv_bytes(CUSTOMER_HEADER, customer_rows(docs)), "customers.csv"
+                           email: str = "") -> tuple[AsyncIterator[bytes], str]:
+        """The customer list's CSV, sent a chunk of customers at a time."""
+        rows = (customer_rows(docs) async for docs in self.customers.chunks(
+            agency_id, customer_number=customer_number, name=name, email=email))
+        return csv_chunks(CUSTOMER_HEADER, rows), "customers.csv"
 
     async def customer(self, agency_id: str, number: str) -> dict[str, Any]:
         return await self.customers.get(agency_id, number)

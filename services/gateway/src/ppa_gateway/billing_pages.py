@@ -4,13 +4,14 @@ every form carries the session's CSRF token."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from ppa_gateway.billing_chart import daily_chart
 from ppa_gateway.web import csrf_ok, current_session, render
@@ -93,8 +94,11 @@ def _not_found(request: Request, session: dict) -> HTMLResponse:
                                                              "csrf": session["csrf"], "message": NOT_FOUND}, 404)
 
 
-def _download(data: bytes, filename: str, media_type: str) -> Response:
-    return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+def _download(data: bytes | AsyncIterator[bytes], filename: str, media_type: str) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if isinstance(data, bytes):
+        return Response(data, media_type=media_type, headers=headers)
+    return StreamingResponse(data, media_type=media_type, headers=headers)  # sent as it is read
 
 
 def _page_number(text: str | None) -> int:
