@@ -44,21 +44,19 @@ def _literal(pattern: str) -> str | None:
 _ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')  # what JSON writes escaped (other text is written as it is)
 
 
-def _plain(options: str, pattern: str) -> str | None:
-    """The text a `$regex` matches as plain text, compared in C (exactly, or in any case when it has none)."""
-    literal = _literal(pattern)
+def _plain(options: str, literal: str | None) -> str | None:
+    """A plain-text pattern's text when C can compare it as it is (exactly, or in any case when it has none)."""
     if literal is not None and ("i" not in options or literal == literal.lower() == literal.upper()):
         return literal
     return None
 
 
-def _document_check(options: str, pattern: str) -> tuple[str, str] | None:
+def _document_check(options: str, literal: str | None) -> tuple[str, str] | None:
     """A look for a plain-text `$regex`'s text in the stored JSON, which holds it as it is unless JSON escapes
     one of its characters: a document without it is passed over before its JSON is parsed."""
-    literal = _literal(pattern)
     if literal is None or _ESCAPED_IN_JSON.search(literal):
         return None
-    if _plain(options, pattern) is not None:
+    if _plain(options, literal) is not None:
         return "instr(doc, ?) > 0", literal
     if literal.isascii():  # in any case: SQLite's lower() folds ASCII
         return "instr(lower(doc), ?) > 0", literal.lower()
@@ -74,7 +72,7 @@ def _looked_for(filter: Any) -> tuple[str, str] | None:
         return None
     if set(value) - {"$regex", "$options"}:
         return None
-    return _document_check(value.get("$options", ""), value["$regex"])
+    return _document_check(value.get("$options", ""), _literal(value["$regex"]))
 
 
 def compile_filter(filter: Filter | None, looked_for: tuple[str, str] | None = None) -> tuple[str, list[Any]]:
@@ -133,23 +131,22 @@ def compile_filter(filter: Filter | None, looked_for: tuple[str, str] | None = N
             elif op == "$exists":
                 parts.append(f"{expr} IS {'NOT ' if arg else ''}NULL")
             elif op == "$regex":
-                check = _document_check(options, arg) if expr != "id" else None
-                literal, plain = _literal(arg), _plain(options, arg)
-                if plain is not None:
-                    sql = f"instr({expr}, ?) > 0"  # "contains" in C: no Python call per row
-                    params.append(plain)
+                literal = _literal(arg)
+                if (plain := _plain(options, literal)) is not None:
+                    sql, value = f"instr({expr}, ?) > 0", plain  # "contains" in C: no Python call per row
                 elif literal is not None and literal.isascii():
                     # SQLite's lower() folds ASCII only; an ASCII pattern can match nothing else (but for
                     # the Kelvin sign and the long s, which Python's case folding would also match)
-                    sql = f"instr(lower({expr}), ?) > 0"
-                    params.append(literal.lower())
+                    sql, value = f"instr(lower({expr}), ?) > 0", literal.lower()
                 else:
-                    sql = f"regexp(?, {expr})"
-                    params.append(("(?i)" if "i" in options else "") + arg)
-                if check is not None and check != looked_for:
-                    sql = f"({check[0]} AND {sql})"  # looked for in the stored JSON first
-                    params.insert(len(params) - 1, check[1])
-                parts.append(sql)
+                    sql, value = f"regexp(?, {expr})", ("(?i)" if "i" in options else "") + arg
+                check = _document_check(options, literal) if expr != "id" else None
+                if check is not None and check != looked_for:  # looked for in the stored JSON first
+                    parts.append(f"({check[0]} AND {sql})")
+                    params += [check[1], value]
+                else:
+                    parts.append(sql)
+                    params.append(value)
             else:
                 raise ValueError(f"unsupported filter operator {op}")
     return " AND ".join(parts) or "1", params

@@ -4,7 +4,6 @@ inline (read-your-writes) and again by billing's own consumer (idempotent by str
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import re
 import time

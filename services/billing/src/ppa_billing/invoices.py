@@ -238,8 +238,6 @@ class Invoices:
     async def month_chunks(self, agency_id: str, query: InvoiceQuery) -> AsyncIterator[list[dict[str, Any]]]:
         """The invoices `month` lists for the query, in the same order, `CHUNK` at a time: a CSV of every invoice
         of the month holds a chunk in memory, not the month."""
-        from ppa_billing.invoice_list import line_id
-
         found = self._line_filter(agency_id, query)
         if found is None:
             return
@@ -247,9 +245,8 @@ class Invoices:
         matches = await self._matches(agency_id, query, flt.get("customer_number")) if "$and" in flt else None
         if matches is not None:
             for at in range(0, len(matches.numbers), CHUNK):
-                wanted = [line_id(agency_id, str(query.month), n) for n in matches.numbers[at:at + CHUNK]]
-                lines = await self.lines.get_many(wanted)
-                yield await self._line_items(agency_id, query.month, [lines[i] for i in wanted if i in lines])
+                items, _ = await self._found(agency_id, query.month, matches, at, CHUNK, with_totals=False)
+                yield items
             return
         async for lines in in_chunks(lambda narrowed, n: self._lines(narrowed, 0, n), flt, CHUNK):
             yield await self._line_items(agency_id, query.month, lines)
