@@ -132,6 +132,37 @@ async def test_what_a_consumer_fetched_but_did_not_commit_goes_to_the_next_one(r
     assert {r.envelope.subject for r in second} <= {r.envelope.subject for r in rest}
 
 
+PICKED = ("$.type", "$.subject", "$.data.agency_id", "$.data.profile.company", "$.data.none", "$.aggregateversion",
+          "$.data.profile")
+
+
+async def test_a_subscription_asked_for_fields_hands_each_record_its_values(runtime):
+    """`fields`: the values at those paths come with each record (the embedded log reads them in SQLite), the same
+    as picked from the decoded record, in order, across topics, with the record itself intact."""
+    other = dlq(IDENTITY_AGENCY)
+    await runtime.bus.publish(IDENTITY_AGENCY, [registered(i, version=i + 1)[1] for i in range(7)])
+    await runtime.bus.publish(other, [registered(9)[1]])
+    sub = await runtime.bus.subscribe("test-picked", [IDENTITY_AGENCY, other], fields=PICKED)
+    one = await runtime.bus.subscribe("test-picked-one", [IDENTITY_AGENCY], fields=("$.subject",))
+    try:
+        records = await drain(sub, 8)
+        single = await drain(one, 7)
+    finally:
+        await sub.close()
+        await one.close()
+    picked = sorted((r.topic, r.pick(PICKED)[1], r.pick(PICKED)) for r in records)  # Kafka: by partition
+    assert [(*p[:5], int(p[5])) for topic, _, p in picked if topic == IDENTITY_AGENCY] == [
+        ("jp.ppa.identity.agency_registered.v1", f"a{i}", f"a{i}", f"社{i}", None, i + 1) for i in range(7)]
+    assert [p[1:2] + p[3:4] for topic, _, p in picked if topic == other] == [("a9", "社9")]
+    for record in records:  # what was picked agrees with the record as decoded and validated
+        env = record.envelope
+        assert record.pick(PICKED)[:4] == (env.type, env.subject, env.data["agency_id"], env.payload().profile.company)
+        assert record.pick(PICKED)[6] == env.data["profile"]  # an object: as decoded
+        assert int(record.pick(PICKED)[5]) == env.aggregateversion  # a Kafka header carries it as text
+        assert record.pick(("$.data.email", "$.nowhere.deeper")) == (env.data["email"], None)
+    assert sorted(r.pick(("$.subject",)) for r in single) == [(f"a{i}",) for i in range(7)]
+
+
 async def run_consumer_until(consumer: Consumer, done, timeout: float = 30) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))

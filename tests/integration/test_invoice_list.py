@@ -4,13 +4,15 @@ of the rows after usage revisions, a price change, a closing-day change, issue a
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from ops_helpers import publish_broken
 from support import portal
 
-from ppa_contracts import Envelope
+from ppa_contracts import Envelope, dlq
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues
 from ppa_contracts.topics import METERING_DAILY_USAGE
 
@@ -185,6 +187,37 @@ async def test_a_days_kwh_are_rounded_half_up_to_two_decimals_in_the_list_and_th
     assert [(d["date"], d["generation_kwh"], d["sold_kwh"], d["usage_kwh"]) for d in detail["daily"]] == [
         ("2024-01-20", "10.01", "4.01", "6.00"), ("2024-01-21", "2.13", "0.00", "2.13")]
     assert (detail["generation_kwh"], detail["total"]) == ("12.14", item["total"])
+
+
+async def test_a_malformed_day_among_good_ones_is_dead_lettered_and_the_good_ones_are_applied(billing, runtime):
+    """The list reads only a few values of each daily-usage record; one that is not what its model says makes the
+    batch go one record at a time, where the model refuses it: it is dead-lettered, the days around it apply."""
+    client, a = billing.client, billing.tokens["a"]
+    agency = billing.agency_ids["a"]
+    good = [day(agency, NUMBERS[0], when, 1, values(gen, "1.000")) for when, gen in (("2024-01-20", "5.000"),
+                                                                                    ("2024-01-21", "2.000"))]
+    await runtime.bus.publish(METERING_DAILY_USAGE, good[:1])
+    _, headers, value = day(agency, NUMBERS[0], "2024-01-22", 1, values("3.000", "1.000")).to_kafka()
+    await publish_broken(runtime, METERING_DAILY_USAGE, NUMBERS[0], value.replace(b"2024-01-22", b"2024-02-30"),
+                         headers)
+    await runtime.bus.publish(METERING_DAILY_USAGE, good[1:])
+
+    async def both_good_days():
+        detail = (await client.get(f"/api/v1/invoices/2401{NUMBERS[0]}", headers=a)).json()
+        return detail if len(detail.get("daily", ())) == 2 else None
+
+    detail = await until(both_good_days, "the good days around the broken one applied")
+    assert [d["date"] for d in detail["daily"]] == ["2024-01-20", "2024-01-21"]
+    assert detail["generation_kwh"] == "7.00"
+    sub = await runtime.bus.subscribe(f"test-dead-{uuid.uuid4().hex[:6]}", [dlq(METERING_DAILY_USAGE)])
+    try:
+        dead: list = []
+        deadline = asyncio.get_running_loop().time() + 60
+        while not dead and asyncio.get_running_loop().time() < deadline:
+            dead += await sub.fetch(timeout=0.5)
+    finally:
+        await sub.close()
+    assert len(dead) == 1 and b"2024-02-30" in repr(dead[0].as_json()).encode()
 
 
 async def test_the_count_of_a_months_invoices_on_every_page_and_from_older_totals(billing, runtime):

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ppa_billing.domain.billing_month import END_OF_MONTH, BillingMonth, period_of
-from ppa_billing.domain.invoice import (DailyUsage, RoundingMode, compute_invoice,
+from ppa_billing.domain.invoice import (DailyUsage, RoundingMode, compute_invoice, compute_totals,
                                         included_consumption_tax, round_yen, two_decimals)
 
 D = Decimal
@@ -274,3 +274,34 @@ def test_rounding_modes_stay_within_one_yen_and_in_order(amount):
 def test_included_tax_is_the_floor_of_ten_elevenths(total):
     tax = included_consumption_tax(D(total))
     assert tax * 110 <= total * 10 < (tax + 1) * 110
+
+
+@st.composite
+def days_as_text(draw):
+    """Days as the month list keeps them (ISO date → kWh as text), some outside the period, and a contract."""
+    dates = draw(st.sets(days, max_size=40))
+    kept = {day.isoformat(): [str(draw(kwh_values)), str(draw(kwh_values)), str(draw(kwh_values)), 1]
+            for day in sorted(dates)}
+    bounds = st.none() | days | (st.sampled_from(sorted(dates)) if dates else st.none())  # often a kept day
+    start, end = draw(bounds), draw(bounds)
+    if start is not None and end is not None and end < start:
+        start, end = end, start
+    return kept, dict(base_fee=draw(prices), sell_unit_price=draw(prices), usage_unit_price=draw(prices),
+                      period=JAN, contract_start=start, contract_end=end,
+                      rounding=draw(st.sampled_from(list(RoundingMode))))
+
+
+@given(days_as_text())
+def test_totals_from_days_kept_as_text_are_the_invoice_without_its_daily_table(case):
+    kept, kwargs = case
+    rows = [DailyUsage(date.fromisoformat(day), D(v[0]), D(v[1]), D(v[2])) for day, v in kept.items()]
+    assert compute_totals(days=kept, **kwargs) == compute_invoice(rows=rows, with_daily=False, **kwargs)
+
+
+def test_totals_from_text_refuse_numbers_and_non_finite_kwh():
+    with pytest.raises(TypeError):
+        compute_totals(base_fee=D(0), period=JAN, days={"2024-01-16": [1.1, "1", "0.1"]}, **SEED_PRICES)
+    with pytest.raises(ValueError):
+        compute_totals(base_fee=D(0), period=JAN, days={"2024-01-16": ["1", "NaN", "1"]}, **SEED_PRICES)
+    outside = compute_totals(base_fee=D(0), period=JAN, days={"2024-01-15": [1.1, "x", None]}, **SEED_PRICES)
+    assert outside.generation_kwh == 0  # a day outside the period is not read at all

@@ -8,9 +8,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from ppa_billing.domain.billing_month import END_OF_MONTH, BillingMonth, period_of
+from ppa_billing.domain.billing_month import END_OF_MONTH, BillingMonth, invoice_number, period_of
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode
-from ppa_billing.invoices import figures_of
+from ppa_billing.invoices import draft_of, figures_of, public
 
 
 def customer(base: str = "0", start: str | None = "2023-12-16", end: str | None = "2037-12-15",
@@ -92,3 +92,22 @@ def test_figures_round_trip_through_json_unchanged():
     f = figures_of(customer("980"), JAN, even_days(JAN, "116.70", "75.30"), RoundingMode.HALF_EVEN)
     assert type(f).model_validate_json(f.model_dump_json()) == f
     assert f.rounding == "half_even"
+
+
+@pytest.mark.parametrize("number,base,gen,sold,contract,sell_fee,usage_fee,total,tax", SEED)
+@pytest.mark.parametrize("closing", [15, END_OF_MONTH, 1, 28])
+@pytest.mark.parametrize("mode", list(RoundingMode))
+def test_a_drafts_json_from_its_kept_days_is_the_invoice_json_of_its_figures(
+        number, base, gen, sold, contract, sell_fee, usage_fee, total, tax, closing, mode):
+    month = BillingMonth(2024, 1)
+    period = period_of(month, closing)
+    rows = even_days(period, gen, sold, days=6)
+    kept = {row.date.isoformat(): [str(row.generation_kwh), str(row.sold_kwh), str(row.usage_kwh), 1] for row in rows}
+    kept[(period.end + timedelta(days=1)).isoformat()] = ["9.00", "1.00", "8.00", 1]  # not in the month: not billed
+    owner = {**customer(base, *contract), "customer_number": number}
+    expected = public(invoice_number(month, number), str(month), number,
+                      figures_of(owner, period, rows, mode).model_dump(mode="json"), "draft", 0, False)
+    assert draft_of(owner, month, closing, kept, mode) == expected
+    if mode is RoundingMode.HALF_UP and closing == 15:
+        assert (expected["sell_fee"], expected["usage_fee"], expected["total"], expected["consumption_tax"]) == \
+            (sell_fee, usage_fee, total, tax)

@@ -7,66 +7,88 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from ppa_contracts import Envelope
 
 
 class Record:
     """One event as read from a topic partition.
 
-    A bus hands over the decoded JSON (`raw`: the structured-mode attributes with `data`); the envelope model is
-    validated the first time `envelope` is asked for. Batch handlers that read only `type`, `data` and
-    `aggregateversion` skip that validation, which costs more than the rest of their work per event.
+    A bus hands over the decoded JSON (`raw`: the structured-mode attributes with `data`), or the JSON text,
+    decoded the first time something asks for it; the envelope model is validated the first time `envelope` is
+    asked for. Batch handlers that read only `type`, `data` and `aggregateversion` skip that validation, which
+    costs more than the rest of their work per event, and those that read only a few values (`pick`) skip the
+    decoding too when the log has read the values for them.
     """
 
-    __slots__ = ("topic", "partition", "offset", "_envelope", "_raw")
+    __slots__ = ("topic", "partition", "offset", "_envelope", "_raw", "_text", "_picked")
 
     def __init__(self, topic: str, partition: int, offset: int, envelope: Envelope | None = None, *,
-                 raw: dict[str, Any] | None = None) -> None:
-        if envelope is None and raw is None:
-            raise ValueError("a record needs its envelope or its decoded JSON")
+                 raw: dict[str, Any] | None = None, text: str | None = None,
+                 picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None) -> None:
+        if envelope is None and raw is None and text is None:
+            raise ValueError("a record needs its envelope, its decoded JSON or its JSON text")
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self._envelope = envelope
         self._raw = raw
+        self._text = text
+        self._picked = picked  # (paths, their values) as read by the log
+
+    def _json(self) -> dict[str, Any]:
+        if self._raw is None:
+            self._raw = orjson.loads(self._text)  # type: ignore[arg-type]
+        return self._raw
 
     @property
     def envelope(self) -> Envelope:
         if self._envelope is None:
-            self._envelope = Envelope.model_validate(self._raw)
+            self._envelope = Envelope.model_validate(self._json())
         return self._envelope
 
     @property
     def type(self) -> str:
-        return self._envelope.type if self._envelope is not None else str(self._raw["type"])  # type: ignore[index]
+        return self._envelope.type if self._envelope is not None else str(self._json()["type"])
 
     @property
     def data(self) -> dict[str, Any]:
         """The payload's JSON, not validated against its model."""
-        return self._envelope.data if self._envelope is not None else self._raw["data"]  # type: ignore[index]
+        return self._envelope.data if self._envelope is not None else self._json()["data"]
 
     @property
     def aggregateversion(self) -> int | None:
         if self._envelope is not None:
             return self._envelope.aggregateversion
-        value = self._raw.get("aggregateversion")  # type: ignore[union-attr]
+        value = self._json().get("aggregateversion")
         return None if value is None else int(value)  # a Kafka header carries it as text
 
     @property
     def correlationid(self) -> str:
         if self._envelope is not None:
             return self._envelope.correlationid
-        return str(self._raw["correlationid"])  # type: ignore[index]
+        return str(self._json()["correlationid"])
+
+    def pick(self, paths: tuple[str, ...]) -> tuple[Any, ...]:
+        """The values at JSON paths (`$.type`, `$.data.date`: names of scalar values) of the record's
+        structured-mode JSON, None where a path leads nowhere: as the log read them when a subscription was asked
+        for these paths (the embedded log reads them in SQLite, without decoding the record in Python), else from
+        the decoded JSON. An attribute carried in a Kafka header is text there (`aggregateversion`)."""
+        if self._picked is not None and self._picked[0] == paths:
+            return self._picked[1]
+        doc = self.as_json() if self._raw is None and self._text is None else self._json()
+        return tuple(_at(doc, path) for path in paths)
 
     def as_json(self) -> dict[str, Any]:
         """The record's structured-mode JSON: the envelope's, or the decoded JSON when it is no valid envelope."""
         if self._envelope is not None:
             return self._envelope.model_dump(mode="json")
-        return dict(self._raw)  # type: ignore[arg-type]
+        return dict(self._json())
 
     @property
     def id(self) -> str:
-        return self._envelope.id if self._envelope is not None else str(self._raw["id"])  # type: ignore[index]
+        return self._envelope.id if self._envelope is not None else str(self._json()["id"])
 
     def __repr__(self) -> str:
         return f"Record({self.topic!r}, {self.partition}, {self.offset}, type={self.type!r})"
@@ -87,6 +109,15 @@ class GroupLag:
     @property
     def lag(self) -> int:
         return max(self.end - self.committed, 0)
+
+
+def _at(doc: Any, path: str) -> Any:
+    """The value at a JSON path of the form `$.a.b` (object keys only), None where it leads nowhere."""
+    for key in path[2:].split(".") if path != "$" else ():
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc
 
 
 Position = tuple[str, int]  # (topic, partition)
@@ -120,7 +151,10 @@ class EventBus(Protocol):
         """Durably publish events, keyed by their subject, in order."""
         ...
 
-    async def subscribe(self, group: str, topics: list[str]) -> Subscription: ...
+    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> Subscription:
+        """A member of a consumer group; `fields`: JSON paths its records' `pick` is asked for, which a log may
+        read for it as it reads the records."""
+        ...
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
         """Feed every record from the start of the topic up to its current end; returns the count."""

@@ -186,7 +186,8 @@ class KafkaBus:
             futures.append(await self.producer.send(self.physical(topic), value=value, key=key, headers=headers))
         await asyncio.gather(*futures)
 
-    async def subscribe(self, group: str, topics: list[str]) -> KafkaSubscription:
+    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> KafkaSubscription:
+        # `fields` are picked from each record's decoded JSON (the broker hands over whole records)
         consumer = AIOKafkaConsumer(
             *[self.physical(t) for t in topics],
             bootstrap_servers=self.bootstrap,

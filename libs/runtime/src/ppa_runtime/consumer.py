@@ -42,6 +42,8 @@ class ConsumerSpec:
     setup: Callable[[], Awaitable[None]] | None = None  # indexes, run again after a rebuild drops them
     # a whole fetched batch at once (faster); on failure each record goes through `handlers` instead
     on_batch: Callable[[list[Record]], Awaitable[None]] | None = field(default=None)
+    # JSON paths `on_batch` picks from each record (Record.pick): the embedded log reads them as it reads the log
+    fields: tuple[str, ...] = ()
 
 
 class Consumer:
@@ -64,7 +66,7 @@ class Consumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.bus.subscribe(self.spec.group, self.spec.topics)
+        sub = await self.bus.subscribe(self.spec.group, self.spec.topics, self.spec.fields)
         self.running = True
         log.info("consumer_started", group=self.spec.group, topics=self.spec.topics)
         try:

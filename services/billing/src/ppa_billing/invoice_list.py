@@ -25,11 +25,8 @@ from ppa_billing.customers import Customers
 from ppa_billing.domain.billing_month import (
     BillingMonth,
     InvalidBillingMonth,
-    invoice_number,
     month_of,
-    period_of,
 )
-from ppa_billing.domain.invoice import DailyUsage
 from ppa_billing.domain.settings import BillingSettings
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import (
@@ -58,6 +55,11 @@ CENTI = Decimal("0.01")
 REFILE_PAGE = 2000
 _COMPUTED = DailyUsageComputed.event_type()
 _DAILY_TYPES = frozenset({_COMPUTED, DailyUsageRevised.event_type()})
+# what the batch handler reads of each record: the type, and of daily usage its day and figures (the computed
+# values, or a revision's new ones) and version
+DAILY_FIELDS = ("$.type", "$.data.agency_id", "$.data.customer_number", "$.data.date",
+                "$.data.values.generation_kwh", "$.data.values.sold_kwh", "$.data.new.generation_kwh",
+                "$.data.new.sold_kwh", "$.aggregateversion")
 DaysChanged = Callable[[str, dict[str, set[str]]], Awaitable[None]]  # agency, customer number → ISO dates
 
 
@@ -122,16 +124,11 @@ class InvoiceList:
     @staticmethod
     def _draft(customer: dict[str, Any] | None, month: BillingMonth, settings: BillingSettings,
                days: dict[str, list[str]]) -> dict[str, Any] | None:
-        from ppa_billing.invoices import figures_of, public
+        from ppa_billing.invoices import draft_of
 
         if customer is None:
             return None
-        period = period_of(month, settings.closing_day)
-        rows = [DailyUsage(date.fromisoformat(d), Decimal(v[0]), Decimal(v[1]), Decimal(v[2]))
-                for d, v in days.items()]
-        figures = figures_of(customer, period, rows, settings.rounding, settings.tax_rate_percent, with_daily=False)
-        return public(invoice_number(month, customer["customer_number"]), str(month), customer["customer_number"],
-                      figures.model_dump(mode="json"), "draft", 0, False)
+        return draft_of(customer, month, settings.closing_day, days, settings.rounding, settings.tax_rate_percent)
 
     def _refresh(self, line: dict[str, Any], customer: dict[str, Any] | None, settings: BillingSettings) -> None:
         """Recompute a line's draft, search fields and whether it is listed (in place)."""
@@ -351,21 +348,25 @@ class InvoiceList:
 
     # the consumer
     async def _on_batch(self, records: list[Record]) -> None:
-        # Daily usage read straight from the envelope's JSON (the costly model validation is skipped): a
-        # malformed one raises here, and the consumer then applies each record through `handlers`.
-        daily: list[tuple[str, str, str, Decimal | str, Decimal | str, int]] = []
+        # Daily usage is taken from the few values picked from each record (the embedded log reads them in SQLite;
+        # the envelope is neither decoded nor validated): anything malformed raises here, and the consumer then
+        # applies each record through `handlers`, which validate it.
+        daily: list[tuple[str, str, str, str, str, int]] = []
         for record in records:
-            kind = record.type
+            kind, agency_id, number, day, generation, sold, new_generation, new_sold, version = record.pick(
+                DAILY_FIELDS)
             if kind in _DAILY_TYPES:
-                data = record.data
-                values = data["values"] if kind == _COMPUTED else data["new"]
-                daily.append((data["agency_id"], data["customer_number"], date.fromisoformat(data["date"]).isoformat(),
-                              values["generation_kwh"], values["sold_kwh"], record.aggregateversion or 0))
+                if kind != _COMPUTED:
+                    generation, sold = new_generation, new_sold
+                if not (type(agency_id) is type(number) is type(generation) is type(sold) is str):
+                    raise ValueError(f"daily usage at offset {record.offset} is not as its model says")
+                daily.append((agency_id, number, date.fromisoformat(day).isoformat(), generation, sold,
+                              int(version or 0)))
             else:
                 if daily:
                     await self.on_daily_batch(daily)
                     daily = []
-                handler = self._handlers().get(kind)
+                handler = self._handlers().get(record.type)
                 if handler is not None:
                     env = record.envelope
                     await handler(env.payload(), env)
@@ -401,5 +402,5 @@ class InvoiceList:
         return ConsumerSpec(
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
-            collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=2000,
-            handlers=self._handlers(), on_batch=self._on_batch)
+            collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=5000,
+            handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS)

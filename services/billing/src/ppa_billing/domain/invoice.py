@@ -7,7 +7,7 @@ the printed yen from the printed kWh and unit price; the yen are then rounded on
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import (ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, DivisionByZero,
                      InvalidOperation, Overflow, localcontext)
@@ -109,10 +109,7 @@ def compute_invoice(*, base_fee: Decimal, sell_unit_price: Decimal, usage_unit_p
                     with_daily: bool = True) -> InvoiceAmounts:
     """Compute an invoice; rows outside `period` are ignored, `with_daily=False` skips the daily table."""
     mode = RoundingMode(rounding)
-    for name, price in (("base_fee", base_fee), ("sell_unit_price", sell_unit_price),
-                        ("usage_unit_price", usage_unit_price)):
-        if not isinstance(price, Decimal) or not price.is_finite():
-            raise TypeError(f"{name} must be a finite Decimal, got {price!r}")
+    _check_prices(base_fee, sell_unit_price, usage_unit_price)
     start, end = period.start, period.end
     by_day: dict[dt.date, DailyUsage] = {}
     for row in rows:
@@ -126,20 +123,70 @@ def compute_invoice(*, base_fee: Decimal, sell_unit_price: Decimal, usage_unit_p
     # One context per invoice (not per value): it is exact here and cheap enough for bulk drafts.
     with localcontext(_CONTEXT):
         # Summing Decimal with float raises TypeError, so a float kWh cannot slip into an invoice.
-        sums = [sum(map(_GENERATION, days), ZERO), sum(map(_SOLD, days), ZERO),
-                sum(map(_USAGE, days), ZERO), sum(map(_USAGE, billable_days), ZERO)]
-        if not all(value.is_finite() for value in sums):
-            raise ValueError("daily kWh must be finite")
-        generation, sold, usage, billable = [value.quantize(CENTI) + 0 for value in sums]
-        base = _yen(base_fee, mode)
-        usage_fee = _yen(billable * usage_unit_price, mode)
-        return InvoiceAmounts(
-            base_fee=base, generation_kwh=generation, sold_kwh=sold, usage_kwh=usage,
-            billable_usage_kwh=billable, sell_unit_price=sell_unit_price,
-            usage_unit_price=usage_unit_price, sell_fee=_yen(sold * sell_unit_price, mode),
-            usage_fee=usage_fee, total=base + usage_fee, rounding=mode,
-            daily=tuple(_daily(row, sell_unit_price, usage_unit_price, flag)
-                        for row, flag in zip(days, flags)) if with_daily else ())
+        sums = (sum(map(_GENERATION, days), ZERO), sum(map(_SOLD, days), ZERO),
+                sum(map(_USAGE, days), ZERO), sum(map(_USAGE, billable_days), ZERO))
+        _check_finite(sums)
+        daily = tuple(_daily(row, sell_unit_price, usage_unit_price, flag)
+                      for row, flag in zip(days, flags)) if with_daily else ()
+        return _amounts(base_fee, sell_unit_price, usage_unit_price, sums, mode, daily)
+
+
+def compute_totals(*, base_fee: Decimal, sell_unit_price: Decimal, usage_unit_price: Decimal,
+                   period: BillingPeriod, days: Mapping[str, Sequence[str]],
+                   contract_start: dt.date | None = None, contract_end: dt.date | None = None,
+                   rounding: RoundingMode | str = RoundingMode.HALF_UP) -> InvoiceAmounts:
+    """`compute_invoice` without the daily table, for days kept as text (ISO date → generation, sold and usage
+    kWh, more items ignored): the same sums and rounding, without a row object per day (the month list
+    recomputes thousands of drafts a batch). ISO dates compare as text, so the period and contract need no
+    parsing."""
+    mode = RoundingMode(rounding)
+    _check_prices(base_fee, sell_unit_price, usage_unit_price)
+    first, last = period.start.isoformat(), period.end.isoformat()
+    contract = contract_start is not None or contract_end is not None
+    since = contract_start.isoformat() if contract_start else ""
+    until = contract_end.isoformat() if contract_end else "9999-12-31"
+    with localcontext(_CONTEXT):
+        generation = sold = usage = billable = ZERO
+        for day, values in days.items():
+            if first <= day <= last:
+                if not type(values[0]) is type(values[1]) is type(values[2]) is str:
+                    raise TypeError(f"the kWh of {day} must be text, got {values[:3]!r}")
+                used = Decimal(values[2])
+                generation += Decimal(values[0])
+                sold += Decimal(values[1])
+                usage += used
+                if contract and since <= day <= until:
+                    billable += used
+        sums = (generation, sold, usage, billable)
+        _check_finite(sums)
+        return _amounts(base_fee, sell_unit_price, usage_unit_price, sums, mode, ())
+
+
+def _check_prices(base_fee: Decimal, sell_unit_price: Decimal, usage_unit_price: Decimal) -> None:
+    for name, price in (("base_fee", base_fee), ("sell_unit_price", sell_unit_price),
+                        ("usage_unit_price", usage_unit_price)):
+        if not isinstance(price, Decimal) or not price.is_finite():
+            raise TypeError(f"{name} must be a finite Decimal, got {price!r}")
+
+
+def _check_finite(sums: tuple[Decimal, ...]) -> None:
+    if not all(value.is_finite() for value in sums):
+        raise ValueError("daily kWh must be finite")
+
+
+def _amounts(base_fee: Decimal, sell_unit_price: Decimal, usage_unit_price: Decimal,
+             sums: tuple[Decimal, Decimal, Decimal, Decimal], mode: RoundingMode,
+             daily: tuple[DailyAmounts, ...]) -> InvoiceAmounts:
+    """The invoice from the period's kWh sums (generation, sold, usage, usage on contract days); call it inside
+    the invoice context, the sums checked."""
+    generation, sold, usage, billable = [value.quantize(CENTI) + 0 for value in sums]
+    base = _yen(base_fee, mode)
+    usage_fee = _yen(billable * usage_unit_price, mode)
+    return InvoiceAmounts(
+        base_fee=base, generation_kwh=generation, sold_kwh=sold, usage_kwh=usage,
+        billable_usage_kwh=billable, sell_unit_price=sell_unit_price,
+        usage_unit_price=usage_unit_price, sell_fee=_yen(sold * sell_unit_price, mode),
+        usage_fee=usage_fee, total=base + usage_fee, rounding=mode, daily=daily)
 
 
 def _daily(row: DailyUsage, sell_unit_price: Decimal, usage_unit_price: Decimal,
