@@ -27,8 +27,8 @@ class Record:
     def __init__(self, topic: str, partition: int, offset: int, envelope: Envelope | None = None, *,
                  raw: dict[str, Any] | None = None, text: str | None = None,
                  picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None) -> None:
-        if envelope is None and raw is None and text is None:
-            raise ValueError("a record needs its envelope, its decoded JSON or its JSON text")
+        if envelope is None and raw is None and text is None and picked is None:
+            raise ValueError("a record needs its envelope, its decoded JSON, its JSON text or picked values")
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -39,7 +39,10 @@ class Record:
 
     def _json(self) -> dict[str, Any]:
         if self._raw is None:
-            self._raw = orjson.loads(self._text)  # type: ignore[arg-type]
+            if self._text is None:
+                raise LookupError(f"{self!r} was read with picked values only: its subscription's `complete` reads "
+                                  "the rest")
+            self._raw = orjson.loads(self._text)
         return self._raw
 
     @property
@@ -50,7 +53,11 @@ class Record:
 
     @property
     def type(self) -> str:
-        return self._envelope.type if self._envelope is not None else str(self._json()["type"])
+        if self._envelope is not None:
+            return self._envelope.type
+        if not self.whole and self._picked is not None and "$.type" in self._picked[0]:
+            return str(self._picked[1][self._picked[0].index("$.type")])
+        return str(self._json()["type"])
 
     @property
     def data(self) -> dict[str, Any]:
@@ -90,8 +97,17 @@ class Record:
     def id(self) -> str:
         return self._envelope.id if self._envelope is not None else str(self._json()["id"])
 
+    @property
+    def whole(self) -> bool:
+        """Whether the record has its JSON (not only picked values)."""
+        return self._envelope is not None or self._raw is not None or self._text is not None
+
     def __repr__(self) -> str:
-        return f"Record({self.topic!r}, {self.partition}, {self.offset}, type={self.type!r})"
+        try:
+            kind = self.type
+        except LookupError:
+            kind = "(picked values only)"
+        return f"Record({self.topic!r}, {self.partition}, {self.offset}, type={kind!r})"
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,10 @@ class Subscription(Protocol):
         """Record that everything up to and including these records is done."""
         ...
 
+    async def complete(self, records: list[Record]) -> list[Record]:
+        """The records, each with its JSON (those handed over with picked values only are read again)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -151,9 +171,11 @@ class EventBus(Protocol):
         """Durably publish events, keyed by their subject, in order."""
         ...
 
-    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> Subscription:
+    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
+                        picked_only: frozenset[str] = frozenset()) -> Subscription:
         """A member of a consumer group; `fields`: JSON paths its records' `pick` is asked for, which a log may
-        read for it as it reads the records."""
+        read for it as it reads the records; `picked_only`: event types of which the reader needs nothing else,
+        which a log may hand over without their JSON (`complete` reads it)."""
         ...
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:

@@ -53,6 +53,9 @@ class KafkaSubscription:
             now = datetime.now(UTC).isoformat()
             await self.consumer.commit({tp: (offset, now) for tp, offset in last.items()})
 
+    async def complete(self, records: list[Record]) -> list[Record]:
+        return records  # fetched whole
+
     async def close(self) -> None:
         await self.consumer.stop()
 
@@ -186,7 +189,8 @@ class KafkaBus:
             futures.append(await self.producer.send(self.physical(topic), value=value, key=key, headers=headers))
         await asyncio.gather(*futures)
 
-    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> KafkaSubscription:
+    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
+                        picked_only: frozenset[str] = frozenset()) -> KafkaSubscription:
         # `fields` are picked from each record's decoded JSON (the broker hands over whole records)
         consumer = AIOKafkaConsumer(
             *[self.physical(t) for t in topics],

@@ -67,11 +67,13 @@ class SqliteSubscription:
     Like a Kafka consumer's fetcher, it reads ahead: once a fetch returns records, the next batch is read and
     decoded in the database's thread while the caller applies these (and waits on its own writes)."""
 
-    def __init__(self, bus: SqliteBus, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> None:
+    def __init__(self, bus: SqliteBus, group: str, topics: list[str], fields: tuple[str, ...] = (),
+                 picked_only: frozenset[str] = frozenset()) -> None:
         self.bus = bus
         self.group = group
         self.topics = topics
         self.fields = tuple(fields)  # JSON paths read for each record (Record.pick)
+        self.picked_only = picked_only if fields else frozenset()  # types handed over without their JSON
         self.positions: dict[str, int] = {}  # committed
         self.fetched: dict[str, int] = {}  # handed out, like a Kafka consumer's fetch position
         self._ahead: asyncio.Task[list[Record]] | None = None  # the next batch, being read
@@ -123,19 +125,23 @@ class SqliteSubscription:
     def _read_picked(self, conn: sqlite3.Connection, after: dict[str, int], max_records: int) -> list[Record]:
         """The next records with the values at `fields` read by SQLite, each topic's rows as one JSON array: SQLite
         builds it without the interpreter's lock, which a row at a time would take and give back per row (while
-        the consumer's own thread keeps it busy); the records' JSON is decoded only if asked for."""
+        the consumer's own thread keeps it busy). Records of `picked_only` types come without their JSON text
+        (`complete` reads it); the others' JSON is decoded only if asked for."""
         paths = self.fields
         # json_extract of several paths gives their values as one JSON array (of one path, the value itself: so
         # one path is asked for twice)
         asked = paths if len(paths) > 1 else paths * 2
         n = len(paths)
+        bare = sorted(self.picked_only)
+        text = (f"CASE WHEN json_extract(envelope, '$.type') IN ({', '.join('?' * len(bare))}) THEN NULL "
+                "ELSE envelope END" if bare else "envelope")
         out: list[Record] = []
         for topic in self.topics:
             (rows,) = conn.execute(
-                f"SELECT json_group_array(json_array(offset, envelope, json_extract(envelope, "
+                f"SELECT json_group_array(json_array(offset, {text}, json_extract(envelope, "
                 f"{', '.join('?' * len(asked))}))) FROM (SELECT offset, envelope FROM log WHERE topic = ? "
                 "AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?)",
-                (*asked, topic, after[topic], max_records - len(out)),
+                (*bare, *asked, topic, after[topic], max_records - len(out)),
             ).fetchone()
             found = sorted(orjson.loads(rows))
             out += [Record(topic, 0, offset, text=text, picked=(paths, tuple(values[:n])))
@@ -143,6 +149,26 @@ class SqliteSubscription:
             if len(out) >= max_records:
                 break
         return out
+
+    async def complete(self, records: list[Record]) -> list[Record]:
+        bare = [r for r in records if not r.whole]
+        if not bare:
+            return records
+
+        def run(conn: sqlite3.Connection) -> dict[tuple[str, int], str]:
+            texts: dict[tuple[str, int], str] = {}
+            for i in range(0, len(bare), 500):
+                part = bare[i:i + 500]
+                for topic in {r.topic for r in part}:
+                    offsets = [r.offset for r in part if r.topic == topic]
+                    texts |= {(topic, o): e for o, e in conn.execute(
+                        f"SELECT offset, envelope FROM log WHERE topic = ? AND partition = 0 "
+                        f"AND offset IN ({', '.join('?' * len(offsets))})", (topic, *offsets))}
+            return texts
+
+        texts = await self.bus.db.read(run)
+        return [r if r.whole else Record(r.topic, r.partition, r.offset, raw=orjson.loads(texts[(r.topic, r.offset)]))
+                for r in records]
 
     def _advance(self, records: list[Record]) -> list[Record]:
         for r in records:
@@ -250,8 +276,9 @@ class SqliteBus:
         await self.db.write(run)
         self.published.set()
 
-    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = ()) -> SqliteSubscription:
-        sub = SqliteSubscription(self, group, topics, fields)
+    async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
+                        picked_only: frozenset[str] = frozenset()) -> SqliteSubscription:
+        sub = SqliteSubscription(self, group, topics, fields, picked_only)
         await sub.load()
         return sub
 

@@ -42,8 +42,10 @@ class ConsumerSpec:
     setup: Callable[[], Awaitable[None]] | None = None  # indexes, run again after a rebuild drops them
     # a whole fetched batch at once (faster); on failure each record goes through `handlers` instead
     on_batch: Callable[[list[Record]], Awaitable[None]] | None = field(default=None)
-    # JSON paths `on_batch` picks from each record (Record.pick): the embedded log reads them as it reads the log
+    # JSON paths `on_batch` picks from each record (Record.pick): the embedded log reads them as it reads the log,
+    # and hands over records of `picked_only` types without their JSON (read again if the batch falls back)
     fields: tuple[str, ...] = ()
+    picked_only: frozenset[str] = frozenset()
 
 
 class Consumer:
@@ -66,7 +68,7 @@ class Consumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.bus.subscribe(self.spec.group, self.spec.topics, self.spec.fields)
+        sub = await self.bus.subscribe(self.spec.group, self.spec.topics, self.spec.fields, self.spec.picked_only)
         self.running = True
         log.info("consumer_started", group=self.spec.group, topics=self.spec.topics)
         try:
@@ -75,7 +77,7 @@ class Consumer:
                 if not records:
                     continue
                 if self.spec.on_batch is None or not await self.handle_batch(records):
-                    for record in records:
+                    for record in await sub.complete(records):
                         await self.handle(record)
                 await sub.commit(records)
         finally:

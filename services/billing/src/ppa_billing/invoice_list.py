@@ -363,10 +363,12 @@ class InvoiceList:
                 daily.append((agency_id, number, date.fromisoformat(day).isoformat(), generation, sold,
                               int(version or 0)))
             else:
+                if type(kind) is not str:
+                    raise ValueError(f"the record at offset {record.offset} has no event type")
                 if daily:
                     await self.on_daily_batch(daily)
                     daily = []
-                handler = self._handlers().get(record.type)
+                handler = self._handlers().get(kind)
                 if handler is not None:
                     env = record.envelope
                     await handler(env.payload(), env)
@@ -403,4 +405,4 @@ class InvoiceList:
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
             collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=5000,
-            handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS)
+            handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS, picked_only=_DAILY_TYPES)
