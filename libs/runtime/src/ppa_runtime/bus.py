@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -78,10 +79,10 @@ class Record:
         return str(self._json()["correlationid"])
 
     def pick(self, paths: tuple[str, ...]) -> tuple[Any, ...]:
-        """The values at JSON paths (`$.type`, `$.data.date`: names of scalar values) of the record's
-        structured-mode JSON, None where a path leads nowhere: as the log read them when a subscription was asked
-        for these paths (the embedded log reads them in SQLite, without decoding the record in Python), else from
-        the decoded JSON. An attribute carried in a Kafka header is text there (`aggregateversion`)."""
+        """The values at JSON paths (`$.type`, `$.data.date`: object keys only) of the record's structured-mode
+        JSON, None where a path leads nowhere: as the log read them when a subscription was asked for these paths
+        (the embedded log reads them in SQLite, without decoding the record in Python), else from the decoded JSON.
+        An attribute carried in a Kafka header is text there (`aggregateversion`)."""
         if self._picked is not None and self._picked[0] == paths:
             return self._picked[1]
         doc = self.as_json() if self._raw is None and self._text is None else self._json()
@@ -127,9 +128,16 @@ class GroupLag:
         return max(self.end - self.committed, 0)
 
 
+@lru_cache(maxsize=256)
+def _keys(path: str) -> tuple[str, ...]:
+    if not path.startswith("$"):
+        raise ValueError(f"a JSON path starts with $: {path!r}")
+    return tuple(path[2:].split(".")) if path != "$" else ()
+
+
 def _at(doc: Any, path: str) -> Any:
     """The value at a JSON path of the form `$.a.b` (object keys only), None where it leads nowhere."""
-    for key in path[2:].split(".") if path != "$" else ():
+    for key in _keys(path):
         if not isinstance(doc, dict):
             return None
         doc = doc.get(key)

@@ -22,11 +22,7 @@ from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import Customers
-from ppa_billing.domain.billing_month import (
-    BillingMonth,
-    InvalidBillingMonth,
-    month_of,
-)
+from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import BillingSettings
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import (

@@ -8,9 +8,9 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings
