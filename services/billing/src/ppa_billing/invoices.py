@@ -87,21 +87,20 @@ def draft_of(customer: dict[str, Any], month: BillingMonth, closing_day: Closing
              rounding: RoundingMode, tax_rate_percent: int = 10) -> dict[str, Any]:
     """A draft's invoice JSON without its daily table (`public` of `figures_of` with the status `draft`), from
     a customer document and the days a month list line keeps (ISO date → kWh generation, sold, usage as text):
-    the same arithmetic, without building the figures' model, for the month list's thousands of lines a batch."""
+    the same arithmetic and JSON, without building the figures' model, for the month list's thousands of lines a
+    batch."""
     period = _period(month, closing_day)
     start, end = _date(customer.get("contract_start")), _date(customer.get("contract_end"))
     a = compute_totals(base_fee=Decimal(customer["base_fee"]), sell_unit_price=Decimal(customer["sell_unit_price"]),
                        usage_unit_price=Decimal(customer["usage_unit_price"]), period=period, days=days,
                        contract_start=start, contract_end=end, rounding=rounding)
+    figures = {"name": customer["name"], "period_start": period.start.isoformat(),
+               "period_end": period.end.isoformat(), "contract_start": start and start.isoformat(),
+               "contract_end": end and end.isoformat(), "consumption_tax": str(included_consumption_tax(
+                   a.total, tax_rate_percent)), "tax_rate_percent": tax_rate_percent,
+               **{k: str(getattr(a, k)) for k in (*TOTAL_FIELDS, "sell_unit_price", "usage_unit_price")}}
     number = customer["customer_number"]
-    return {"invoice_number": invoice_number(month, number), "month": str(month), "customer_number": number,
-            "name": customer["name"], "period_start": period.start.isoformat(), "period_end": period.end.isoformat(),
-            "contract_start": start and start.isoformat(), "contract_end": end and end.isoformat(),
-            "base_fee": str(a.base_fee), "generation_kwh": str(a.generation_kwh), "sold_kwh": str(a.sold_kwh),
-            "usage_kwh": str(a.usage_kwh), "sell_unit_price": str(a.sell_unit_price),
-            "usage_unit_price": str(a.usage_unit_price), "sell_fee": str(a.sell_fee), "usage_fee": str(a.usage_fee),
-            "total": str(a.total), "consumption_tax": str(included_consumption_tax(a.total, tax_rate_percent)),
-            "tax_rate_percent": tax_rate_percent, "status": "draft", "revision": 0}
+    return public(invoice_number(month, number), str(month), number, figures, "draft", 0, False)
 
 
 def public(number: str, month: str, customer_number: str, figures: dict[str, Any], status: str, revision: int,
