@@ -232,3 +232,56 @@ async def test_a_number_registered_a_moment_ago_is_taken_before_the_read_model_s
         assert reused.status_code == 201, reused.text
         assert [e.type.rsplit(".", 2)[1] for e in await p.host.service("billing").events.read(stream)] == [
             "customer_registered", "customer_deleted", "customer_registered"]
+
+
+async def test_a_late_event_of_a_deleted_customer_does_not_bring_it_back(runtime):
+    """The read model is written by the command and again by billing's consumer, which may be far behind."""
+    async with portal(runtime, ["identity", "billing"]) as p:
+        a, number = p.tokens["a"], SEED["customer_number"]
+        billing = p.host.service("billing")
+        customers = billing.customers
+
+        async def shown() -> bool:
+            one = await p.client.get(f"/api/v1/customers/{number}", headers=a)
+            listed = (await p.client.get("/api/v1/customers", params={"q": number}, headers=a)).json()["total"]
+            assert (one.status_code == 200) == (listed == 1), (one.status_code, listed)
+            return one.status_code == 200
+
+        async def replay(history) -> None:
+            for env in history:
+                await customers.apply(env.payload(), env.aggregateversion, env.time)
+                yield
+
+        assert (await p.client.post("/api/v1/customers", json=SEED, headers=a)).status_code == 201
+        edited = await p.client.patch(f"/api/v1/customers/{number}", json={"name": "山田 花子"}, headers=a)
+        assert edited.status_code == 200
+        assert (await p.client.post(f"/api/v1/customers/{number}/auth-code", headers=a)).status_code == 200
+        assert (await p.client.delete(f"/api/v1/customers/{number}", headers=a)).status_code == 204
+        history = await billing.events.read(stream_of(p.agency_ids["a"], number))
+        assert [e.aggregateversion for e in history] == [1, 2, 3, 4]
+        async for _ in replay(history):  # the consumer applies the customer's history after the command did
+            assert not await shown()
+
+        # the deletion is written while an older event is being applied (after that event looked for it)
+        doc_id = f"{p.agency_ids['a']}:{number}"
+        await customers.deletions.delete({"_id": doc_id})
+        look = customers._deleted_after
+
+        async def deleted_meanwhile(doc: str, version: int) -> int:
+            customers._deleted_after = look
+            found = await look(doc, version)
+            await customers.apply(history[-1].payload(), 4, history[-1].time)
+            return found
+
+        customers._deleted_after = deleted_meanwhile
+        await customers.apply(history[0].payload(), 1, history[0].time)
+        assert customers._deleted_after == look and not await shown()
+
+        # registered again on top of its history: the old events leave the new customer as it is
+        again = await p.client.post(
+            "/api/v1/customers", json={**SEED, "name": "佐藤 一郎", "serial_number": "E2300032"}, headers=a)
+        assert again.status_code == 201, again.text
+        async for _ in replay(history):
+            got = await p.client.get(f"/api/v1/customers/{number}", headers=a)
+            assert got.status_code == 200 and got.json()["name"] == "佐藤 一郎"
+            assert got.json()["auth_code"] == again.json()["auth_code"]

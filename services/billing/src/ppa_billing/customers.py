@@ -21,6 +21,7 @@ from ppa_runtime.docstore import DocStore, DuplicateKey
 from ppa_runtime.eventstore import ConcurrencyConflict
 
 CUSTOMERS = "customers"
+DELETIONS = "customer_deletions"  # customer id → the version it was deleted at: older events of it are late
 AUTH_CODES = "auth_codes"
 SERIALS = "serial_claims"  # serial number → the customer stream holding it (a command-side guard, not a projection)
 CLAIM_IN_FLIGHT_SECONDS = 60  # a claim whose holder has not (yet) registered the serial is kept this long
@@ -77,6 +78,7 @@ class Customers:
     def __init__(self, service, docs: DocStore) -> None:
         self.service = service
         self.coll = docs.collection(CUSTOMERS)
+        self.deletions = docs.collection(DELETIONS)
         self.codes = docs.collection(AUTH_CODES)
         self.serials = docs.collection(SERIALS)
 
@@ -244,10 +246,19 @@ class Customers:
                          self._filter(agency_id, q, customer_number, name, email), CHUNK)
 
     async def apply(self, event: Payload, version: int, at: datetime) -> None:
-        """Apply one customer event to the read model (inline and from the consumer alike)."""
+        """Apply one customer event to the read model (inline and from the consumer alike).
+
+        Both writers apply every event, so one may apply an event the other applied long ago. A deleted customer
+        leaves no document to hold its version: the version it was deleted at is kept in `deletions`, and an older
+        event of it changes nothing, neither before nor after the deletion is written (it would bring the customer
+        back until the consumer reaches the deletion).
+        """
         doc_id = f"{event.agency_id}:{event.customer_number}"
         if isinstance(event, CustomerDeleted):
+            await apply_versioned(self.deletions, doc_id, version, {})
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
+            return
+        if await self._deleted_after(doc_id, version):
             return
         data = event.model_dump(mode="json")
         if isinstance(event, (CustomerRegistered, CustomerChanged)):
@@ -256,17 +267,27 @@ class Customers:
             if isinstance(event, CustomerRegistered):
                 fields["registered_at"] = at.isoformat()
                 fields["auth_code_hash"] = event.auth_code_hash
-            await apply_versioned(self.coll, doc_id, version, {"$set": fields})
+            written = await apply_versioned(self.coll, doc_id, version, {"$set": fields})
         elif isinstance(event, AuthCodeReissued):
-            await apply_versioned(self.coll, doc_id, version,
-                                  {"$set": {"auth_code_hash": event.auth_code_hash, "updated_at": at.isoformat()}})
+            written = await apply_versioned(self.coll, doc_id, version, {
+                "$set": {"auth_code_hash": event.auth_code_hash, "updated_at": at.isoformat()}})
+        else:
+            return
+        if written and (deleted := await self._deleted_after(doc_id, version)):
+            # deleted between the look above and this write: take the write back
+            await self.coll.delete({"_id": doc_id, "_v": {"$lt": deleted}})
+
+    async def _deleted_after(self, doc_id: str, version: int) -> int:
+        """The version the customer was deleted at, when that came after `version`; else 0."""
+        deletion = await self.deletions.get(doc_id)
+        return deletion["_v"] if deletion is not None and deletion["_v"] > version else 0
 
     async def _on_event(self, event: Payload, env: Envelope) -> None:
         await self.apply(event, env.aggregateversion or 0, env.time)
 
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(
-            group="billing.customers", name=CUSTOMERS, topics=[BILLING_CUSTOMER], collections=[CUSTOMERS],
+            group="billing.customers", name=CUSTOMERS, topics=[BILLING_CUSTOMER], collections=[CUSTOMERS, DELETIONS],
             setup=self.setup, dedupe=False,
             handlers={cls.event_type(): self._on_event
                       for cls in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},
