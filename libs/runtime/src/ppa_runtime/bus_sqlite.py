@@ -123,29 +123,36 @@ class SqliteSubscription:
         return self._advance(await self.bus.db.read(run))
 
     def _read_picked(self, conn: sqlite3.Connection, after: dict[str, int], max_records: int) -> list[Record]:
-        """The next records with the values at `fields` read by SQLite, each topic's rows as one JSON array: SQLite
-        builds it without the interpreter's lock, which a row at a time would take and give back per row (while
-        the consumer's own thread keeps it busy). Records of `picked_only` types come without their JSON text
-        (`complete` reads it); the others' JSON is decoded only if asked for."""
+        """The next records with the values at `fields` read by SQLite, each topic's rows as one flat JSON array
+        (offset, JSON text, values; offset, ...): SQLite builds it without the interpreter's lock, which a row at a
+        time would take and give back per row (while the consumer's own thread keeps it busy), and one flat list
+        is a few objects for the collector where a list per row would be thousands. Records of `picked_only` types
+        come without their JSON text (`complete` reads it); the others' JSON is decoded only if asked for."""
         paths = self.fields
         # json_extract of several paths gives their values as one JSON array (of one path, the value itself: so
-        # one path is asked for twice)
+        # one path is asked for twice); its brackets are cut off to splice the values into the row's
         asked = paths if len(paths) > 1 else paths * 2
         n = len(paths)
+        stride = n + 2 if len(paths) > 1 else 4
         bare = sorted(self.picked_only)
         text = (f"CASE WHEN json_extract(envelope, '$.type') IN ({', '.join('?' * len(bare))}) THEN NULL "
                 "ELSE envelope END" if bare else "envelope")
         out: list[Record] = []
         for topic in self.topics:
             (rows,) = conn.execute(
-                f"SELECT json_group_array(json_array(offset, {text}, json_extract(envelope, "
-                f"{', '.join('?' * len(asked))}))) FROM (SELECT offset, envelope FROM log WHERE topic = ? "
-                "AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?)",
+                "SELECT '[' || coalesce(group_concat(substr(head, 2, length(head) - 2) || ',' || "
+                "substr(picked, 2, length(picked) - 2), ','), '') || ']' FROM (SELECT "
+                f"json_array(offset, {text}) AS head, json_extract(envelope, {', '.join('?' * len(asked))}) AS picked "
+                "FROM log WHERE topic = ? AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?)",
                 (*bare, *asked, topic, after[topic], max_records - len(out)),
             ).fetchone()
-            found = sorted(orjson.loads(rows))
-            out += [Record(topic, 0, offset, text=text, picked=(paths, tuple(values[:n])))
-                    for offset, text, values in found]
+            flat = orjson.loads(rows)
+            starts = range(0, len(flat), stride)
+            offsets = flat[::stride]
+            if any(a > b for a, b in zip(offsets, offsets[1:], strict=False)):  # SQLite does not promise the order
+                starts = sorted(starts, key=flat.__getitem__)
+            out += [Record(topic, 0, flat[i], text=flat[i + 1], picked=(paths, tuple(flat[i + 2:i + 2 + n])))
+                    for i in starts]
             if len(out) >= max_records:
                 break
         return out
