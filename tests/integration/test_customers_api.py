@@ -284,6 +284,7 @@ async def test_a_late_event_of_a_deleted_customer_does_not_bring_it_back(runtime
         customers._deleted_after = deleted_meanwhile
         await customers.apply(history[0].payload(), 1, history[0].time)
         assert customers._deleted_after == look and not await shown()
+        assert await customers.coll.get(doc_id) is None  # the write taken back, not only passed over by readers
 
         # registered again on top of its history: the old events leave the new customer as it is
         again = await p.client.post(

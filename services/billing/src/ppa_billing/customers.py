@@ -200,7 +200,7 @@ class Customers:
 
     async def get(self, agency_id: str, number: str) -> dict[str, Any]:
         doc = await self.coll.get(f"{agency_id}:{number}")
-        if doc is None:
+        if doc is None or not await self._live([doc]):
             raise CustomerNotFound(number)
         code = await self.codes.get(stream_of(agency_id, number))
         return {**doc, "auth_code": code["auth_code"] if code else None}
@@ -233,17 +233,30 @@ class Customers:
         if not per_page or page == 1:
             docs = await self.coll.find(flt, sort=[("customer_number", 1)], skip=skip, limit=per_page)
             if not per_page or len(docs) < per_page:  # every match is on the page: no second pass to count them
-                return docs, len(docs)
-            return docs, await self.coll.count(flt)
+                live = await self._live(docs)
+                return live, len(live)
+            return await self._live(docs), await self.coll.count(flt)
         total, docs = await asyncio.gather(self.coll.count(flt), self.coll.find(
             flt, sort=[("customer_number", 1)], skip=skip, limit=per_page))
-        return docs, total
+        return await self._live(docs), total
+
+    async def _live(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The documents of customers not deleted since their version: an older event applied by one writer
+        while another deletes the customer leaves a document for a moment (see `apply`), which no one reads."""
+        if not docs:
+            return docs
+        deleted = await self.deletions.get_many([d["_id"] for d in docs])
+        return [d for d in docs if d["_id"] not in deleted or deleted[d["_id"]]["_v"] < d["_v"]]
 
     def chunks(self, agency_id: str, q: str = "", customer_number: str = "", name: str = "",
                email: str = "") -> AsyncIterator[list[dict[str, Any]]]:
         """Every match of `search`, in the same order, `CHUNK` at a time (for a CSV of any number of customers)."""
-        return in_chunks(lambda flt, n: self.coll.find(flt, sort=[("customer_number", 1)], limit=n),
-                         self._filter(agency_id, q, customer_number, name, email), CHUNK)
+        async def live_chunks() -> AsyncIterator[list[dict[str, Any]]]:
+            async for docs in in_chunks(lambda flt, n: self.coll.find(flt, sort=[("customer_number", 1)], limit=n),
+                                        self._filter(agency_id, q, customer_number, name, email), CHUNK):
+                yield await self._live(docs)
+
+        return live_chunks()
 
     async def apply(self, event: Payload, version: int, at: datetime) -> None:
         """Apply one customer event to the read model (inline and from the consumer alike).
@@ -274,7 +287,7 @@ class Customers:
         else:
             return
         if written and (deleted := await self._deleted_after(doc_id, version)):
-            # deleted between the look above and this write: take the write back
+            # deleted between the look above and this write: take the write back (readers pass over it meanwhile)
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": deleted}})
 
     async def _deleted_after(self, doc_id: str, version: int) -> int:
