@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from support import portal
 
+from ppa_billing.customers import stream_of
 from ppa_contracts.topics import METERING_DAILY_USAGE
 
 CUSTOMER = {"customer_number": "1120240001", "serial_number": "HEMS0001", "name": "佐藤 花子",
@@ -51,6 +52,29 @@ async def test_device_needs_its_serial_and_auth_code(api):
     unknown = await client.post("/api/v1/devices/NOPE/readings", json={"readings": ok}, headers=device)
     assert unknown.status_code == 401
     assert (await client.post("/api/v1/devices/HEMS0001/readings", json={"readings": ok})).status_code == 401
+
+
+async def test_a_redelivered_event_of_a_deleted_customer_leaves_its_device_out(runtime):
+    """After a crash the registry's consumer applies again what it had not committed: the customer's older events
+    after its deletion must not let the deleted customer's device in, not even until the deletion comes again."""
+    async with portal(runtime, ["identity", "billing", "metering"]) as p:
+        a = p.tokens["a"]
+        code = (await p.client.post("/api/v1/customers", json=CUSTOMER, headers=a)).json()["auth_code"]
+        registry = p.host.service("metering").devices
+        assert await eventually(lambda: registry.authenticate("HEMS0001", code)), "registry never saw the device"
+        assert (await p.client.delete(f"/api/v1/customers/{CUSTOMER['customer_number']}", headers=a)).status_code == 204
+
+        async def gone() -> bool:
+            return await registry.authenticate("HEMS0001", code) is None
+
+        assert await eventually(gone), "the deletion never reached the registry"
+        history = await p.host.service("billing").events.read(stream_of(p.agency_ids["a"], CUSTOMER["customer_number"]))
+        assert [e.type.rsplit(".", 2)[1] for e in history] == ["customer_registered", "customer_deleted"]
+        for env in history:  # redelivered, in order
+            await registry.on_event(env.payload(), env)
+            assert await gone()
+        ok = [reading("2024-01-16T00:00:00+09:00", "pv_generation", "1.0")]
+        assert (await push(p.client, {"Authorization": f"Bearer {code}"}, ok)).status_code == 401
 
 
 async def test_bad_bodies_are_422_problems_and_store_nothing(api):

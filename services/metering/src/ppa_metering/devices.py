@@ -19,15 +19,17 @@ from ppa_runtime.docstore import Collection
 
 DEVICES = "devices"
 SERIALS = "device_serials"
+DELETIONS = "device_deletions"  # customer id → the version it was deleted at: older events of it are late
 COPIED = ("agency_id", "customer_number", "serial_number", "auth_code_hash")
 
 
 class DeviceRegistry:
     """Customers with their device serial and auth code hash, found by serial number."""
 
-    def __init__(self, coll: Collection, serials: Collection) -> None:
+    def __init__(self, coll: Collection, serials: Collection, deletions: Collection) -> None:
         self.coll = coll
         self.serials = serials
+        self.deletions = deletions
 
     async def setup(self) -> None:
         await self.coll.ensure_index("serial_number")
@@ -48,6 +50,14 @@ class DeviceRegistry:
     async def on_event(self, event: Payload, env: Envelope) -> None:
         doc_id = f"{event.agency_id}:{event.customer_number}"
         version = env.aggregateversion or 0
+        if isinstance(event, CustomerDeleted):
+            await apply_versioned(self.deletions, doc_id, version, {})
+        else:
+            # an event redelivered after a crash, older than the customer's deletion, must not give the deleted
+            # customer's device back its serial and auth code until the deletion is redelivered too
+            deletion = await self.deletions.get(doc_id)
+            if deletion is not None and deletion["_v"] > version:
+                return
         before = await self.coll.get(doc_id)
         if isinstance(event, CustomerDeleted):
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
@@ -81,7 +91,8 @@ class DeviceRegistry:
 
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(
-            group="metering.devices", name=DEVICES, topics=[BILLING_CUSTOMER], collections=[DEVICES, SERIALS],
+            group="metering.devices", name=DEVICES, topics=[BILLING_CUSTOMER],
+            collections=[DEVICES, SERIALS, DELETIONS],
             setup=self.setup, dedupe=False,
             handlers={c.event_type(): self.on_event
                       for c in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},

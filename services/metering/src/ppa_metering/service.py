@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
-from ppa_metering.devices import DEVICES, SERIALS, DeviceRegistry
+from ppa_metering.devices import DELETIONS, DEVICES, SERIALS, DeviceRegistry
 from ppa_metering.ingest import Ingestion
 from ppa_metering.store import READINGS, ReadingStore
 from ppa_runtime.auth import AgencyCredentials
@@ -20,7 +20,8 @@ class MeteringService(Service):
 
     def __init__(self, runtime) -> None:
         super().__init__(runtime)
-        self.devices = DeviceRegistry(self.docs.collection(DEVICES), self.docs.collection(SERIALS))
+        self.devices = DeviceRegistry(self.docs.collection(DEVICES), self.docs.collection(SERIALS),
+                                      self.docs.collection(DELETIONS))
         self.store = ReadingStore(self.docs.collection(READINGS))
         self.ingestion = Ingestion(runtime.bus, self.store)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
