@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from support import portal
@@ -247,7 +248,7 @@ async def test_a_late_event_of_a_deleted_customer_does_not_bring_it_back(runtime
             assert (one.status_code == 200) == (listed == 1), (one.status_code, listed)
             return one.status_code == 200
 
-        async def replay(history) -> None:
+        async def replay(history) -> AsyncIterator[None]:
             for env in history:
                 await customers.apply(env.payload(), env.aggregateversion, env.time)
                 yield

@@ -133,7 +133,7 @@ class SqliteSubscription:
         # one path is asked for twice); its brackets are cut off to splice the values into the row's
         asked = paths if len(paths) > 1 else paths * 2
         n = len(paths)
-        stride = n + 2 if len(paths) > 1 else 4
+        stride = 2 + len(asked)  # offset, text, the values asked for
         bare = sorted(self.picked_only)
         text = (f"CASE WHEN json_extract(envelope, '$.type') IN ({', '.join('?' * len(bare))}) THEN NULL "
                 "ELSE envelope END" if bare else "envelope")

@@ -185,3 +185,15 @@ async def apply_versioned(coll: Collection, doc_id: str, version: int, update: d
         return await coll.update({"_id": doc_id, "_v": {"$lt": version}}, update, upsert=True)
     except DuplicateKey:
         return False
+
+
+async def record_deletion(deletions: Collection, doc_id: str, version: int) -> None:
+    """Keep the version a projection document was deleted at: the document goes, and its `_v` with it, so an
+    older event applied late (by another writer, or redelivered) would otherwise bring it back."""
+    await apply_versioned(deletions, doc_id, version, {})
+
+
+async def deleted_after(deletions: Collection, doc_id: str, version: int) -> int:
+    """The version `doc_id` was deleted at (`record_deletion`) when that came after `version`; else 0."""
+    deletion = await deletions.get(doc_id)
+    return deletion["_v"] if deletion is not None and deletion["_v"] > version else 0

@@ -16,7 +16,7 @@ from ppa_billing.exports import in_chunks
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
-from ppa_runtime.consumer import ConsumerSpec, apply_versioned
+from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
 from ppa_runtime.docstore import DocStore, DuplicateKey
 from ppa_runtime.eventstore import ConcurrencyConflict
 
@@ -261,14 +261,14 @@ class Customers:
     async def apply(self, event: Payload, version: int, at: datetime) -> None:
         """Apply one customer event to the read model (inline and from the consumer alike).
 
-        Both writers apply every event, so one may apply an event the other applied long ago. A deleted customer
+        Every writer applies every event, so one may apply an event another applied long ago. A deleted customer
         leaves no document to hold its version: the version it was deleted at is kept in `deletions`, and an older
         event of it changes nothing, neither before nor after the deletion is written (it would bring the customer
         back until the consumer reaches the deletion).
         """
         doc_id = f"{event.agency_id}:{event.customer_number}"
         if isinstance(event, CustomerDeleted):
-            await apply_versioned(self.deletions, doc_id, version, {})
+            await record_deletion(self.deletions, doc_id, version)
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
             return
         if await self._deleted_after(doc_id, version):
@@ -292,8 +292,7 @@ class Customers:
 
     async def _deleted_after(self, doc_id: str, version: int) -> int:
         """The version the customer was deleted at, when that came after `version`; else 0."""
-        deletion = await self.deletions.get(doc_id)
-        return deletion["_v"] if deletion is not None and deletion["_v"] > version else 0
+        return await deleted_after(self.deletions, doc_id, version)
 
     async def _on_event(self, event: Payload, env: Envelope) -> None:
         await self.apply(event, env.aggregateversion or 0, env.time)

@@ -14,7 +14,7 @@ import hmac
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
-from ppa_runtime.consumer import ConsumerSpec, apply_versioned
+from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
 from ppa_runtime.docstore import Collection
 
 DEVICES = "devices"
@@ -51,13 +51,11 @@ class DeviceRegistry:
         doc_id = f"{event.agency_id}:{event.customer_number}"
         version = env.aggregateversion or 0
         if isinstance(event, CustomerDeleted):
-            await apply_versioned(self.deletions, doc_id, version, {})
-        else:
-            # an event redelivered after a crash, older than the customer's deletion, must not give the deleted
+            await record_deletion(self.deletions, doc_id, version)
+        elif await deleted_after(self.deletions, doc_id, version):
+            # redelivered after a crash, older than the customer's deletion: it must not give the deleted
             # customer's device back its serial and auth code until the deletion is redelivered too
-            deletion = await self.deletions.get(doc_id)
-            if deletion is not None and deletion["_v"] > version:
-                return
+            return
         before = await self.coll.get(doc_id)
         if isinstance(event, CustomerDeleted):
             await self.coll.delete({"_id": doc_id, "_v": {"$lt": version}})
