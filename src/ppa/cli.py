@@ -88,11 +88,12 @@ async def _worker(args: argparse.Namespace) -> None:
 
     settings = settings_of(args)
     runtime = await Runtime.open(settings)
-    host = build_host(runtime, [args.service], workers=True)
+    host = build_host(runtime, [args.service], workers=True, shard=args.shard)
     try:
         await host.start()
         _settle_heap()
-        print(f"{args.service} worker running ({runtime.kind})", flush=True)
+        part = "" if args.shard is None else f", shard {args.shard}"
+        print(f"{args.service} worker running ({runtime.kind}{part})", flush=True)
         app = FastAPI(openapi_url=None)
 
         @app.get("/healthz")
@@ -180,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--health-port", type=int, default=0)
     worker.add_argument("--health-host", default="0.0.0.0")
     worker.add_argument("--data-dir", default=None)
+    worker.add_argument("--shard", type=int, default=None, metavar="I",
+                        help="run only shard I of the service's groups that run as shards (PPA_CONSUMER_SHARDS); "
+                             "the rest of the worker runs with shard 0")
 
     agency = sub.add_parser("agency", help="agency accounts").add_subparsers(dest="action", required=True)
     create = agency.add_parser("create", help="create an agency account without the e-mail round trip")

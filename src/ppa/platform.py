@@ -17,7 +17,8 @@ SERVICES: dict[str, type[Service]] = {
 }
 
 
-def build_host(runtime: Runtime, names: list[str] | None = None, workers: bool = True) -> Host:
-    """A host for the named services (all of them by default)."""
+def build_host(runtime: Runtime, names: list[str] | None = None, workers: bool = True,
+               shard: int | None = None) -> Host:
+    """A host for the named services (all of them by default); `shard`: see Host."""
     chosen = names or list(SERVICES)
-    return Host(runtime, [SERVICES[n](runtime) for n in chosen], workers=workers)
+    return Host(runtime, [SERVICES[n](runtime) for n in chosen], workers=workers, shard=shard)

@@ -5,41 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
 from decimal import Decimal
 
 import pytest
+from billing_support import customer, day, values
 from ops_helpers import publish_broken
 from support import portal
 
-from ppa_contracts import Envelope, dlq
-from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyValues
+from ppa_contracts import dlq
 from ppa_contracts.topics import METERING_DAILY_USAGE
 
 FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
-NUMBERS = ("1120230030", "1120230031", "1120240001")  # the last one in another totals bucket
+# the last one in another totals bucket, which is another shard's when the list runs as two (an odd 7th digit)
+NUMBERS = ("1120230030", "1120230031", "1120241001")
 SETTINGS = {"closing_day": 15, "rounding": "half_up", "issuer_name": "太陽電力株式会社",
             "issuer_address": "東京都中央区", "registration_number": None}
-
-
-def customer(number: str) -> dict[str, str]:
-    return {"customer_number": number, "serial_number": f"S{number}", "name": f"顧客{number[-4:]}",
-            "base_fee": "980", "sell_unit_price": "16.00", "usage_unit_price": "27.00",
-            "contract_start": "2023-06-01"}
-
-
-def values(gen: str, sold: str) -> DailyValues:
-    g, s, z = Decimal(gen), Decimal(sold), Decimal("0.000")
-    return DailyValues(generation_kwh=g, sold_kwh=s, usage_kwh=g - s, import_kwh=z, battery_charge_kwh=z,
-                       battery_discharge_kwh=z, estimated=False, reset=False, usage_clamped=False)
-
-
-def day(agency_id: str, number: str, when: str, version: int, new: DailyValues,
-        old: DailyValues | None = None) -> Envelope:
-    base = {"agency_id": agency_id, "customer_number": number, "serial_number": f"S{number}",
-            "date": date.fromisoformat(when)}
-    payload = DailyUsageRevised(**base, old=old, new=new) if old else DailyUsageComputed(**base, values=new)
-    return Envelope.wrap(payload, subject=number, correlation_id="t", aggregate_version=version)
 
 
 async def until(check, what: str, timeout: float = 60):
@@ -55,9 +35,14 @@ def summed(items: list[dict]) -> dict[str, str]:
     return {k: str(sum((Decimal(i[k]) for i in items), Decimal(0))) for k in FIELDS} | {"count": str(len(items))}
 
 
-@pytest.fixture
-async def billing(runtime):
+@pytest.fixture(params=[1, 2], ids=["whole", "two-shards"])
+async def billing(runtime, request):
+    """Billing with its month list run as one group, or as two shards (each its own consumer and positions)."""
+    runtime.settings.consumer_shards = f"billing.invoice-list={request.param}"
     async with portal(runtime, ["identity", "billing", "notify"]) as p:
+        groups = sorted(c.group for c in p.host.consumers if c.spec.group == "billing.invoice-list")
+        assert groups == (["billing.invoice-list"] if request.param == 1 else
+                          ["billing.invoice-list.shard0of2", "billing.invoice-list.shard1of2"])
         for number in NUMBERS:
             assert (await p.client.post("/api/v1/customers", json=customer(number),
                                         headers=p.tokens["a"])).status_code == 201
@@ -264,14 +249,14 @@ async def test_a_text_search_reads_the_search_buckets_which_follow_every_change(
     await until(lambda: found("顧客0031", [NUMBERS[1]]), "the search entry of a new line")
     texts = {d["_id"]: d["text"] for d in await service.invoice_list.search.find({"agency_id": agency})}
     assert texts == {f"{agency}:2024/01:1120230": "1120230030\t顧客0030\t\n1120230031\t顧客0031\t",
-                     f"{agency}:2024/01:1120240": "1120240001\t顧客0001\t"}
+                     f"{agency}:2024/01:1120241": "1120241001\t顧客1001\t"}
 
     await client.patch(f"/api/v1/customers/{NUMBERS[1]}", json={"name": "改名 Hanako\t", "name_kana": "カイメイ"},
                        headers=a)
     await until(lambda: found("改名", [NUMBERS[1]]), "the renamed customer found by the new name")
     assert await names("顧客0031") == []
     assert await names("hanako") == await names("カイメイ") == [NUMBERS[1]]  # either name, any case
-    assert (await client.get("/api/v1/invoices", params={"month": "2024-01", "q": "0001"}, headers=a)).json()[
+    assert (await client.get("/api/v1/invoices", params={"month": "2024-01", "q": "1001"}, headers=a)).json()[
         "total"] == 1
     assert (await client.get("/api/v1/invoices", params={"month": "2024-01", "name": "顧客", "customer_number": "2024"},
                              headers=a)).json()["total"] == 1  # every given field narrows

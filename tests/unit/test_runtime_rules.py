@@ -125,9 +125,12 @@ class _OneRow:
 
 
 @pytest.mark.parametrize(("fields", "flat", "picks", "whole"), [
-    (("$.a", "$.b"), '[3,null,"x3",30, 1,null,"x1",10, 2,"{\\"a\\":\\"x2\\"}","x2",20]',
+    (("$.a", "$.b"), '[3,null,1,"x3",30, 1,null,1,"x1",10, 2,"{\\"a\\":\\"x2\\"}",1,"x2",20]',
      [("x1", 10), ("x2", 20), ("x3", 30)], [False, True, False]),
-    (("$.a",), '[2,"{}","v2","v2", 1,null,"v1","v1"]', [("v1",), ("v2",)], [False, True]),
+    (("$.a",), '[2,"{}",1,"v2","v2", 1,null,1,"v1","v1"]', [("v1",), ("v2",)], [False, True]),
+    # another shard's rows: their offsets only
+    (("$.a", "$.b"), '[2,null,0,null,null, 3,null,1,"x3",30, 1,null,0,null,null]', [None, None, ("x3", 30)],
+     [False, False, False]),
 ])
 def test_picked_values_are_handed_over_in_offset_order_each_with_its_own(fields, flat, picks, whole):
     """SQLite does not promise that an aggregate sees the rows of an ordered subquery in that order."""
@@ -136,5 +139,68 @@ def test_picked_values_are_handed_over_in_offset_order_each_with_its_own(fields,
     sub = SqliteSubscription(None, "g", ["t"], fields, frozenset({"bare"}))  # type: ignore[arg-type]
     records = sub._read_picked(_OneRow(flat), {"t": 0}, 100)  # type: ignore[arg-type]
     assert [r.offset for r in records] == list(range(1, len(picks) + 1))
-    assert [r.pick(fields) for r in records] == picks
+    assert [None if r.skip else r.pick(fields) for r in records] == picks
+    assert [r.skip for r in records] == [p is None for p in picks]
     assert [r.whole for r in records] == whole
+
+
+@pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.parametrize("fields", [(), ("$.type", "$.subject")], ids=["whole", "picked"])
+async def test_each_record_of_a_split_topic_goes_to_the_one_shard_its_subject_leads_to(tmp_path, count, fields):
+    """The embedded log tells shards apart by a pattern of the key, as Shard.of does in Python (the Kafka bus and
+    the handlers use that): every record of a split topic is one shard's, of another topic every shard's, and each
+    shard is handed every offset, so its commits reach the end."""
+    from ppa_contracts import Envelope
+    from ppa_runtime.bus_sqlite import SqliteBus
+    from ppa_runtime.consumer import Shard
+    from ppa_runtime.sqlite import SqliteDb
+
+    db = SqliteDb(tmp_path / "bus.sqlite")
+    bus = SqliteBus(db)
+    await bus.start()
+    # customer numbers, invoice numbers (YYMM + customer number), and subjects without a digit 4th from the end
+    subjects = ["1120230030", "1120241001", "1120252999", "1120263000", "1120274123", "1120285555", "1120296001",
+                "1120307999", "1120318000", "1120329001", "24011120241001", "24021120230030", "x", "", "abc", "12a456",
+                "112023\u0663999"]
+
+    def event(subject: str) -> Envelope:
+        return Envelope(source="/t", type="t.happened", subject=subject, correlationid="c", data={"s": subject})
+
+    await bus.publish("split", [event(s) for s in subjects])
+    await bus.publish("whole", [event(s) for s in ("agency-1", "1120241001")])
+    owned: dict[str, list[set[str]]] = {"split": [], "whole": []}
+    for index in range(count):
+        shard = Shard(index, count, frozenset({"split"}), -4)
+        sub = await bus.subscribe(f"g{index}", ["split", "whole"], fields, frozenset({"t.happened"}), shard)
+        records = await sub.fetch(timeout=0.1, max_records=100)
+        assert sorted((r.topic, r.offset) for r in records) == [("split", o) for o in range(len(subjects))] + [
+            ("whole", 0), ("whole", 1)]
+        mine = [r for r in records if not r.skip]
+        for topic in owned:
+            got = [r.pick(fields)[1] if fields else r.envelope.subject for r in mine if r.topic == topic]
+            owned[topic].append(set(got))
+        await sub.commit(records)
+        assert [p.lag for p in await bus.lag(f"g{index}", ["split", "whole"])] == [0, 0]
+        await sub.close()
+    for index, mine in enumerate(owned["split"]):
+        assert mine == {s for s in subjects if Shard(index, count, frozenset({"split"}), -4).of(s) == index}
+    assert set().union(*owned["split"]) == set(subjects) and sum(map(len, owned["split"])) == len(subjects)
+    assert owned["whole"] == [{"agency-1", "1120241001"}] * count
+    db.close()
+
+
+def test_a_shard_is_one_of_at_most_ten_by_a_digit_counted_from_the_end():
+    from ppa_runtime.consumer import Shard
+
+    shard = Shard(1, 2, frozenset({"t"}), -4)
+    assert [shard.of(s) for s in ("1120241001", "1120240001", "24011120241001", "x", "a1b2", "")] == [1, 0, 1, 0, 0, 0]
+    assert shard.owns("t", "1120241001") and not shard.owns("t", "1120240001") and shard.owns("other", "1120240001")
+    assert shard.group("billing.invoice-list") == "billing.invoice-list.shard1of2"
+    assert Shard(2, 3, frozenset(), -1).digits() == "258"
+    for bad in ((2, 2, -4), (0, 11, -4), (0, 2, 0)):
+        with pytest.raises(ValueError):
+            Shard(bad[0], bad[1], frozenset(), bad[2])
+    assert Settings(consumer_shards=" billing.invoice-list=2 ,x=1").shards_of("billing.invoice-list") == 2
+    assert Settings().shards_of("billing.invoice-list") == 1
+    with pytest.raises(ValueError):
+        Settings(consumer_shards="billing.invoice-list=many")

@@ -6,11 +6,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
 from ppa_contracts import Envelope
+
+if TYPE_CHECKING:
+    from ppa_runtime.consumer import Shard
 
 
 class Record:
@@ -23,16 +26,17 @@ class Record:
     decoding too when the log has read the values for them.
     """
 
-    __slots__ = ("topic", "partition", "offset", "_envelope", "_raw", "_text", "_picked")
+    __slots__ = ("topic", "partition", "offset", "skip", "_envelope", "_raw", "_text", "_picked")
 
     def __init__(self, topic: str, partition: int, offset: int, envelope: Envelope | None = None, *,
                  raw: dict[str, Any] | None = None, text: str | None = None,
-                 picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None) -> None:
+                 picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None, skip: bool = False) -> None:
         if envelope is None and raw is None and text is None and picked is None:
             raise ValueError("a record needs its envelope, its decoded JSON, its JSON text or picked values")
         self.topic = topic
         self.partition = partition
         self.offset = offset
+        self.skip = skip  # another shard's: handed over only to be committed with the rest (Shard)
         self._envelope = envelope
         self._raw = raw
         self._text = text
@@ -180,10 +184,11 @@ class EventBus(Protocol):
         ...
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
-                        picked_only: frozenset[str] = frozenset()) -> Subscription:
+                        picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> Subscription:
         """A member of a consumer group; `fields`: JSON paths its records' `pick` is asked for, which a log may
         read for it as it reads the records; `picked_only`: event types of which the reader needs nothing else,
-        which a log may hand over without their JSON (`complete` reads it)."""
+        which a log may hand over without their JSON (`complete` reads it); `shard`: the records of other shards
+        come as `skip` records (offsets only, where the log can tell them apart as it reads)."""
         ...
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:

@@ -16,6 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
 from ppa_runtime.bus import GroupLag, Position, Record, Start
+from ppa_runtime.consumer import Shard
 
 log = structlog.get_logger(__name__)
 
@@ -30,17 +31,23 @@ def _parse_time(text: str | None) -> datetime | None:
 class KafkaSubscription:
     """A member of a Kafka consumer group; commits only what the caller says is done."""
 
-    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer, shard: Shard | None = None) -> None:
         self.bus = bus
         self.consumer = consumer
+        self.shard = shard
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
         batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         out: list[Record] = []
+        shard = self.shard
         for tp, messages in batches.items():
             topic = self.bus.logical(tp.topic)
             for m in messages:
-                out.append(Record(topic, tp.partition, m.offset, raw=kafka_attributes(m.headers, m.value)))
+                raw = kafka_attributes(m.headers, m.value)
+                if shard is not None and not shard.owns(topic, str(raw.get("subject") or "")):
+                    out.append(Record(topic, tp.partition, m.offset, picked=((), ()), skip=True))
+                else:
+                    out.append(Record(topic, tp.partition, m.offset, raw=raw))
         return out
 
     async def commit(self, records: list[Record]) -> None:
@@ -190,7 +197,7 @@ class KafkaBus:
         await asyncio.gather(*futures)
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
-                        picked_only: frozenset[str] = frozenset()) -> KafkaSubscription:
+                        picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> KafkaSubscription:
         # `fields` are picked from each record's decoded JSON (the broker hands over whole records)
         consumer = AIOKafkaConsumer(
             *[self.physical(t) for t in topics],
@@ -202,7 +209,7 @@ class KafkaBus:
             fetch_max_bytes=32 * 1024 * 1024,
         )
         await consumer.start()
-        return KafkaSubscription(self, consumer)
+        return KafkaSubscription(self, consumer, shard)
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,

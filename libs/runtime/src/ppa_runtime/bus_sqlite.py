@@ -13,6 +13,7 @@ import orjson
 
 from ppa_contracts import Envelope
 from ppa_runtime.bus import GroupLag, Position, Record, Start
+from ppa_runtime.consumer import Shard
 from ppa_runtime.sqlite import SqliteDb
 
 _SCHEMA = """
@@ -37,6 +38,18 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 # logs written before append and commit times were kept get the columns (NULL for old rows)
 _ADDED_COLUMNS = {"log": ("at", "REAL"), "group_offsets": ("committed_at", "REAL")}
 _INDEXES = "CREATE INDEX IF NOT EXISTS log_topic_at ON log (topic, at);"
+
+
+def _own(shard: Shard | None, topic: str) -> tuple[str, tuple[str, ...]]:
+    """SQL over a log row, true when the row belongs to the shard, and its parameters: a pattern of the key
+    (the subject), which decides without reading the record's JSON."""
+    if shard is None or topic not in shard.topics:
+        return "1", ()
+    tail = "?" * (-shard.position - 1)
+    if shard.index == 0:  # shard 0 also has the subjects without a digit there
+        others = "".join(shard.digits(i) for i in range(1, shard.count))
+        return "NOT (key GLOB ?)", (f"*[{others}]{tail}",)
+    return "key GLOB ?", (f"*[{shard.digits()}]{tail}",)
 
 
 def _moment(seconds: float | None) -> datetime | None:
@@ -68,10 +81,11 @@ class SqliteSubscription:
     decoded in the database's thread while the caller applies these (and waits on its own writes)."""
 
     def __init__(self, bus: SqliteBus, group: str, topics: list[str], fields: tuple[str, ...] = (),
-                 picked_only: frozenset[str] = frozenset()) -> None:
+                 picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> None:
         self.bus = bus
         self.group = group
         self.topics = topics
+        self.shard = shard  # other shards' rows come as `skip` records: their offsets, no JSON read
         self.fields = tuple(fields)  # JSON paths read for each record (Record.pick)
         self.picked_only = picked_only if fields else frozenset()  # types handed over without their JSON
         self.positions: dict[str, int] = {}  # committed
@@ -111,48 +125,59 @@ class SqliteSubscription:
         def run(conn: sqlite3.Connection) -> list[Record]:
             out: list[tuple[Any, ...]] = []
             for topic in self.topics:
+                own, mine = _own(self.shard, topic)
                 out += conn.execute(
-                    "SELECT topic, partition, offset, envelope FROM log WHERE topic = ? AND partition = 0 "
-                    "AND offset > ? ORDER BY offset LIMIT ?",
-                    (topic, after[topic], max_records - len(out)),
+                    f"SELECT topic, partition, offset, CASE WHEN {own} THEN envelope END FROM log WHERE topic = ? "
+                    "AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?",
+                    (*mine, topic, after[topic], max_records - len(out)),
                 ).fetchall()
                 if len(out) >= max_records:
                     break
-            return [Record(t, p, o, raw=orjson.loads(e)) for t, p, o, e in out]
+            return [Record(t, p, o, raw=orjson.loads(e)) if e is not None else
+                    Record(t, p, o, picked=((), ()), skip=True) for t, p, o, e in out]
 
         return self._advance(await self.bus.db.read(run))
 
     def _read_picked(self, conn: sqlite3.Connection, after: dict[str, int], max_records: int) -> list[Record]:
         """The next records with the values at `fields` read by SQLite, each topic's rows as one flat JSON array
-        (offset, JSON text, values; offset, ...): SQLite builds it without the interpreter's lock, which a row at a
-        time would take and give back per row (while the consumer's own thread keeps it busy), and one flat list
-        is a few objects for the collector where a list per row would be thousands. Records of `picked_only` types
-        come without their JSON text (`complete` reads it); the others' JSON is decoded only if asked for."""
+        (offset, JSON text, whether the row is the shard's, values; offset, ...): SQLite builds it without the
+        interpreter's lock, which a row at a time would take and give back per row (while the consumer's own
+        thread keeps it busy), and one flat list is a few objects for the collector where a list per row would be
+        thousands. Records of `picked_only` types come without their JSON text (`complete` reads it); the others'
+        JSON is decoded only if asked for. Another shard's rows come as `skip` records, nothing read of them."""
         paths = self.fields
         # json_extract of several paths gives their values as one JSON array (of one path, the value itself: so
         # one path is asked for twice); its brackets are cut off to splice the values into the row's
         asked = paths if len(paths) > 1 else paths * 2
         n = len(paths)
-        stride = 2 + len(asked)  # offset, text, the values asked for
+        stride = 3 + len(asked)  # offset, text, own, the values asked for
         bare = sorted(self.picked_only)
         text = (f"CASE WHEN json_extract(envelope, '$.type') IN ({', '.join('?' * len(bare))}) THEN NULL "
                 "ELSE envelope END" if bare else "envelope")
+        values = f"json_extract(envelope, {', '.join('?' * len(asked))})"
         out: list[Record] = []
         for topic in self.topics:
+            own, mine = _own(self.shard, topic)
+            if mine:  # another shard's row: nulls where its values would be
+                head, picked = f"json_array(offset, CASE WHEN {own} THEN {text} END, {own})", (
+                    f"CASE WHEN {own} THEN {values} ELSE '[{','.join(['null'] * len(asked))}]' END")
+                args = (*mine, *bare, *mine, *mine, *asked)
+            else:
+                head, picked, args = f"json_array(offset, {text}, 1)", values, (*bare, *asked)
             (rows,) = conn.execute(
                 "SELECT '[' || coalesce(group_concat(substr(head, 2, length(head) - 2) || ',' || "
                 "substr(picked, 2, length(picked) - 2), ','), '') || ']' FROM (SELECT "
-                f"json_array(offset, {text}) AS head, json_extract(envelope, {', '.join('?' * len(asked))}) AS picked "
+                f"{head} AS head, {picked} AS picked "
                 "FROM log WHERE topic = ? AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?)",
-                (*bare, *asked, topic, after[topic], max_records - len(out)),
+                (*args, topic, after[topic], max_records - len(out)),
             ).fetchone()
             flat = orjson.loads(rows)
             starts = range(0, len(flat), stride)
             offsets = flat[::stride]
             if any(a > b for a, b in zip(offsets, offsets[1:], strict=False)):  # SQLite does not promise the order
                 starts = sorted(starts, key=flat.__getitem__)
-            out += [Record(topic, 0, flat[i], text=flat[i + 1], picked=(paths, tuple(flat[i + 2:i + 2 + n])))
-                    for i in starts]
+            out += [Record(topic, 0, flat[i], text=flat[i + 1], picked=(paths, tuple(flat[i + 3:i + 3 + n])))
+                    if flat[i + 2] else Record(topic, 0, flat[i], picked=((), ()), skip=True) for i in starts]
             if len(out) >= max_records:
                 break
         return out
@@ -284,8 +309,8 @@ class SqliteBus:
         self.published.set()
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
-                        picked_only: frozenset[str] = frozenset()) -> SqliteSubscription:
-        sub = SqliteSubscription(self, group, topics, fields, picked_only)
+                        picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> SqliteSubscription:
+        sub = SqliteSubscription(self, group, topics, fields, picked_only, shard)
         await sub.load()
         return sub
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import structlog
@@ -26,6 +27,66 @@ from ppa_runtime.docstore import Collection, DuplicateKey
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Payload, Envelope], Awaitable[None]]
+
+
+DIGITS = "0123456789"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of `count` consumers that split a group's records between them, each with its own positions (like
+    partitions, on topics that have one).
+
+    A record of one of `topics` belongs to the shard its subject (its key) leads to: the digit at `position`
+    (counted from the end), divided by `count`, leaves `index`; a subject without a digit there belongs to
+    shard 0. A record of any other topic (e.g. a whole agency's settings) belongs to every shard, whose handler
+    does its shard's part of it (`current_shard`). Subjects that share that digit stay together: a document kept
+    per group of subjects that share it has one writer."""
+
+    index: int
+    count: int
+    topics: frozenset[str]
+    position: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count <= len(DIGITS) or self.position >= 0:
+            raise ValueError(f"no such shard: {self.index} of {self.count} by the digit at {self.position}")
+
+    def digits(self, index: int | None = None) -> str:
+        """The digits that lead to a shard (this one by default)."""
+        return DIGITS[self.index if index is None else index::self.count]
+
+    def of(self, subject: str) -> int:
+        """The shard a subject of a split topic leads to."""
+        ch = subject[self.position] if len(subject) >= -self.position else ""
+        return int(ch) % self.count if ch and ch in DIGITS else 0
+
+    def owns(self, topic: str, subject: str) -> bool:
+        return topic not in self.topics or self.of(subject) == self.index
+
+    def group(self, group: str) -> str:
+        """The shard's own consumer group (its positions)."""
+        return f"{group}.shard{self.index}of{self.count}"
+
+
+def shards_of(spec: ConsumerSpec, count: int) -> list[Shard | None]:
+    """The shards a group runs as: [None] (the group itself) unless the spec can be split and count > 1."""
+    if spec.split_by is None or count <= 1:
+        return [None]
+    topics, position = spec.split_by
+    return [Shard(i, count, topics, position) for i in range(count)]
+
+
+def group_of(spec: ConsumerSpec, shard: Shard | None) -> str:
+    return spec.group if shard is None else shard.group(spec.group)
+
+
+_shard: ContextVar[Shard | None] = ContextVar("shard", default=None)
+
+
+def current_shard() -> Shard | None:
+    """The shard of the group whose handler is running (None: the whole group, or a rebuild's replay)."""
+    return _shard.get()
 
 
 @dataclass
@@ -46,6 +107,9 @@ class ConsumerSpec:
     # and hands over records of `picked_only` types without their JSON (read again if the batch falls back)
     fields: tuple[str, ...] = ()
     picked_only: frozenset[str] = frozenset()
+    # (topics, position): the group may run as shards that split these topics' records by a digit of their
+    # subject (`Shard`)
+    split_by: tuple[frozenset[str], int] | None = None
 
 
 class Consumer:
@@ -58,8 +122,11 @@ class Consumer:
         inbox: Collection,
         max_attempts: int = 5,
         backoff: float = 0.2,
+        shard: Shard | None = None,
     ) -> None:
         self.spec = spec
+        self.shard = shard
+        self.group = group_of(spec, shard)
         self.bus = bus
         self.inbox = inbox
         self.max_attempts = max_attempts
@@ -68,19 +135,23 @@ class Consumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self.bus.subscribe(self.spec.group, self.spec.topics, self.spec.fields, self.spec.picked_only)
+        sub = await self.bus.subscribe(self.group, self.spec.topics, self.spec.fields, self.spec.picked_only,
+                                       shard=self.shard)
         self.running = True
-        log.info("consumer_started", group=self.spec.group, topics=self.spec.topics)
+        log.info("consumer_started", group=self.group, topics=self.spec.topics)
+        token = _shard.set(self.shard)
         try:
             while not stop.is_set():
-                records = await sub.fetch(timeout=0.5, max_records=self.spec.batch_size)
-                if not records:
+                fetched = await sub.fetch(timeout=0.5, max_records=self.spec.batch_size)
+                if not fetched:
                     continue
-                if self.spec.on_batch is None or not await self.handle_batch(records):
+                records = [r for r in fetched if not r.skip] if self.shard is not None else fetched
+                if records and (self.spec.on_batch is None or not await self.handle_batch(records)):
                     for record in await sub.complete(records):
                         await self.handle(record)
-                await sub.commit(records)
+                await sub.commit(fetched)  # another shard's records too: they are that shard's to apply
         finally:
+            _shard.reset(token)
             self.running = False
             await sub.close()
 

@@ -7,7 +7,7 @@ import asyncio
 import structlog
 
 from ppa_runtime import metrics
-from ppa_runtime.consumer import Consumer
+from ppa_runtime.consumer import Consumer, shards_of
 from ppa_runtime.relay import OutboxRelay
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.service import Service
@@ -16,12 +16,18 @@ log = structlog.get_logger(__name__)
 
 
 class Host:
-    """The services of one process; `workers` decides whether it runs relays and consumers."""
+    """The services of one process; `workers` decides whether it runs relays and consumers.
 
-    def __init__(self, runtime: Runtime, services: list[Service], workers: bool = True) -> None:
+    A consumer group configured to run as shards (`Settings.consumer_shards`) runs every shard here, unless
+    `shard` names one: then only that shard of such groups runs here, and the rest of the workers (the other
+    groups, relays and loops) only in shard 0's process."""
+
+    def __init__(self, runtime: Runtime, services: list[Service], workers: bool = True,
+                 shard: int | None = None) -> None:
         self.runtime = runtime
         self.services = services
         self.workers = workers
+        self.shard = shard
         self.consumers: list[Consumer] = []
         self.relays: list[OutboxRelay] = []
         self._stop = asyncio.Event()
@@ -37,18 +43,24 @@ class Host:
             await svc.start()
         if self.workers:
             settings = self.runtime.settings
+            first = self.shard in (None, 0)
             for svc in self.services:
-                if svc.has_outbox:
+                if svc.has_outbox and first:
                     relay = OutboxRelay(svc.name, svc.events, self.runtime.bus)
                     self.relays.append(relay)
                     self._spawn(relay.run(self._stop), f"relay:{svc.name}")
                 for spec in svc.consumers():
-                    consumer = Consumer(spec, self.runtime.bus, svc.docs.collection("inbox"),
-                                        settings.consumer_max_attempts, settings.consumer_backoff_seconds)
-                    self.consumers.append(consumer)
-                    self._spawn(consumer.run(self._stop), f"consumer:{spec.group}")
-                for loop in svc.background():
-                    self._spawn(loop(self._stop), f"background:{svc.name}:{loop.__name__}")
+                    for shard in shards_of(spec, settings.shards_of(spec.group)):
+                        if (shard is None and not first) or (
+                                shard is not None and self.shard not in (None, shard.index)):
+                            continue
+                        consumer = Consumer(spec, self.runtime.bus, svc.docs.collection("inbox"),
+                                            settings.consumer_max_attempts, settings.consumer_backoff_seconds, shard)
+                        self.consumers.append(consumer)
+                        self._spawn(consumer.run(self._stop), f"consumer:{consumer.group}")
+                if first:
+                    for loop in svc.background():
+                        self._spawn(loop(self._stop), f"background:{svc.name}:{loop.__name__}")
             if self.consumers and settings.lag_sample_seconds > 0:
                 self._spawn(self._sample_lag(settings.lag_sample_seconds), "lag-sampler")
         self.started = True
@@ -65,10 +77,10 @@ class Host:
                 pass
             for consumer in self.consumers:
                 try:
-                    for p in await self.runtime.bus.lag(consumer.spec.group, consumer.spec.topics):
+                    for p in await self.runtime.bus.lag(consumer.group, consumer.spec.topics):
                         metrics.CONSUMER_LAG.labels(p.group, p.topic, str(p.partition)).set(p.lag)
                 except Exception as exc:  # the bus is unavailable for a moment: try again next round
-                    log.warning("lag_sample_failed", group=consumer.spec.group, error=repr(exc))
+                    log.warning("lag_sample_failed", group=consumer.group, error=repr(exc))
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(self._guard(coro, name), name=name)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     ops_stall_seconds: float = Field(60.0, validation_alias=AliasChoices("PPA_OPS_STALL_SECONDS"))
     # how often a worker measures its groups' lag for the ppa_consumer_lag gauge (0: never)
     lag_sample_seconds: float = Field(30.0, validation_alias=AliasChoices("PPA_LAG_SAMPLE_SECONDS"))
+    # consumer groups that run as shards, `group=count` separated by commas (e.g. billing.invoice-list=2): each
+    # shard its own consumer, which `ppa worker SERVICE --shard I` runs alone (ppa_runtime.consumer.Shard)
+    consumer_shards: str = Field("", validation_alias=AliasChoices("PPA_CONSUMER_SHARDS"))
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
@@ -40,7 +43,21 @@ class Settings(BaseSettings):
             raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
         if bool(self.kafka_bootstrap_servers) != bool(self.mongodb_uri):
             raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
+        self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
         return self
+
+    def shards_of(self, group: str) -> int:
+        """How many shards a consumer group runs as (1: not split)."""
+        return self._shards().get(group, 1)
+
+    def _shards(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.consumer_shards.split(","))):
+            group, _, count = item.partition("=")
+            if not count.strip().isdigit() or not 1 <= int(count) <= 10:
+                raise ValueError(f"PPA_CONSUMER_SHARDS: {item!r} is not group=count (count 1 to 10)")
+            out[group.strip()] = int(count)
+        return out
 
     @property
     def distributed(self) -> bool:

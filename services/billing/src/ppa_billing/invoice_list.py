@@ -9,6 +9,11 @@ One consumer group writes all of it (single writer: FerretDB loses concurrent co
 daily usage, customers, settings and invoice events; each handler recomputes what it touched from the
 line's own days and the current customer and settings, so redelivery and any order of topics end the same.
 A closing-day change re-files every day of the agency into the months of the new setting.
+
+The group may run as shards (`PPA_CONSUMER_SHARDS=billing.invoice-list=N`), split by the last digit of the
+totals bucket (the customer number's 7th digit, the 4th from the end of an invoice number too): a customer's
+lines and its bucket's documents still have one writer, and a settings change is re-filed by every shard for
+its own customers and buckets.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from ppa_contracts.billing import (
 from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised
 from ppa_contracts.topics import BILLING_CUSTOMER, BILLING_INVOICE, BILLING_SETTINGS, METERING_DAILY_USAGE
 from ppa_runtime.bus import Record
-from ppa_runtime.consumer import ConsumerSpec
+from ppa_runtime.consumer import ConsumerSpec, current_shard
 from ppa_runtime.docstore import DocStore
 
 LINES = "invoice_lines"
@@ -57,6 +62,9 @@ DAILY_FIELDS = ("$.type", "$.data.agency_id", "$.data.customer_number", "$.data.
                 "$.data.values.generation_kwh", "$.data.values.sold_kwh", "$.data.new.generation_kwh",
                 "$.data.new.sold_kwh", "$.aggregateversion")
 DaysChanged = Callable[[str, dict[str, set[str]]], Awaitable[None]]  # agency, customer number → ISO dates
+# shards split these topics' records by the digit 4th from the end of their subject (a customer number, or an
+# invoice number that ends with one): the last digit of the customer's totals bucket
+SPLIT_BY = (frozenset({METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_INVOICE}), -4)
 
 
 def bucket_of(customer_number: str) -> str:
@@ -262,7 +270,9 @@ class InvoiceList:
         await self._save(lines)
 
     async def refile_agency(self, agency_id: str) -> None:
-        """File every day of the agency again under the current settings and rebuild its totals."""
+        """File every day of the agency again under the current settings and rebuild its totals (of a shard:
+        its own customers' days and buckets)."""
+        shard = current_shard()
         settings = await self.settings.get(agency_id)
         after = ""
         entries: list[dict[str, Any]] = []
@@ -277,8 +287,9 @@ class InvoiceList:
                 page = [line for line in page if line["customer_number"] != last]  # whole customers only
             by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for line in page:
-                by_customer[line["customer_number"]].append(line)
-                old_months.add(line["month"])
+                if shard is None or shard.of(line["customer_number"]) == shard.index:
+                    by_customer[line["customer_number"]].append(line)
+                    old_months.add(line["month"])
             customers = await self.customers.coll.get_many([f"{agency_id}:{n}" for n in by_customer])
             new_lines, gone = [], []
             for number, lines in by_customer.items():
@@ -293,8 +304,14 @@ class InvoiceList:
             entries += [{k: line[k] for k in ("agency_id", "month", "bucket", "customer_number", "listed", "issued",
                                               "draft", "name", "name_kana")} for line in new_lines]
             after = page[-1]["customer_number"]
-        for coll in (self.buckets, self.sums, self.search):
-            await coll.delete({"agency_id": agency_id})
+        for coll, heavy in ((self.buckets, "entries"), (self.sums, "sums"), (self.search, "text")):
+            if shard is None:
+                await coll.delete({"agency_id": agency_id})
+                continue
+            ids = [doc["_id"] for doc in await coll.find({"agency_id": agency_id}, without=(heavy,))
+                   if shard.of(doc["_id"].rsplit(":", 1)[1] + "000") == shard.index]  # the bucket's numbers' shard
+            if ids:
+                await coll.delete({"_id": {"$in": ids}})
         await asyncio.gather(*self._entry_writes(*await self._entries(entries, fresh=True)))
 
     def _refiled(self, agency_id: str, number: str, lines: list[dict[str, Any]],
@@ -401,4 +418,5 @@ class InvoiceList:
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
             collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=5000,
-            handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS, picked_only=_DAILY_TYPES)
+            handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS, picked_only=_DAILY_TYPES,
+            split_by=SPLIT_BY)

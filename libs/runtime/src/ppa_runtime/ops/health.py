@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from ppa_runtime import metrics
 from ppa_runtime.bus import GroupLag
-from ppa_runtime.consumer import ConsumerSpec
+from ppa_runtime.consumer import ConsumerSpec, group_of, shards_of
 from ppa_runtime.ops.events import all_topics
 
 RATE_MINUTES = 60
@@ -109,16 +109,21 @@ class Health:
     async def groups(self, now: datetime | None = None) -> list[GroupHealth]:
         """Every consumer group of the host's services, with lag and stall; also sets the lag gauge."""
         now = now or datetime.now(UTC)
-        running = {c.spec.group: c.running for c in getattr(self.host, "consumers", [])}
+        running = {c.group: c.running for c in getattr(self.host, "consumers", [])}
         out = []
         for svc in self.host.services:
             for spec in svc.consumers():
-                parts = await self.bus.lag(spec.group, spec.topics)
-                for p in parts:
-                    metrics.CONSUMER_LAG.labels(spec.group, p.topic, str(p.partition)).set(p.lag)
-                out.append(GroupHealth(spec.group, svc.name, spec.topics, parts,
-                                       stalled_for(parts, now, self.stall_after), running.get(spec.group)))
+                for group in self._groups_of(spec):  # a group that runs as shards: each shard's own
+                    parts = await self.bus.lag(group, spec.topics)
+                    for p in parts:
+                        metrics.CONSUMER_LAG.labels(group, p.topic, str(p.partition)).set(p.lag)
+                    out.append(GroupHealth(group, svc.name, spec.topics, parts,
+                                           stalled_for(parts, now, self.stall_after), running.get(group)))
         return out
+
+    def _groups_of(self, spec: ConsumerSpec) -> list[str]:
+        settings = self.host.runtime.settings
+        return [group_of(spec, shard) for shard in shards_of(spec, settings.shards_of(spec.group))]
 
     async def projections(self) -> list[ProjectionHealth]:
         """Every rebuildable projection with its document counts and its group's checkpoint."""
@@ -126,7 +131,12 @@ class Health:
         for service, spec in projections_of(self.host):
             svc = next(s for s in self.host.services if s.name == service)
             counts = {c: await svc.docs.collection(c).count() for c in spec.collections}
-            parts = await self.bus.lag(spec.group, spec.topics)
-            out.append(ProjectionHealth(projection_name(spec), service, spec.group, counts,
-                                        {f"{p.topic}/{p.partition}": p.committed for p in parts}))
+            groups = self._groups_of(spec)
+            # of a group that runs as shards, the checkpoint is the one furthest behind
+            parts = [p for group in groups for p in await self.bus.lag(group, spec.topics)]
+            checkpoint: dict[str, int] = {}
+            for p in parts:
+                key = f"{p.topic}/{p.partition}"
+                checkpoint[key] = min(p.committed, checkpoint.get(key, p.committed))
+            out.append(ProjectionHealth(projection_name(spec), service, spec.group, counts, checkpoint))
         return out
