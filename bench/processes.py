@@ -21,7 +21,8 @@ PPA = str(Path(sys.executable).parent / "ppa")
 
 # `up`: the whole platform in one process (`ppa up`, the embedded default). `split`: as deployed, the
 # gateway API and each service's worker in their own process (so the API and the daily projection can
-# use a core each); the embedded runtime shares the SQLite files between them through WAL.
+# use a core each); the embedded runtime shares the SQLite files between them through WAL. `shards`: the groups
+# that can run as shards (billing's month list) run as that many, each in a billing worker of its own (split).
 TOPOLOGIES = {
     "up": [["up"]],
     "split": [["api", "gateway"], ["worker", "identity"], ["worker", "billing"], ["worker", "metering"]],
@@ -31,7 +32,10 @@ TOPOLOGIES = {
 class Platform:
     """The processes of one topology; `start` may be called again after `stop` (same state)."""
 
-    def __init__(self, runtime: str, synchronous: str, topology: str = "up", prefix: str = "ppa-bench-") -> None:
+    def __init__(self, runtime: str, synchronous: str, topology: str = "up", prefix: str = "ppa-bench-",
+                 shards: int = 1) -> None:
+        if shards > 1 and topology != "split":
+            raise SystemExit("shards run in workers of their own: use the split topology")
         self.synchronous = synchronous
         self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         self.env = {**os.environ, "PPA_DATA_DIR": str(self.dir / "data"), "PPA_NAMESPACE": f"b{uuid.uuid4().hex[:8]}_",
@@ -41,15 +45,18 @@ class Platform:
             self.env.pop("MONGODB_URI", None)
         elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
             raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+        self.env["PPA_CONSUMER_SHARDS"] = f"billing.invoice-list={shards}"
         self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
                                  kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
-                                 mongodb_uri=self.env.get("MONGODB_URI"))
+                                 mongodb_uri=self.env.get("MONGODB_URI"),
+                                 consumer_shards=self.env["PPA_CONSUMER_SHARDS"])
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])]
-                         for c in TOPOLOGIES[topology]]
+        commands = [c for c in TOPOLOGIES[topology] if c != ["worker", "billing"] or shards == 1] + [
+            ["worker", "billing", "--shard", str(i)] for i in range(shards if shards > 1 else 0)]
+        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])] for c in commands]
         self.procs: list[subprocess.Popen] = []
         self._peak_rss: dict[str, float] = {}
 
@@ -94,7 +101,7 @@ class Platform:
                 continue
             for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    name = " ".join(c[1:3])
+                    name = " ".join(c[1:5] if "--shard" in c else c[1:3])
                     self._peak_rss[name] = max(self._peak_rss.get(name, 0.0), round(int(line.split()[1]) / 1024, 1))
 
     def peak_rss_mb(self) -> dict[str, float]:
