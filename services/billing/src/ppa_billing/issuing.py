@@ -21,7 +21,7 @@ from ppa_billing.domain.billing_month import BillingPeriod, InvalidBillingMonth,
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode
 from ppa_billing.formatting import yen
 from ppa_billing.invoices import ISSUED, InvoiceNotFound, Invoices, figures_of
-from ppa_billing.pdf import InvoiceDocument, render_invoice_pdf
+from ppa_billing.documents import InvoiceDocument
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import InvoiceFigures, InvoiceIssued, InvoiceIssuer, InvoiceRevised, InvoiceVoided
 from ppa_contracts.notify import EmailAttachment, EmailRequested, EmailTemplate
@@ -91,6 +91,8 @@ class Issuing:
         return InvoiceIssuer(name=s.issuer_name, address=s.issuer_address, registration_number=s.registration_number)
 
     async def _store_pdf(self, agency_id: str, number: str, revision: int, doc: InvoiceDocument) -> tuple[str, bytes]:
+        from ppa_billing.pdf import render_invoice_pdf  # loaded when the first invoice is rendered
+
         pdf = await asyncio.to_thread(render_invoice_pdf, doc)
         document_id = uuid.uuid4().hex
         # Stored before the event that names it: a crash in between leaves an unused document, never a hole.

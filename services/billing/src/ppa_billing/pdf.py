@@ -7,8 +7,6 @@ referenced rather than embedded; digits and Japanese text stay extractable (UniJ
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
@@ -22,27 +20,14 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from ppa_billing.documents import InvoiceDocument
 from ppa_billing.formatting import kwh, slash_date, yen
-from ppa_contracts.billing import InvoiceFigures, InvoiceIssuer
+from ppa_contracts.billing import InvoiceFigures
 
 FONT = "HeiseiKakuGo-W5"
 pdfmetrics.registerFont(UnicodeCIDFont(FONT))
 SERIES = (("発電量", colors.HexColor("#f2a900")), ("売電量", colors.HexColor("#1b6ca8")),
           ("利用量", colors.HexColor("#2e8b57")))
-
-
-@dataclass(frozen=True)
-class InvoiceDocument:
-    """What one PDF shows besides the figures."""
-
-    invoice_number: str
-    customer_number: str
-    month: str
-    revision: int
-    issued_on: date
-    issuer: InvoiceIssuer
-    figures: InvoiceFigures
-    voided_on: date | None = None
 
 
 def _style(size: float, leading: float | None = None, align: int = 0) -> ParagraphStyle:
