@@ -41,15 +41,26 @@ _INDEXES = "CREATE INDEX IF NOT EXISTS log_topic_at ON log (topic, at);"
 
 
 def _own(shard: Shard | None, topic: str) -> tuple[str, tuple[str, ...]]:
-    """SQL over a log row, true when the row belongs to the shard, and its parameters: a pattern of the key
+    """A condition on a log row, true when the row belongs to the shard, and its parameters: a pattern of the key
     (the subject), which decides without reading the record's JSON."""
     if shard is None or topic not in shard.topics:
-        return "1", ()
+        return "", ()
     tail = "?" * (-shard.position - 1)
     if shard.index == 0:  # shard 0 also has the subjects without a digit there
         others = "".join(shard.digits(i) for i in range(1, shard.count))
-        return "NOT (key GLOB ?)", (f"*[{others}]{tail}",)
-    return "key GLOB ?", (f"*[{shard.digits()}]{tail}",)
+        return " AND NOT (key GLOB ?)", (f"*[{others}]{tail}",)
+    return " AND key GLOB ?", (f"*[{shard.digits()}]{tail}",)
+
+
+def _passed(conn: sqlite3.Connection, topic: str, after: int, own: list[Record], limit: int) -> list[Record]:
+    """After a shard's rows of a topic: when they did not fill the batch, every row up to the topic's end was
+    looked at, so a `skip` record at its last offset lets the shard's position pass the other shards' rows
+    too (a full batch is passed by its last row)."""
+    if len(own) >= limit:
+        return []
+    end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+    seen = own[-1].offset if own else after
+    return [Record(topic, 0, end, picked=((), ()), skip=True)] if end is not None and end > seen else []
 
 
 def _moment(seconds: float | None) -> datetime | None:
@@ -85,7 +96,7 @@ class SqliteSubscription:
         self.bus = bus
         self.group = group
         self.topics = topics
-        self.shard = shard  # other shards' rows come as `skip` records: their offsets, no JSON read
+        self.shard = shard  # of a split topic, only the shard's rows are read (and one `skip` record, see _passed)
         self.fields = tuple(fields)  # JSON paths read for each record (Record.pick)
         self.picked_only = picked_only if fields else frozenset()  # types handed over without their JSON
         self.positions: dict[str, int] = {}  # committed
@@ -123,61 +134,55 @@ class SqliteSubscription:
             return self._advance(await self.bus.db.read(lambda conn: self._read_picked(conn, after, max_records)))
 
         def run(conn: sqlite3.Connection) -> list[Record]:
-            out: list[tuple[Any, ...]] = []
+            out: list[Record] = []
             for topic in self.topics:
                 own, mine = _own(self.shard, topic)
-                out += conn.execute(
-                    f"SELECT topic, partition, offset, CASE WHEN {own} THEN envelope END FROM log WHERE topic = ? "
-                    "AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?",
-                    (*mine, topic, after[topic], max_records - len(out)),
-                ).fetchall()
+                limit = max_records - len(out)
+                rows = conn.execute(
+                    f"SELECT offset, envelope FROM log WHERE topic = ? AND partition = 0 AND offset > ?{own} "
+                    "ORDER BY offset LIMIT ?", (topic, after[topic], *mine, limit)).fetchall()
+                records = [Record(topic, 0, o, raw=orjson.loads(e)) for o, e in rows]
+                out += records + (_passed(conn, topic, after[topic], records, limit) if own else [])
                 if len(out) >= max_records:
                     break
-            return [Record(t, p, o, raw=orjson.loads(e)) if e is not None else
-                    Record(t, p, o, picked=((), ()), skip=True) for t, p, o, e in out]
+            return out
 
         return self._advance(await self.bus.db.read(run))
 
     def _read_picked(self, conn: sqlite3.Connection, after: dict[str, int], max_records: int) -> list[Record]:
         """The next records with the values at `fields` read by SQLite, each topic's rows as one flat JSON array
-        (offset, JSON text, whether the row is the shard's, values; offset, ...): SQLite builds it without the
-        interpreter's lock, which a row at a time would take and give back per row (while the consumer's own
-        thread keeps it busy), and one flat list is a few objects for the collector where a list per row would be
-        thousands. Records of `picked_only` types come without their JSON text (`complete` reads it); the others'
-        JSON is decoded only if asked for. Another shard's rows come as `skip` records, nothing read of them."""
+        (offset, JSON text, values; offset, ...): SQLite builds it without the interpreter's lock, which a row at a
+        time would take and give back per row (while the consumer's own thread keeps it busy), and one flat list
+        is a few objects for the collector where a list per row would be thousands. Records of `picked_only` types
+        come without their JSON text (`complete` reads it); the others' JSON is decoded only if asked for."""
         paths = self.fields
         # json_extract of several paths gives their values as one JSON array (of one path, the value itself: so
         # one path is asked for twice); its brackets are cut off to splice the values into the row's
         asked = paths if len(paths) > 1 else paths * 2
         n = len(paths)
-        stride = 3 + len(asked)  # offset, text, own, the values asked for
+        stride = 2 + len(asked)  # offset, text, the values asked for
         bare = sorted(self.picked_only)
         text = (f"CASE WHEN json_extract(envelope, '$.type') IN ({', '.join('?' * len(bare))}) THEN NULL "
                 "ELSE envelope END" if bare else "envelope")
-        values = f"json_extract(envelope, {', '.join('?' * len(asked))})"
         out: list[Record] = []
         for topic in self.topics:
             own, mine = _own(self.shard, topic)
-            if mine:  # another shard's row: nulls where its values would be
-                head, picked = f"json_array(offset, CASE WHEN {own} THEN {text} END, {own})", (
-                    f"CASE WHEN {own} THEN {values} ELSE '[{','.join(['null'] * len(asked))}]' END")
-                args = (*mine, *bare, *mine, *mine, *asked)
-            else:
-                head, picked, args = f"json_array(offset, {text}, 1)", values, (*bare, *asked)
+            limit = max_records - len(out)
             (rows,) = conn.execute(
                 "SELECT '[' || coalesce(group_concat(substr(head, 2, length(head) - 2) || ',' || "
                 "substr(picked, 2, length(picked) - 2), ','), '') || ']' FROM (SELECT "
-                f"{head} AS head, {picked} AS picked "
-                "FROM log WHERE topic = ? AND partition = 0 AND offset > ? ORDER BY offset LIMIT ?)",
-                (*args, topic, after[topic], max_records - len(out)),
+                f"json_array(offset, {text}) AS head, json_extract(envelope, {', '.join('?' * len(asked))}) AS picked "
+                f"FROM log WHERE topic = ? AND partition = 0 AND offset > ?{own} ORDER BY offset LIMIT ?)",
+                (*bare, *asked, topic, after[topic], *mine, limit),
             ).fetchone()
             flat = orjson.loads(rows)
             starts = range(0, len(flat), stride)
             offsets = flat[::stride]
             if any(a > b for a, b in zip(offsets, offsets[1:], strict=False)):  # SQLite does not promise the order
                 starts = sorted(starts, key=flat.__getitem__)
-            out += [Record(topic, 0, flat[i], text=flat[i + 1], picked=(paths, tuple(flat[i + 3:i + 3 + n])))
-                    if flat[i + 2] else Record(topic, 0, flat[i], picked=((), ()), skip=True) for i in starts]
+            records = [Record(topic, 0, flat[i], text=flat[i + 1], picked=(paths, tuple(flat[i + 2:i + 2 + n])))
+                       for i in starts]
+            out += records + (_passed(conn, topic, after[topic], records, limit) if own else [])
             if len(out) >= max_records:
                 break
         return out
