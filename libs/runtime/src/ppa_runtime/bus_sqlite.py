@@ -347,7 +347,8 @@ class SqliteBus:
         def run(conn: sqlite3.Connection) -> list[GroupLag]:
             out = []
             for topic in topics:
-                end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+                end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0",
+                                   (topic,)).fetchone()[0]
                 done = conn.execute(
                     "SELECT offset, committed_at FROM group_offsets WHERE grp = ? AND topic = ? AND partition = 0",
                     (group, topic),
