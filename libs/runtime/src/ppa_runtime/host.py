@@ -40,9 +40,9 @@ class Host:
     async def start(self) -> None:
         """Start every service, then its relay, consumers and background loops."""
         settings = self.runtime.settings
-        if self.workers and self.shard and not any(
+        if self.workers and self.shard is not None and (self.shard < 0 or self.shard and not any(
                 self.shard < settings.shards_of(spec.group) for svc in self.services for spec in svc.consumers()
-                if spec.split_by is not None):
+                if spec.split_by is not None)):
             raise ValueError(f"shard {self.shard}: no consumer group of {[s.name for s in self.services]} runs as "
                              f"{self.shard + 1} shards or more (PPA_CONSUMER_SHARDS)")
         for svc in self.services:
