@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from ppa_billing.invoice_list import SPLIT_BY
 from ppa_contracts import Envelope
 from ppa_contracts.metering import DailyUsageComputed, DailyValues
 from ppa_contracts.topics import BILLING_CUSTOMER, METERING_DAILY_USAGE
@@ -83,7 +84,7 @@ async def register(client: httpx.AsyncClient, agency: dict[str, str], n: int, co
 
 def list_groups(shards: int) -> list[str]:
     """The month list's consumer group, or its shards' groups."""
-    return [LIST_GROUP] if shards == 1 else [Shard(i, shards, frozenset(), -4).group(LIST_GROUP) for i in range(shards)]
+    return [LIST_GROUP] if shards == 1 else [Shard(i, shards, *SPLIT_BY).group(LIST_GROUP) for i in range(shards)]
 
 
 async def lag(runtime: Runtime, groups: list[str], topics: list[str]) -> int:

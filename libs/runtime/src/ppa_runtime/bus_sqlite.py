@@ -39,6 +39,12 @@ _ADDED_COLUMNS = {"log": ("at", "REAL"), "group_offsets": ("committed_at", "REAL
 _INDEXES = "CREATE INDEX IF NOT EXISTS log_topic_at ON log (topic, at);"
 
 
+def _last_offset(conn: sqlite3.Connection, topic: str) -> int | None:
+    """The topic's last offset (None: no record yet). The query names the one partition: with the topic alone,
+    SQLite walks the topic's whole index (0.5 s at 3 million records) instead of taking its last entry."""
+    return conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+
+
 def _own(shard: Shard | None, topic: str) -> tuple[str, tuple[str, ...]]:
     """A condition on a log row, true when the row belongs to the shard, and its parameters: a pattern of the key
     (the subject), which decides without reading the record's JSON."""
@@ -57,7 +63,7 @@ def _passed(conn: sqlite3.Connection, topic: str, after: int, own: list[Record],
     too (a full batch is passed by its last row)."""
     if len(own) >= limit:
         return []
-    end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+    end = _last_offset(conn, topic)
     seen = own[-1].offset if own else after
     return [Record(topic, 0, end, picked=((), ()), skip=True)] if end is not None and end > seen else []
 
@@ -301,8 +307,8 @@ class SqliteBus:
         rows = [(e.subject, e.to_json().decode()) for e in events]
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()
-            start = -1 if row[0] is None else row[0]
+            last = _last_offset(conn, topic)
+            start = -1 if last is None else last
             now = time.time()
             conn.executemany(
                 "INSERT INTO log (topic, partition, offset, key, envelope, at) VALUES (?, 0, ?, ?, ?, ?)",
@@ -319,11 +325,7 @@ class SqliteBus:
         return sub
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
-        # every look at the log names the one partition: with only the topic, SQLite walks the topic's whole index
-        end = await self.db.read(
-            lambda c: c.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0",
-                                (topic,)).fetchone()[0]
-        )
+        end = await self.db.read(lambda c: _last_offset(c, topic))
         if end is None:
             return 0
         count, position = 0, -1
@@ -347,8 +349,7 @@ class SqliteBus:
         def run(conn: sqlite3.Connection) -> list[GroupLag]:
             out = []
             for topic in topics:
-                end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0",
-                                   (topic,)).fetchone()[0]
+                end = _last_offset(conn, topic)
                 done = conn.execute(
                     "SELECT offset, committed_at FROM group_offsets WHERE grp = ? AND topic = ? AND partition = 0",
                     (group, topic),
@@ -375,7 +376,7 @@ class SqliteBus:
         def run(conn: sqlite3.Connection) -> dict[Position, int]:
             out = {}
             for topic in topics:
-                end = conn.execute("SELECT MAX(offset) FROM log WHERE topic = ? AND partition = 0", (topic,)).fetchone()[0]
+                end = _last_offset(conn, topic)
                 out[(topic, 0)] = 0 if end is None else end + 1
             return out
 
