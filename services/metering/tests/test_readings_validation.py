@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from ppa_metering.domain.readings import (MAX_BATCH, BatchTooLarge, InvalidReading, Reading, Rejection,
-                                          parse_kwh, validate_batch)
+from ppa_metering.domain.readings import (CHANNELS, MAX_BATCH, BatchTooLarge, InvalidReading, Reading, Rejection,
+                                          parse_kwh, row, validate_batch, validate_rows)
 
 NOW = datetime(2024, 1, 16, 3, 0, tzinfo=timezone.utc)  # 12:00 JST
 JST = timezone(timedelta(hours=9))
@@ -158,3 +159,41 @@ def test_accepts_an_empty_batch() -> None:
 def test_requires_an_aware_now() -> None:
     with pytest.raises(ValueError):
         validate_batch([reading()], NOW.replace(tzinfo=None))
+
+
+# Values each field may take, good (as likely as all the bad ones together) and bad, so that batches mix every
+# path of both validators.
+_AT = st.sampled_from(["2024-01-16T00:30:00+09:00", "2024-01-15T15:30:00Z", "2024-01-15T15:30:00+00:00",
+                       "2024-01-16T00:30:00.250000+09:00", "2024-01-16T12:05:00+09:00"]) \
+    | st.sampled_from(["2024-01-16T12:05:01+09:00", "2024-01-16T00:30:00", "1999-12-31T23:59:59Z", "yesterday", "",
+                       1705300000, None, ["x"], ...]) \
+    | st.datetimes(min_value=datetime(2023, 12, 1), max_value=datetime(2024, 1, 17),
+                   timezones=st.sampled_from([timezone.utc, JST])).map(datetime.isoformat)
+_CHANNEL = st.sampled_from(CHANNELS) | st.sampled_from(["pv", "", 3, None, ["pv_generation"], ...])
+_KWH = st.sampled_from(["1234.567", "1234.5670", "0", "00", "0.000000", "0012.50", "007", "12"]) \
+    | st.sampled_from(["-1", "1e3", " 12", "１２", "nan", "1234567890123", "1.1234567", 12, 0, -3, 12.5, True, None,
+                       Decimal("7.25"), Decimal("NaN"), ["1"], ...]) \
+    | st.decimals(min_value=0, max_value=Decimal("999999999999.999999"), places=3).map(str)
+_MAX = st.sampled_from([..., None]) | st.sampled_from(["2000", "10", "1234.567", "0", "99999.9", 100, -5, "x"])
+
+
+@st.composite
+def _raw(draw: st.DrawFn) -> object:
+    if draw(st.integers(0, 30)) == 0:
+        return draw(st.sampled_from([[], "reading", 5, None]))
+    return reading(at=draw(_AT), channel=draw(_CHANNEL), kwh=draw(_KWH), register_max=draw(_MAX))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_raw(), max_size=30))
+def test_rows_are_the_readings_validate_batch_accepts(batch: list[object]) -> None:
+    readings, rows = validate_batch(batch, NOW), validate_rows(batch, NOW)
+    assert rows.rows == tuple(row(r) for r in readings.accepted)
+    assert (rows.duplicates, rows.rejected) == (readings.duplicates, readings.rejected)
+
+
+def test_rows_keep_the_decimal_text_and_the_utc_instant() -> None:
+    [r] = validate_rows([reading(kwh="0012.50", at="2024-01-16T00:30:00.25+09:00")], NOW).rows
+    assert (r.kwh, r.at, r.register_max) == ("12.50", "2024-01-15T15:30:00.250000Z", None)
+    with pytest.raises(BatchTooLarge):
+        validate_rows([reading()] * (MAX_BATCH + 1), NOW)

@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from ppa_contracts.metering import ReadingBatchAccepted, ReadingValue
 from ppa_metering.domain.daily import day_start, jst_date
-from ppa_metering.domain.readings import CHANNELS, Reading
+from ppa_metering.domain.readings import CHANNELS, Reading, row
 from ppa_metering.ingest import batch_data
 from ppa_metering.store import by_day, day_start_us, entry, jst_day, micros, reading
 
@@ -43,5 +43,5 @@ def test_a_reading_survives_its_stored_form_exactly(r: Reading) -> None:
 def test_the_event_data_is_what_the_payload_model_would_dump(rs: list[Reading]) -> None:
     model = ReadingBatchAccepted(serial_number="S1", readings=[
         ReadingValue(channel=r.channel, at=r.at, kwh=r.kwh, register_max=r.register_max) for r in rs])
-    assert batch_data("S1", rs) == model.model_dump(mode="json")
-    assert ReadingBatchAccepted.model_validate(batch_data("S1", rs)) == model
+    assert batch_data("S1", [row(r) for r in rs]) == model.model_dump(mode="json")
+    assert ReadingBatchAccepted.model_validate(batch_data("S1", [row(r) for r in rs])) == model

@@ -14,8 +14,8 @@ from typing import Any
 from ppa_contracts import Envelope
 from ppa_contracts.metering import ReadingBatchAccepted
 from ppa_contracts.topics import METERING_READINGS
-from ppa_metering.domain.readings import Reading, Rejection, validate_batch
-from ppa_metering.store import Entry, ReadingStore, entry, jst_day
+from ppa_metering.domain.readings import CHANNELS, Rejection, Row, validate_rows
+from ppa_metering.store import Entry, ReadingStore, jst_day
 from ppa_runtime.bus import EventBus
 from ppa_runtime.context import correlation_id
 
@@ -30,12 +30,11 @@ class IngestResult:
     rejected: tuple[Rejection, ...]
 
 
-def batch_data(serial: str, readings: list[Reading]) -> dict[str, Any]:
+def batch_data(serial: str, rows: list[Row]) -> dict[str, Any]:
     """`ReadingBatchAccepted(...).model_dump(mode="json")`, written out: the batch is already validated and
     up to 10,000 readings long, where the model would validate and serialise each one again."""
     return {"serial_number": serial, "readings": [
-        {"channel": r.channel, "at": r.at.isoformat().replace("+00:00", "Z"), "kwh": str(r.kwh),
-         "register_max": None if r.register_max is None else str(r.register_max)} for r in readings]}
+        {"channel": CHANNELS[r.channel], "at": r.at, "kwh": r.kwh, "register_max": r.register_max} for r in rows]}
 
 
 class Ingestion:
@@ -47,21 +46,22 @@ class Ingestion:
 
     async def ingest(self, serial: str, raw: list, now: datetime | None = None) -> IngestResult:
         """Validate and accept a batch; repeats of stored readings count as duplicates."""
-        batch = validate_batch(raw, now or datetime.now(UTC))
-        entries = [entry(r) for r in batch.accepted]
-        days = [jst_day(e[1]) for e in entries]
-        stored, counts = await self.store.days((serial, day) for day in set(days))
+        batch = validate_rows(raw, now or datetime.now(UTC))
+        day_of: dict[int, date] = {}
+        for r in batch.rows:
+            if r.us not in day_of:
+                day_of[r.us] = jst_day(r.us)
+        stored, counts = await self.store.days((serial, day) for day in set(day_of.values()))
         seen = {(e[0], e[1]) for found in stored.values() for e in found}
-        new: list[Reading] = []
+        new: list[Row] = []
         by_day: dict[date, list[Entry]] = {}
-        for r, e, day in zip(batch.accepted, entries, days, strict=True):
-            if (e[0], e[1]) not in seen:
+        for r in batch.rows:
+            if (r.channel, r.us) not in seen:
                 new.append(r)
-                by_day.setdefault(day, []).append(e)
+                by_day.setdefault(day_of[r.us], []).append(r[:4])
         if new:
             event = Envelope(source=_SOURCE, type=_TYPE, subject=serial, correlationid=correlation_id(),
                              schemaversion=ReadingBatchAccepted.event_version, data=batch_data(serial, new))
             await self.bus.publish(METERING_READINGS, [event])
             await self.store.add(serial, by_day, {day: counts[(serial, day)] for day in by_day})
-        return IngestResult(len(new), batch.duplicates + len(batch.accepted) - len(new), batch.rejected)
-
+        return IngestResult(len(new), batch.duplicates + len(batch.rows) - len(new), batch.rejected)

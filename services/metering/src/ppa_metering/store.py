@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from decimal import Decimal
 
-from ppa_metering.domain.readings import CHANNELS, Reading
+from ppa_metering.domain.readings import CHANNEL_INDEX, CHANNELS, EPOCH, Reading, micros
 from ppa_runtime.docstore import Collection
 
 READINGS = "readings"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-CHANNEL_INDEX = {channel: index for index, channel in enumerate(CHANNELS)}
-_US = timedelta(microseconds=1)
 # Japan keeps UTC+9 all year (no daylight saving since 1951; readings start in 2000): day arithmetic on
 # integers, equal to `jst_date` and `day_start` of the domain (a test holds them together).
 _JST_US, _DAY_US, _EPOCH_DAY = 9 * 3600 * 10**6, 86_400 * 10**6, date(1970, 1, 1).toordinal()
@@ -29,11 +26,6 @@ _FIRST_PROBE = 4  # chunk numbers asked for at once; doubled while every one exi
 
 DayKey = tuple[str, date]  # (serial, JST day)
 Entry = tuple  # (channel index, µs since the epoch, kwh text, register_max text or None)
-
-
-def micros(at: datetime) -> int:
-    """An aware instant as whole microseconds since the Unix epoch."""
-    return (at - EPOCH) // _US
 
 
 def jst_day(us: int) -> date:
