@@ -160,8 +160,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sample_numbers = {s.customer_number for s in fleet.specs[:args.verify_homes]}
             totals, slices, done = Totals(), [], 0
             sent_readings, sample = 0, {}
-            seconds = accept_seconds = 0.0
-            cpu0 = platform_.cpu_seconds()
+            seconds = accept_seconds = client_cpu = 0.0
+            cpu0, each0 = platform_.cpu_seconds(), platform_.cpu_each()
             while fleet.day < days:
                 n = min(slice_days, days - fleet.day)
                 work = fleet.next_slice(n, args.batch_hours, args.anomalies)
@@ -170,11 +170,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     sample = {w.spec.customer_number: w.boundary + w.home.readings() for w in work
                               if w.spec.customer_number in sample_numbers}
                 unique = sum(w.home.count for w in work)
-                cpu_before, t0 = platform_.cpu_seconds(), time.perf_counter()
+                cpu_before, t0, own0 = platform_.cpu_seconds(), time.perf_counter(), time.process_time()
                 await send(client, work, codes, args.concurrency, totals)
                 t_accept = time.perf_counter()
                 t_done = await until_applied(runtime, args.timeout)
                 cpu_used = platform_.cpu_seconds() - cpu_before
+                client_cpu += time.process_time() - own0
                 seconds += t_done - t0
                 accept_seconds += t_accept - t0
                 done += unique
@@ -195,6 +196,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "end_to_end_readings_per_second": round(totals.accepted / seconds),
                 "server_cpu_seconds": round(cpu_total, 2),
                 "server_cpu_us_per_reading": round(cpu_total / max(totals.accepted, 1) * 1e6, 2),
+                "server_cpu_us_per_reading_by_process": {
+                    name: round((seconds_ - each0.get(name, 0.0)) / max(totals.accepted, 1) * 1e6, 2)
+                    for name, seconds_ in platform_.cpu_each().items()},
+                # the bench's own CPU while sending and waiting (it shares the machine's cores with the server)
+                "bench_client_cpu_seconds": round(client_cpu, 2),
                 "server_peak_rss_mb": platform_.peak_rss_mb(),
                 "bench_client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "data_dir_mb": platform_.disk_mb() if args.runtime == "embedded" else None,

@@ -88,11 +88,19 @@ class Platform:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of every running process so far."""
-        total = 0.0
-        for p in self.procs:
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[str, float]:
+        """User + system CPU seconds of each running process so far, by command."""
+        out = {}
+        for c, p in zip(self.commands, self.procs):
             fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+            out[self._name(c)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
+    @staticmethod
+    def _name(command: list[str]) -> str:
+        return " ".join(command[1:5] if "--shard" in command else command[1:3])
 
     def sample_rss(self) -> None:
         """Note each running process's peak resident memory (VmHWM) so far."""
@@ -101,7 +109,7 @@ class Platform:
                 continue
             for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    name = " ".join(c[1:5] if "--shard" in c else c[1:3])
+                    name = self._name(c)
                     self._peak_rss[name] = max(self._peak_rss.get(name, 0.0), round(int(line.split()[1]) / 1024, 1))
 
     def peak_rss_mb(self) -> dict[str, float]:

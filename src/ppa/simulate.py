@@ -36,6 +36,7 @@ from itertools import pairwise
 from typing import Any
 
 import httpx
+import orjson
 
 JST = timezone(timedelta(hours=9), "JST")  # Japan has no daylight saving time
 CHANNELS = ("pv_generation", "grid_export", "grid_import")
@@ -447,7 +448,7 @@ async def _post(client: httpx.AsyncClient, serial: str, code: str, batch: Batch,
                 known: list[bool], auth_wait: float) -> None:
     """Send one batch; 401 is retried for `auth_wait` s until the device was accepted once (the registry
     is filled asynchronously), 429/5xx and connection errors a few times with backoff."""
-    body = json.dumps({"readings": batch.readings}, ensure_ascii=False).encode()
+    body = orjson.dumps({"readings": batch.readings})
     headers = {"Authorization": f"Bearer {code}", "Content-Type": "application/json"}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + auth_wait
