@@ -18,7 +18,7 @@ from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised, DailyV
 from ppa_contracts.topics import METERING_DAILY_USAGE, METERING_READINGS
 from ppa_metering.daily_projection import DAILY, STATES, values_of
 from ppa_metering.domain.daily import compute_daily
-from ppa_metering.domain.readings import CHANNELS, Reading
+from ppa_metering.domain.readings import CHANNELS, Reading, row
 from ppa_metering.ingest import batch_data
 from ppa_metering.service import MeteringService
 from ppa_metering.store import reading
@@ -94,7 +94,7 @@ async def deliver(plan: list[tuple[list[Reading], bool]], fetch_sizes: list[int]
                 if store_lost:  # published, then the API process died before storing the readings
                     await runtime.bus.publish(METERING_READINGS, [Envelope(
                         source="/ppa/metering", type="jp.ppa.metering.reading_batch_accepted.v1",
-                        subject=SERIAL, correlationid="t", data=batch_data(SERIAL, batch))])
+                        subject=SERIAL, correlationid="t", data=batch_data(SERIAL, [row(r) for r in batch]))])
                 else:
                     await service.ingestion.ingest(SERIAL, [raw(r) for r in batch], now=NOW)
                 if records := await sub.fetch(0.01, max_records=next(sizes, 1)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -83,7 +83,7 @@ def arbitrary_readings() -> st.SearchStrategy[list[Reading]]:
 def reshuffled(draw: st.DrawFn, readings: list[Reading]) -> list[Reading]:
     """The same readings in another order, some repeated, some written in other UTC offsets."""
     repeats = draw(st.lists(st.sampled_from(readings), max_size=20)) if readings else []
-    moved = [replace(x, at=x.at.astimezone(draw(st.sampled_from(OFFSETS)))) for x in readings + repeats]
+    moved = [x._replace(at=x.at.astimezone(draw(st.sampled_from(OFFSETS)))) for x in readings + repeats]
     return draw(st.permutations(moved))
 
 
@@ -94,7 +94,7 @@ def test_order_repeats_and_losing_values_do_not_change_the_totals(device: dict[s
     readings = all_readings(device)
     # Lower values sent again for an instant lose the tie-break: they must change nothing.
     cuts = data.draw(st.lists(st.tuples(st.sampled_from(readings), st.integers(1, 9_999)), max_size=10))
-    losers = [replace(x, kwh=x.kwh - (cut * MILLI) % x.kwh, register_max=None) for x, cut in cuts if x.kwh]
+    losers = [x._replace(kwh=x.kwh - (cut * MILLI) % x.kwh, register_max=None) for x, cut in cuts if x.kwh]
     assert compute_daily(reshuffled(data.draw, readings + losers)) == compute_daily(readings)
 
 

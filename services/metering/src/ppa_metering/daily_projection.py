@@ -37,6 +37,7 @@ VALUE_FIELDS = ("generation_kwh", "sold_kwh", "usage_kwh", "import_kwh", "batter
 _ONE_DAY = timedelta(days=1)
 _EVENT_IDS = uuid.UUID("6f1c2d0e-3b0a-4c57-9a39-2f0d5b8e7c11")  # uuid5 namespace of daily usage event ids
 _READINGS_TYPE = ReadingBatchAccepted.event_type()
+_new = tuple.__new__  # _new(Reading, fields): a named tuple without its Python-level __new__
 
 
 class UnknownDevice(LookupError):
@@ -74,8 +75,10 @@ class Device:
     step: int = 2
     _new_days: dict[date, set[int]] | None = None
 
-    def add(self, r: Reading) -> None:
-        key = (CHANNEL_INDEX[r.channel], micros(r.at))
+    def add(self, r: Reading, key: tuple[int, int] | None = None) -> None:
+        """Take a new reading (`key`: its (channel index, µs), when known already)."""
+        if key is None:
+            key = (CHANNEL_INDEX[r.channel], micros(r.at))
         seen = self.new.get(key)
         if seen is None or rank(r) > rank(seen):
             self.new[key] = r
@@ -206,6 +209,7 @@ class DailyProjection:
     async def on_batch(self, records: list[Record]) -> None:
         """A fetched batch at once: one device's records merged, every read and write batched."""
         devices: dict[str, Device] = {}
+        instants: dict[str, tuple[datetime, int]] = {}
         for record in records:
             if record.type != _READINGS_TYPE:
                 continue
@@ -215,9 +219,14 @@ class DailyProjection:
                 device = devices[data["serial_number"]] = Device(data["serial_number"], record.correlationid,
                                                                  record.id)
             for r in data["readings"]:
-                rmax = r.get("register_max")
-                device.add(Reading(r["channel"], datetime.fromisoformat(r["at"]), Decimal(r["kwh"]),
-                                   None if rmax is None else Decimal(rmax)))
+                at, channel, rmax = r["at"], r["channel"], r.get("register_max")
+                parsed = instants.get(at)  # a batch's channels share their instants: each text parsed once
+                if parsed is None:
+                    moment = datetime.fromisoformat(at)
+                    parsed = instants[at] = (moment, micros(moment))
+                kwh = Decimal(r["kwh"])
+                device.add(_new(Reading, (channel, parsed[0], kwh, None if rmax is None else Decimal(rmax))),
+                           (CHANNEL_INDEX[channel], parsed[1]))
         await self.apply(list(devices.values()))
 
     async def on_event(self, event: ReadingBatchAccepted, env: Envelope) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from decimal import Decimal
 
 from ppa_metering.domain.readings import CHANNEL_INDEX, CHANNELS, EPOCH, Reading, micros
@@ -22,6 +23,7 @@ READINGS = "readings"
 # Japan keeps UTC+9 all year (no daylight saving since 1951; readings start in 2000): day arithmetic on
 # integers, equal to `jst_date` and `day_start` of the domain (a test holds them together).
 _JST_US, _DAY_US, _EPOCH_DAY = 9 * 3600 * 10**6, 86_400 * 10**6, date(1970, 1, 1).toordinal()
+_new = tuple.__new__  # _new(Reading, fields): a named tuple without its Python-level __new__
 _FIRST_PROBE = 4  # chunk numbers asked for at once; doubled while every one exists
 
 DayKey = tuple[str, date]  # (serial, JST day)
@@ -42,9 +44,14 @@ def entry(r: Reading) -> Entry:
     return CHANNEL_INDEX[r.channel], micros(r.at), str(r.kwh), None if r.register_max is None else str(r.register_max)
 
 
+@lru_cache(maxsize=1 << 14)  # a fleet's readings share the instants of one half-hourly grid
+def instant(us: int) -> datetime:
+    """The aware UTC instant of µs since the epoch."""
+    return EPOCH + timedelta(microseconds=us)
+
+
 def reading(e: Entry) -> Reading:
-    return Reading(CHANNELS[e[0]], EPOCH + timedelta(microseconds=e[1]), Decimal(e[2]),
-                   None if e[3] is None else Decimal(e[3]))
+    return _new(Reading, (CHANNELS[e[0]], instant(e[1]), Decimal(e[2]), None if e[3] is None else Decimal(e[3])))
 
 
 def chunk_id(serial: str, day: date, number: int) -> str:
