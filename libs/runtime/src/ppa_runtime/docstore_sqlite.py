@@ -156,6 +156,7 @@ def compile_filter(filter: Filter | None, looked_for: tuple[str, str] | None = N
 # become a Python string first, only for orjson to encode it back (slow for Japanese text: 2.4 times as long
 # for the month's search texts).
 _AS_BYTES = "CAST(doc AS BLOB)"
+_SMALL_READ = 64  # ids a get_many reads on the event loop's thread (SqliteDb.read_small); more go to a thread
 
 
 class SqliteCollection:
@@ -221,7 +222,7 @@ class SqliteCollection:
 
     async def get(self, doc_id: str) -> dict[str, Any] | None:
         await self._ensure()
-        row = await self.db.read(
+        row = await self.db.read_small(
             lambda c: c.execute(f"SELECT {_AS_BYTES} FROM {self.table} WHERE id = ?", (str(doc_id),)).fetchone()
         )
         return orjson.loads(row[0]) if row else None
@@ -239,7 +240,10 @@ class SqliteCollection:
                                      part).fetchall()
             return rows
 
-        return {i: orjson.loads(d) for i, d in await self.db.read(run)} if ids else {}
+        if not ids:
+            return {}
+        rows = await (self.db.read_small(run) if len(ids) <= _SMALL_READ else self.db.read(run))
+        return {i: orjson.loads(d) for i, d in rows}
 
     async def find(
         self, filter: Filter | None = None, sort: Sort | None = None, skip: int = 0, limit: int = 0,

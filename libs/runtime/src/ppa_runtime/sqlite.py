@@ -113,6 +113,13 @@ class SqliteDb:
                 await asyncio.gather(work, return_exceptions=True)
                 raise
 
+    async def read_small(self, fn: Callable[..., T], *args: Any) -> T:
+        """`read` for a few rows by primary key, run on the calling thread. Such a read is answered from the
+        page cache in microseconds, less than handing it to a thread and back costs; under WAL it never
+        waits for a writer. Longer reads (scans, searches) belong in `read`, off the event loop."""
+        async with self._read_lock:
+            return self._tx(fn, args, False)
+
     async def script(self, sql: str) -> None:
         """Run DDL statements (each its own transaction; use IF NOT EXISTS)."""
         async with self._lock:
