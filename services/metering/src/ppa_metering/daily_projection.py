@@ -11,6 +11,7 @@ between republishes the same event on redelivery, which consumers apply once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -269,9 +270,10 @@ class DailyProjection:
                 await self.store.add(d.serial, missing, {day: d.counts.get(day, 0) for day in missing})
         if events:
             await self.bus.publish(METERING_DAILY_USAGE, events)
-        await self.daily.replace_many(docs)
-        await self.states.replace_many([{"_id": d.serial, "channels": bounds} for d in devices
-                                        if (bounds := d.advanced_bounds()) != d.bounds])
+        # at once: on the embedded runtime both join one transaction of the service's file (one fsync)
+        await asyncio.gather(self.daily.replace_many(docs),
+                             self.states.replace_many([{"_id": d.serial, "channels": bounds} for d in devices
+                                                       if (bounds := d.advanced_bounds()) != d.bounds]))
 
     async def _load(self, devices: dict[str, Device], wanted: dict[str, set[date]]) -> None:
         keys = [(serial, day) for serial, days in wanted.items() for day in days
