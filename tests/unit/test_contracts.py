@@ -27,6 +27,27 @@ def test_kafka_binary_binding_round_trips_an_envelope():
     assert Envelope.from_json(env.to_json()) == env
 
 
+def test_structured_json_is_what_the_model_dumps_whatever_data_holds():
+    from dataclasses import dataclass
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+    from enum import Enum
+
+    @dataclass
+    class Point:
+        x: int
+
+    class Kind(str, Enum):
+        A = "a"
+
+    values = [{"readings": [{"kwh": "1.5", "register_max": None}] * 3, "n": 1, "ok": True, "f": 0.25},
+              {"at": datetime(2024, 1, 1, tzinfo=UTC), "day": date(2024, 1, 2)}, {"kwh": Decimal("1.50")},
+              {"point": Point(1)}, {"kind": Kind.A}, {"nested": {1: "x"}}, {"name": "太陽電力"}]
+    for data in values:
+        env = Envelope(source="/ppa/test", type="t", subject="s", correlationid="c", data=data)
+        assert json.loads(env.to_json()) == env.model_dump(mode="json")
+
+
 def test_event_types_follow_the_naming_rule():
     for event_type, cls in payload_classes().items():
         assert event_type == f"jp.ppa.{cls.event_service}.{cls.event_name}.v{cls.event_version}"

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import NamedTuple
 
 CHANNELS = ("pv_generation", "grid_export", "grid_import", "battery_charge", "battery_discharge")
@@ -139,14 +140,13 @@ def _row_rank(r: Row) -> tuple[Decimal, Decimal]:
     return Decimal(r.kwh), _NO_MAX if r.register_max is None else Decimal(r.register_max)
 
 
-def _instant(text: str, latest: datetime) -> tuple[int, str] | bool:
-    """A valid, not future `at` text as (µs, UTC ISO text); False when `parse_reading` would refuse it."""
+@lru_cache(maxsize=1 << 12)  # a fleet's devices send the same half-hour instants
+def _instant(text: str) -> tuple[int, str] | None:
+    """A valid `at` text as (µs, UTC ISO text); None when `parse_at` refuses it."""
     try:
         at = parse_at(text)
     except InvalidReading:
-        return False
-    if at > latest:
-        return False
+        return None
     return micros(at), at.isoformat().replace("+00:00", "Z")
 
 
@@ -161,6 +161,7 @@ def validate_rows(readings: Sequence[object], now: datetime) -> RowBatch:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     latest = now + MAX_FUTURE
+    latest_us = micros(latest)
     instants: dict[str, tuple[int, str] | bool] = {}
     kept: dict[tuple[int, int], Row] = {}
     rejected: list[Rejection] = []
@@ -172,7 +173,8 @@ def validate_rows(readings: Sequence[object], now: datetime) -> RowBatch:
         if type(raw) is dict and type(at := raw.get("at")) is str and type(name := raw.get("channel")) is str:
             instant = instants.get(at)
             if instant is None:
-                instant = instants[at] = _instant(at, latest)
+                parsed = _instant(at)
+                instant = instants[at] = parsed is not None and parsed[0] <= latest_us and parsed
             channel = index_of.get(name)
             kwh = raw.get("kwh")
             if instant and channel is not None and type(kwh) is str and raw.get("register_max") is None \
