@@ -100,7 +100,7 @@ class Platform:
 
     @staticmethod
     def _name(command: list[str]) -> str:
-        return " ".join(command[1:5] if "--shard" in command else command[1:3])
+        return " ".join(p for p in (command[1:5] if "--shard" in command else command[1:3]) if p != "--port")
 
     def sample_rss(self) -> None:
         """Note each running process's peak resident memory (VmHWM) so far."""
