@@ -13,8 +13,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 
 from ppa_metering.domain.readings import CHANNEL_INDEX, CHANNELS, EPOCH, Reading, micros
 from ppa_runtime.docstore import Collection

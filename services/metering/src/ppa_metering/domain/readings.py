@@ -10,12 +10,12 @@ are ignored so devices can send additive fields. kWh are parsed exactly into `De
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 CHANNELS = ("pv_generation", "grid_export", "grid_import", "battery_charge", "battery_discharge")
 MAX_BATCH = 10_000
@@ -28,6 +28,7 @@ MAX_KWH = Decimal("1e12")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 CHANNEL_INDEX = {channel: index for index, channel in enumerate(CHANNELS)}
 _US = timedelta(microseconds=1)
+T = TypeVar("T")
 _NO_MAX = Decimal(0)  # sorts below every real register_max (which is > 0) in the tie-break
 
 _AT_FORMAT = 'at must be an ISO-8601 date-time with a timezone, e.g. "2024-01-16T00:30:00+09:00"'
@@ -112,16 +113,21 @@ def validate_batch(readings: Sequence[object], now: datetime) -> BatchResult:
         except InvalidReading as error:
             rejected.append(Rejection(index, str(error)))
             continue
-        key = (reading.channel, reading.at)  # `at` is UTC: one key per instant
-        seen = kept.get(key)
-        if seen is None:
-            kept[key] = reading
-            continue
-        duplicates += 1
-        # The same winner as the daily derivation picks, so a replay of either agrees.
-        if rank(reading) > rank(seen):
-            kept[key] = reading  # keeps the first-seen position: dicts keep insertion order
+        duplicates += _keep(kept, (reading.channel, reading.at), reading, rank)  # `at` is UTC: a key per instant
     return BatchResult(tuple(kept.values()), duplicates, tuple(rejected))
+
+
+def _keep(kept: dict, key: tuple, reading: T, rank_of: Callable[[T], tuple[Decimal, Decimal]]) -> bool:
+    """Keep `reading` under `key` unless the one kept there ranks higher; True when it is a repeat. The winner is
+    the one the daily derivation picks, so a replay of either agrees; it keeps the first one's position (dicts keep
+    insertion order)."""
+    seen = kept.get(key)
+    if seen is None:
+        kept[key] = reading
+        return False
+    if rank_of(reading) > rank_of(seen):
+        kept[key] = reading
+    return True
 
 
 def micros(at: datetime) -> int:
@@ -153,9 +159,9 @@ def _instant(text: str) -> tuple[int, str] | None:
 def validate_rows(readings: Sequence[object], now: datetime) -> RowBatch:
     """`validate_batch` as rows, for the device API: the same readings kept, repeats counted and reasons given
     (a test holds the two equal), without a Decimal or a datetime per reading. The usual reading (an object
-    with a string `at` of an instant seen before in the batch, a known channel, plain-digit kWh text and no
-    `register_max`) is checked here; the readings of a batch share few instants, so each distinct `at` text is
-    parsed once; every other reading goes through `parse_reading`, which also words every refusal."""
+    with a valid `at` text, a known channel, plain-digit kWh text and no `register_max`) is checked here, each
+    distinct `at` text parsed once (a batch's channels and a fleet's devices share their instants); every other
+    reading goes through `parse_reading`, which also words every refusal."""
     if len(readings) > MAX_BATCH:
         raise BatchTooLarge(f"a batch holds at most {MAX_BATCH} readings, got {len(readings)}")
     if now.tzinfo is None:
@@ -188,14 +194,7 @@ def validate_rows(readings: Sequence[object], now: datetime) -> RowBatch:
             except InvalidReading as error:
                 rejected.append(Rejection(index, str(error)))
                 continue
-        key = (r.channel, r.us)
-        seen = kept.get(key)
-        if seen is None:
-            kept[key] = r
-            continue
-        duplicates += 1
-        if _row_rank(r) > _row_rank(seen):
-            kept[key] = r
+        duplicates += _keep(kept, (r.channel, r.us), r, _row_rank)
     return RowBatch(tuple(kept.values()), duplicates, tuple(rejected))
 
 
