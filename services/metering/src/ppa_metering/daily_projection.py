@@ -177,8 +177,9 @@ class Device:
         return out
 
     def missing(self) -> dict[date, list[Entry]]:
-        """New readings no stored chunk holds (the API crashed before storing them): to store now."""
-        stored = {(e[0], e[1]) for entries in self.entries.values() for e in entries}
+        """New readings no stored chunk holds (the API crashed before storing them): to store now. A reading is
+        stored in its own JST day's chunks, and the new readings' days are loaded, so only those are looked at."""
+        stored = {(e[0], e[1]) for day in self.by_new_day() for e in self.entries[day]}
         return by_day(r for key, r in self.new.items() if key not in stored)
 
     def advanced_bounds(self) -> dict[str, list[int]]:
