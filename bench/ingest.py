@@ -88,7 +88,8 @@ async def send(url: str, work: list[Work], codes: dict[str, str], concurrency: i
 
     The bodies are encoded before and posted with aiohttp, not httpx as `ppa simulate` does: the bench shares
     the machine's cores with the server, and httpx spends about 2 ms of CPU per request, aiohttp a fraction."""
-    bodies = {w.spec.serial_number: [orjson.dumps({"readings": b.readings}) for b in w.batches] for w in work}
+    bodies = {w.spec.serial_number: [(orjson.dumps({"readings": b.readings}), len(b.readings)) for b in w.batches]
+              for w in work}
     sem = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency + 4)
     async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
@@ -96,24 +97,19 @@ async def send(url: str, work: list[Work], codes: dict[str, str], concurrency: i
         async def home(serial: str) -> None:
             headers = {"Authorization": f"Bearer {codes[serial]}", "Content-Type": "application/json"}
             async with sem:
-                for body in bodies[serial]:
-                    await post(session, serial, headers, body, totals)
+                for body, sent in bodies[serial]:
+                    await post(session, serial, headers, body, sent, totals)
 
         await asyncio.gather(*(home(w.spec.serial_number) for w in work))
 
 
-async def post(session: aiohttp.ClientSession, serial: str, headers: dict[str, str], body: bytes,
+async def post(session: aiohttp.ClientSession, serial: str, headers: dict[str, str], body: bytes, sent: int,
                totals: Totals) -> None:
     """One batch; 429 and 5xx are retried a few times with backoff, anything else but 202 ends the run."""
     for attempt in range(6):
         async with session.post(f"/api/v1/devices/{serial}/readings", data=body, headers=headers) as r:
             if r.status == 202:
-                result = orjson.loads(await r.read())
-                totals.readings_sent += result["accepted"] + result["duplicates"] + len(result["rejected"])
-                totals.batches += 1
-                totals.accepted += result["accepted"]
-                totals.duplicates += result["duplicates"]
-                totals.rejected += len(result["rejected"])
+                totals.record(serial, sent, orjson.loads(await r.read()))
                 return
             if r.status != 429 and r.status < 500:
                 raise SystemExit(f"device {serial}: batch refused ({r.status}: {(await r.text())[:300]})")

@@ -405,6 +405,16 @@ class Totals:
     rejections: list = field(default_factory=list)
     errors: list = field(default_factory=list)
 
+    def record(self, serial: str, sent: int, result: dict[str, Any]) -> None:
+        """Count one accepted batch of `sent` readings by the device API's answer."""
+        self.readings_sent += sent
+        self.batches += 1
+        self.accepted += result["accepted"]
+        self.duplicates += result["duplicates"]
+        self.rejected += len(result["rejected"])
+        if result["rejected"] and len(self.rejections) < 10:
+            self.rejections.extend({"serial": serial, **x} for x in result["rejected"][:10])
+
 
 async def _token(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
     r = await client.post("/api/v1/auth/token", data={"username": email, "password": password})
@@ -462,14 +472,7 @@ async def _post(client: httpx.AsyncClient, serial: str, code: str, batch: Batch,
             error = f"{r.status_code}: {r.text[:300]}"
         if r is not None and r.status_code == 202:
             known[0] = True
-            result = r.json()
-            totals.readings_sent += len(batch.readings)
-            totals.batches += 1
-            totals.accepted += result["accepted"]
-            totals.duplicates += result["duplicates"]
-            totals.rejected += len(result["rejected"])
-            if result["rejected"] and len(totals.rejections) < 10:
-                totals.rejections.extend({"serial": serial, **x} for x in result["rejected"][:10])
+            totals.record(serial, len(batch.readings), r.json())
             return
         if r is not None and r.status_code == 401:
             if known[0] or loop.time() > deadline:
