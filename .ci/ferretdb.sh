@@ -14,6 +14,12 @@
 #   PPA_CI_CACHE       (default ~/.cache/ppa-ci)
 #   FERRETDB_START_TIMEOUT seconds (default 60)
 #   FERRETDB_LOG_LEVEL     debug|info|warn|error (default error)
+#   FERRETDB_ID_INDEX      fixed|upstream (default fixed): see docs/mongodb-server.md. FerretDB 1.24's SQLite
+#                          backend creates its `_id` index on `_ferretdb_sjson->"_id"` but looks documents up by
+#                          `_ferretdb_sjson->'$._id'`, an expression SQLite's planner cannot match to that index,
+#                          so every find, update and delete by `_id` scans and parses the whole collection.
+#                          `fixed` builds it with the lookup spelled as the index is (one constant), so `_id`
+#                          reads and writes are index point operations as on MongoDB; `upstream` builds it as is.
 set -euo pipefail
 
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
@@ -22,7 +28,10 @@ START_TIMEOUT="${FERRETDB_START_TIMEOUT:-60}"
 # At "warn" FerretDB dumps every error reply (e.g. each expected duplicate-key
 # error) as ~150 log lines; "error" keeps the log to real problems.
 LOG_LEVEL="${FERRETDB_LOG_LEVEL:-error}"
+ID_INDEX="${FERRETDB_ID_INDEX:-fixed}"
+case "$ID_INDEX" in fixed|upstream) ;; *) echo "ferretdb.sh: FERRETDB_ID_INDEX must be fixed or upstream" >&2; exit 1 ;; esac
 BIN_DIR="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/bin"
+[ "$ID_INDEX" = fixed ] && BIN_DIR="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/bin-id-index"
 BIN="$BIN_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
@@ -41,8 +50,19 @@ build_from() {
         chmod -R u+w "$copy" &&
         echo "$FERRETDB_VERSION" >"$copy/build/version/version.txt" &&
         echo "ppa-ci" >"$copy/build/version/package.txt" &&
+        fix_id_index "$copy" &&
         (cd "$copy" && env "$@" go build -trimpath -buildvcs=false -o "$out" ./cmd/ferretdb) &&
         "$out" --version  # smoke test before the binary is cached
+}
+
+# fix_id_index <module-copy>: with FERRETDB_ID_INDEX=fixed, spell the SQLite backend's `_id` lookup
+# expression as its `_id` index is spelled, so the planner serves lookups from that index.
+fix_id_index() {
+    [ "$ID_INDEX" = fixed ] || return 0
+    local f="$1/internal/backends/sqlite/metadata/metadata.go"
+    grep -q "IDColumn = DefaultColumn + \"->'\$._id'\"" "$f" || { echo "ferretdb.sh: $f has no _id lookup to fix" >&2; return 1; }
+    sed -i "s|IDColumn = DefaultColumn + \"->'\$._id'\"|IDColumn = DefaultColumn + \"->\\\\\"_id\\\\\"\"|" "$f" &&
+        grep -q 'IDColumn = DefaultColumn + "->\\"_id\\""' "$f"
 }
 
 build() {

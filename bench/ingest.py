@@ -160,6 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     start = date.today() - timedelta(days=days + 2)
     slice_days = max(1, -(-args.slice // (homes * READINGS_PER_DAY))) if args.flat else days
     platform_ = Platform(args.runtime, args.synchronous, args.topology)
+    platform_.others = dict(_named_pid(x) for x in args.server)
     result: dict[str, Any] = {
         "runtime": args.runtime, "topology": args.topology, "mode": "flat" if args.flat else "throughput",
         "homes": homes, "days": days,
@@ -184,7 +185,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             totals, slices, done = Totals(), [], 0
             sent_readings, sample = 0, {}
             seconds = accept_seconds = client_cpu = 0.0
-            cpu0, each0 = platform_.cpu_seconds(), platform_.cpu_each()
+            cpu0, each0, others0 = platform_.cpu_seconds(), platform_.cpu_each(), platform_.cpu_others()
+            commands0 = await platform_.samples("ppa_mongodb_commands_total")
+            batches0 = await platform_.samples("ppa_consumer_batches_total")
             while fleet.day < days:
                 n = min(slice_days, days - fleet.day)
                 work = fleet.next_slice(n, args.batch_hours, args.anomalies)
@@ -210,6 +213,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.flat:
                     print(json.dumps(slices[-1]), file=sys.stderr, flush=True)
             cpu_total = platform_.cpu_seconds() - cpu0
+            commands = _delta(commands0, await platform_.samples("ppa_mongodb_commands_total"))
+            batches = _delta(batches0, await platform_.samples("ppa_consumer_batches_total"))
             result.update({
                 "readings_sent": sent_readings, "accepted": totals.accepted, "duplicates": totals.duplicates,
                 "rejected": totals.rejected, "batches": totals.batches, "errors": totals.errors[:5],
@@ -224,6 +229,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     for name, seconds_ in platform_.cpu_each().items()},
                 # the bench's own CPU while sending and waiting (it shares the machine's cores with the server)
                 "bench_client_cpu_seconds": round(client_cpu, 2),
+                # FerretDB's, Kafka's (named with --server NAME=PID): not in server_cpu_* above
+                "other_servers_cpu_us_per_reading": {
+                    name: round((seconds_ - others0[name]) / max(totals.accepted, 1) * 1e6, 2)
+                    for name, seconds_ in platform_.cpu_others().items()},
+                "round_trips": round_trips(commands, batches, totals.batches),
                 "server_peak_rss_mb": platform_.peak_rss_mb(),
                 "bench_client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "data_dir_mb": platform_.disk_mb() if args.runtime == "embedded" else None,
@@ -239,6 +249,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         platform_.remove()
     result["total_seconds"] = round(time.perf_counter() - began, 1)
     return result
+
+
+def _named_pid(text: str) -> tuple[str, int]:
+    name, _, pid = text.partition("=")
+    if not name or not pid.isdigit():
+        raise SystemExit(f"--server takes NAME=PID, not {text!r}")
+    return name, int(pid)
+
+
+def _delta(before: dict[str, dict[tuple, float]], after: dict[str, dict[tuple, float]]) -> dict[str, dict[str, float]]:
+    """Per process, per label value (joined), how much each counter grew."""
+    return {process: {",".join(v for _, v in labels) or "-": n - before.get(process, {}).get(labels, 0.0)
+                      for labels, n in found.items() if n - before.get(process, {}).get(labels, 0.0)}
+            for process, found in after.items()}
+
+
+def round_trips(commands: dict[str, dict[str, float]], batches: dict[str, dict[str, float]], posts: int) -> dict:
+    """MongoDB commands per device POST by process, and per batch the daily projection applied at once."""
+    out: dict[str, Any] = {"posts": posts, "by_process_and_command": {
+        process: {c: int(n) for c, n in sorted(found.items())} for process, found in commands.items() if found}}
+    out["per_post"] = {process: round(sum(found.values()) / max(posts, 1), 2) for process, found in commands.items()}
+    applied = sum(n for found in batches.values() for group, n in found.items() if group == GROUP)
+    if applied:
+        metering = sum(sum(found.values()) for process, found in commands.items() if "metering" in process or process == "up")
+        out["daily_projection_batches"] = int(applied)
+        out["metering_worker_per_batch"] = round(metering / applied, 2) if metering else None
+    return out
 
 
 def main() -> int:
@@ -257,6 +294,8 @@ def main() -> int:
     p.add_argument("--verify-homes", type=int, default=10, help="customers whose days are checked afterwards")
     p.add_argument("--synchronous", default="FULL", help="embedded SQLite synchronous setting (as `ppa up`)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--server", action="append", default=[], metavar="NAME=PID",
+                   help="a server the platform uses (e.g. ferretdb=PID, kafka=PID) whose CPU is reported too")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for daily usage to catch up")
     args = p.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2, ensure_ascii=False))

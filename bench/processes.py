@@ -50,14 +50,15 @@ class Platform:
                                  kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
                                  mongodb_uri=self.env.get("MONGODB_URI"),
                                  consumer_shards=self.env["PPA_CONSUMER_SHARDS"])
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         commands = [c for c in TOPOLOGIES[topology] if c != ["worker", "billing"] or shards == 1] + [
             ["worker", "billing", "--shard", str(i)] for i in range(shards if shards > 1 else 0)]
-        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else [])] for c in commands]
+        self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else
+                                      ["--health-host", "127.0.0.1", "--health-port", str(_free_port())])]
+                         for c in commands]
         self.procs: list[subprocess.Popen] = []
+        self.others: dict[str, int] = {}  # servers the platform uses (FerretDB, Kafka): name → pid, for their CPU
         self._peak_rss: dict[str, float] = {}
 
     def create_agency(self, email: str, password: str) -> None:
@@ -92,10 +93,33 @@ class Platform:
 
     def cpu_each(self) -> dict[str, float]:
         """User + system CPU seconds of each running process so far, by command."""
+        return {self._name(c): _cpu(p.pid) for c, p in zip(self.commands, self.procs)}
+
+    def cpu_others(self) -> dict[str, float]:
+        """CPU seconds of the servers named in `others` so far (with their children's, e.g. the broker's JVM)."""
+        return {name: _cpu(pid) for name, pid in self.others.items()}
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Each process's Prometheus endpoint, by command: the API's port, a worker's health port."""
         out = {}
-        for c, p in zip(self.commands, self.procs):
-            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[self._name(c)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for c in self.commands:
+            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.port)
+            out[self._name(c)] = f"http://127.0.0.1:{port}/metrics"
+        return out
+
+    async def samples(self, name: str) -> dict[str, dict[tuple, float]]:
+        """The samples of one metric in each process, by command, then by label values."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: dict[str, dict[tuple, float]] = {}
+        async with httpx.AsyncClient() as client:
+            for process, url in self.metrics_urls().items():
+                text = (await client.get(url)).text
+                found = out.setdefault(process, {})
+                for family in text_string_to_metric_families(text):
+                    for s in family.samples:
+                        if s.name == name:
+                            found[tuple(sorted(s.labels.items()))] = s.value
         return out
 
     @staticmethod
@@ -135,3 +159,15 @@ class Platform:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far, its waited-for children's included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")

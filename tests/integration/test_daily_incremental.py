@@ -21,7 +21,7 @@ from ppa_metering.domain.daily import compute_daily
 from ppa_metering.domain.readings import CHANNELS, Reading, row
 from ppa_metering.ingest import batch_data
 from ppa_metering.service import MeteringService
-from ppa_metering.store import reading
+from ppa_metering.store import chunk_entries, reading
 from ppa_runtime.runtime import Runtime
 
 SERIAL, CUSTOMER = "S1", "1120240001"
@@ -76,7 +76,7 @@ async def stored_days(service: MeteringService) -> dict[date, DailyValues]:
 
 async def stored_readings(service: MeteringService) -> list[Reading]:
     return [reading(e) for doc in await service.store.coll.find({"serial_number": SERIAL})
-            for e in zip(doc["c"], doc["t"], doc["k"], doc["m"], strict=True)]
+            for e in chunk_entries(doc)]
 
 
 async def deliver(plan: list[tuple[list[Reading], bool]], fetch_sizes: list[int]) -> None:

@@ -165,6 +165,7 @@ class Consumer:
             log.warning("batch_failed", group=self.spec.group, records=len(records), error=repr(exc))
             return False
         self.applied += len(records)
+        metrics.CONSUMER_BATCHES.labels(self.spec.group).inc()
         per_topic: dict[str, int] = {}
         for record in records:
             per_topic[record.topic] = per_topic.get(record.topic, 0) + 1

@@ -5,12 +5,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, ReplaceOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from ppa_runtime import metrics
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands (round trips) a process sends to MongoDB, by name, in a Prometheus counter."""
+
+    def __init__(self) -> None:
+        self._counters: dict[str, Any] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        counter = self._counters.get(event.command_name)
+        if counter is None:
+            counter = self._counters[event.command_name] = metrics.MONGODB_COMMANDS.labels(event.command_name)
+        counter.inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Counted when it started."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Counted when it started."""
 
 
 class MongoCollection:

@@ -17,3 +17,7 @@ EMAILS = Counter("ppa_emails_total", "E-mails handled by notify, by outcome (sen
 READINGS = Counter("ppa_readings_total", "Meter readings received, by outcome (accepted, duplicate, rejected)",
                    ["outcome"])
 PROJECTION_REBUILDS = Counter("ppa_projection_rebuilds_total", "Projection rebuilds by outcome", ["projection", "outcome"])
+CONSUMER_BATCHES = Counter("ppa_consumer_batches_total", "Fetched batches a consumer group applied at once",
+                           ["group"])
+MONGODB_COMMANDS = Counter("ppa_mongodb_commands_total", "Commands sent to MongoDB (round trips), by command name",
+                           ["command"])

@@ -30,7 +30,9 @@ class Runtime:
 
             from ppa_runtime.bus_kafka import KafkaBus
 
-            rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+            from ppa_runtime.docstore_mongo import CommandCounter
+
+            rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, event_listeners=[CommandCounter()])
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
             await bus.start()
             rt.bus = bus
