@@ -102,6 +102,25 @@ class Device:
     def new_days(self) -> set[date]:
         return set(self.by_new_day())
 
+    def around_new_days(self) -> set[date]:
+        """The days of the new readings, and the two before and the one after each where readings were applied.
+
+        A neighbour outside the span of applied readings (`bounds`) holds none that were applied: readings the
+        device API stored there since come with events still to be consumed, which recompute the days they
+        change when they are. Not looking spares a lookup per day (a round trip on MongoDB)."""
+        days = self.new_days()
+        if not self.bounds:
+            return days
+        first = min(b[0] for b in self.bounds.values())
+        last = max(b[1] for b in self.bounds.values())
+        out = set(days)
+        for day in days:
+            for k in (-2, -1, 1):
+                near = day + timedelta(days=k)
+                if day_start_us(near) <= last and day_start_us(near + _ONE_DAY) > first:
+                    out.add(near)
+        return out
+
     def channels(self) -> set[int]:
         return {int(c) for c in self.bounds} | {c for seen in self.present.values() for c in seen}
 
@@ -252,9 +271,7 @@ class DailyProjection:
             d.customer = customers[d.serial]
             d.bounds = states.get(d.serial, {}).get("channels", {})
         # The days of the new readings with two before and one after: enough for readings in order.
-        await self._load({d.serial: d for d in devices},
-                         {d.serial: {day + timedelta(days=k) for day in d.new_days() for k in range(-2, 2)}
-                          for d in devices})
+        await self._load({d.serial: d for d in devices}, {d.serial: d.around_new_days() for d in devices})
         await self._reach(devices, lambda d: (runs(d.new_days()), {c for c, _ in d.new}))
         affected = {d.serial: d.affected() for d in devices}
         await self._reach(devices, lambda d: (runs(affected[d.serial]), d.channels()))
