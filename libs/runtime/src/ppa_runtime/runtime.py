@@ -29,9 +29,10 @@ class Runtime:
             from pymongo import AsyncMongoClient
 
             from ppa_runtime.bus_kafka import KafkaBus
+            from ppa_runtime.kafka_security import client_options
 
-            rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
+            rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True)
+            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings))
             await bus.start()
             rt.bus = bus
         else:
