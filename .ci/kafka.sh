@@ -8,12 +8,14 @@
 #   bash .ci/kafka.sh stop  <workdir>
 #
 # `start-sasl-ssl` starts a broker whose client listener is SASL_SSL with
-# SCRAM-SHA-512, the way managed services (MSK, Confluent Cloud, Aiven) are
-# reached: a CA and a broker certificate are made with openssl under
-# <workdir>/tls, the SCRAM user `ppa` gets a random password (written to
-# <workdir>/kafka-password, mode 600) at storage format time. The controller
-# and inter-broker listeners stay PLAINTEXT on loopback. <workdir>/kafka.env
-# then exports what a client needs (KAFKA_SECURITY_PROTOCOL, ..._FILE paths).
+# SCRAM-SHA-512 and a required client certificate, the ways managed services
+# (MSK, Confluent Cloud, Aiven) are reached: a CA, a broker and a client
+# certificate are made with openssl under <workdir>/tls, the SCRAM user `ppa`
+# gets a random password (written to <workdir>/kafka-password, mode 600) at
+# storage format time. The controller and inter-broker listeners stay
+# PLAINTEXT on loopback. <workdir>/kafka.env then exports what a client needs
+# (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_* file paths).
+# KAFKA_HEAP_OPTS may be smaller for it when it runs beside the plain one.
 #
 # Jars are cached in ~/.cache/ppa-ci/kafka-<version>/libs; a second run does
 # no downloads (mvn is not even started). Each `start` formats a fresh, empty
@@ -191,9 +193,10 @@ PY
 }
 
 # ---------------------------------------------------------------- TLS
-# A throw-away CA and a broker certificate for 127.0.0.1/localhost, as PEM:
-# <tls>/ca.pem (what clients trust) and <tls>/broker.pem (unencrypted PKCS#8
-# key + certificate chain, read by Kafka as ssl.keystore.type=PEM).
+# A throw-away CA, a broker certificate for 127.0.0.1/localhost and a client
+# certificate, as PEM: <tls>/ca.pem (what both sides trust), <tls>/broker.pem
+# (unencrypted PKCS#8 key + certificate, Kafka's ssl.keystore.type=PEM),
+# <tls>/client.crt and <tls>/client.key (the client's, for mutual TLS).
 make_tls() {
     local tls="$1"
     command -v openssl >/dev/null 2>&1 || die "openssl not found in PATH"
@@ -210,8 +213,12 @@ make_tls() {
             -extfile broker.ext -out broker.crt
         openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
         cat broker.pk8 broker.crt >broker.pem
-        rm -f ca.key ca.srl broker.key broker.csr broker.ext broker.pk8 broker.crt
-        chmod 600 broker.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=ppa" -keyout client.key -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile client.ext -out client.crt
+        rm -f ca.key ca.srl broker.key broker.csr broker.ext broker.pk8 broker.crt client.csr client.ext
+        chmod 600 broker.pem client.key
     ) >"$tls/openssl.log" 2>&1; then
         cat "$tls/openssl.log" >&2
         die "openssl could not make the CI certificates"
@@ -289,6 +296,9 @@ sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$work/tls/broker.pem
+listener.name.sasl_ssl.ssl.client.auth=required
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$work/tls/ca.pem
 EOF
     fi
 
@@ -343,6 +353,8 @@ export KAFKA_SASL_MECHANISM=SCRAM-SHA-512
 export KAFKA_SASL_USERNAME=ppa
 export KAFKA_SASL_PASSWORD_FILE=$work/kafka-password
 export KAFKA_SSL_CAFILE=$work/tls/ca.pem
+export KAFKA_SSL_CERTFILE=$work/tls/client.crt
+export KAFKA_SSL_KEYFILE=$work/tls/client.key
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$sport
 EOF
     else

@@ -51,6 +51,25 @@ def servers() -> Iterator[dict[str, str]]:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def secure_kafka() -> dict[str, str]:
+    """The variables that reach a Kafka broker through SASL_SSL (SCRAM-SHA-512, client certificate).
+
+    The kafka.env that `.ci/kafka.sh start-sasl-ssl` writes, named by PPA_TEST_SECURE_KAFKA_ENV; or the environment
+    itself when it already points at such a broker (the CI's second pass of the bus suite).
+    """
+    if os.environ.get("KAFKA_SECURITY_PROTOCOL") == "SASL_SSL":
+        return {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
+    path = os.environ.get("PPA_TEST_SECURE_KAFKA_ENV")
+    if path and Path(path).is_file():
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return dict(line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
+    reason = "no SASL_SSL broker: run `bash .ci/kafka.sh start-sasl-ssl DIR` and set PPA_TEST_SECURE_KAFKA_ENV=DIR/kafka.env"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime_kind(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -101,7 +101,8 @@ async def unreachable(bootstrap: str, options: dict[str, Any]) -> KafkaUnreachab
         try:
             conn = await create_conn(host, port, request_timeout_ms=10_000, **options)
         except Exception as e:  # noqa: BLE001 - any failure: its reason is what is wanted here
-            reasons.append(f"{host}:{port}: {type(e).__name__}: {e}")
+            name = type(e).__name__
+            reasons.append(f"{host}:{port}: {e}" if str(e).startswith(name) else f"{host}:{port}: {name}: {e}")
         else:
             conn.close()
             reasons.append(f"{host}:{port}: connects now (it did not a moment ago)")

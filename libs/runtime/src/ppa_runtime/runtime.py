@@ -33,7 +33,11 @@ class Runtime:
 
             rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True)
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings))
-            await bus.start()
+            try:
+                await bus.start()
+            except BaseException:
+                await rt._mongo.close()
+                raise
             rt.bus = bus
         else:
             from ppa_runtime.bus_sqlite import SqliteBus
