@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ppa.admin import identity_service, settings_of
 from ppa.platform import SERVICES, build_host
-from ppa_runtime.kafka_security import KafkaUnreachable
+from ppa_runtime.kafka_security import KafkaSetupError
 from ppa_runtime.runtime import Runtime
 
 log = structlog.get_logger("ppa")
@@ -231,5 +231,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("ppa: configuration refused: " + "; ".join(
             (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"].removeprefix("Value error, ")
             for err in e.errors()))
-    except KafkaUnreachable as e:
+    except KafkaSetupError as e:
         sys.exit(f"ppa: {e}")

@@ -1,4 +1,5 @@
-"""Kafka reached as a managed service is: over TLS, with SCRAM credentials and a client certificate.
+"""Kafka reached as a managed service is: over TLS, with SCRAM credentials and a client certificate, and with
+topics replicated as the cluster demands.
 
 Runs against the broker `.ci/kafka.sh start-sasl-ssl` starts (the `secure_kafka` fixture); the whole bus suite
 runs through it a second time in CI (.ci/run).
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ppa_contracts.identity import AgencyProfile, AgencyRegistered
 from ppa_contracts import Envelope
+from ppa_contracts.identity import AgencyProfile, AgencyRegistered
 from ppa_contracts.topics import IDENTITY_AGENCY
 from ppa_runtime import logging as ppa_logging
-from ppa_runtime.kafka_security import KafkaUnreachable
+from ppa_runtime.kafka_security import KafkaUnreachable, TopicsRefused
 from ppa_runtime.runtime import Runtime
 from support import drop_namespace, make_settings
 
@@ -105,3 +106,14 @@ async def test_no_log_line_or_repr_holds_the_password(tmp_path, servers, secure_
     for text in (out, err, repr(good), str(good), good.model_dump_json(), repr(bad), str(refused.value)):
         assert password not in text
         assert WRONG not in text
+
+
+async def test_a_replication_factor_the_cluster_cannot_give_stops_the_start(tmp_path, servers):
+    # the CI brokers are single nodes: 2 replicas cannot be had, as 1 cannot on a cluster whose policy wants 3
+    settings = make_settings("distributed", tmp_path, servers, kafka_replication_factor=2)
+    try:
+        with pytest.raises(TopicsRefused, match="replication factor of 2 cannot be reached") as refused:
+            await Runtime.open(settings)
+        assert "KAFKA_REPLICATION_FACTOR" in str(refused.value)
+    finally:
+        await drop_namespace(settings)

@@ -43,6 +43,7 @@ def sasl(**changes) -> dict:
     ({"kafka_ssl_keyfile": "/etc/hostname"}, "KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE"),
     ({"kafka_ssl_cafile": "/etc/hostname"}, "KAFKA_SSL_CAFILE/CERTFILE/KEYFILE cannot be loaded"),
     ({"mongodb_uri": f"https://ppa:{PASSWORD}@example/"}, "MONGODB_URI must begin with mongodb:// or mongodb+srv://"),
+    ({"kafka_replication_factor": 0}, "kafka_replication_factor\n  Input should be greater than or equal to 1"),
 ])
 def test_a_combination_that_cannot_connect_is_refused_at_start_without_echoing_secrets(changes, message):
     with pytest.raises(ValidationError, match=re.escape(message)) as refused:

@@ -17,7 +17,7 @@ from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.consumer import Shard
-from ppa_runtime.kafka_security import unreachable
+from ppa_runtime.kafka_security import topics_refused, unreachable
 
 log = structlog.get_logger(__name__)
 
@@ -102,9 +102,11 @@ class KafkaTail:
 class KafkaBus:
     """Publishes and consumes CloudEvents on Kafka; topic names get the namespace prefix."""
 
-    def __init__(self, bootstrap: str, namespace: str = "", security: dict | None = None) -> None:
+    def __init__(self, bootstrap: str, namespace: str = "", security: dict | None = None,
+                 replication_factor: int = 1) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
+        self.replication_factor = replication_factor
         # every client connects alike: addresses plus TLS/SASL (ppa_runtime.kafka_security.client_options)
         self.security = security or {}
         self.connection = {"bootstrap_servers": bootstrap, **self.security}
@@ -162,12 +164,15 @@ class KafkaBus:
             for topic in TOPICS.values():
                 for name in (topic.name, dlq(topic.name)):
                     if self.physical(name) not in existing:
-                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions, replication_factor=1))
+                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions,
+                                               replication_factor=self.replication_factor))
             if wanted:
                 try:
-                    await admin.create_topics(wanted)
+                    created = await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass
+                else:
+                    topics_refused(created.topic_errors, self.replication_factor)
                 await self._await_leaders(admin, [t.name for t in wanted])
         finally:
             await admin.close()

@@ -24,8 +24,31 @@ TLS = frozenset({"SSL", "SASL_SSL"})
 SASL = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
-class KafkaUnreachable(RuntimeError):
+class KafkaSetupError(RuntimeError):
+    """The Kafka cluster cannot be used as configured; the process stops at start saying why."""
+
+
+class KafkaUnreachable(KafkaSetupError):
     """No bootstrap broker accepted a connection with the configured address, TLS and credentials."""
+
+
+class TopicsRefused(KafkaSetupError):
+    """The cluster would not create the catalog's topics (replication factor, policy, permissions)."""
+
+
+# CreateTopics answers per topic; "exists already" is what a second process starting at once gets
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def topics_refused(topic_errors: list[tuple], replication_factor: int) -> None:
+    """Raise when a CreateTopics answer refused any topic: aiokafka returns those errors instead of raising,
+    and a topic that was never created would only show up later as producer and consumer time-outs."""
+    refused = [f"{error[0]}: {error[2] if len(error) > 2 and error[2] else f'error {error[1]}'}"
+               for error in topic_errors if error[1] not in (0, _TOPIC_ALREADY_EXISTS)]
+    if refused:
+        raise TopicsRefused(f"Kafka refused to create topics with replication factor {replication_factor} "
+                            f"(KAFKA_REPLICATION_FACTOR; managed clusters want 3, or create them beforehand): "
+                            + "; ".join(refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else ""))
 
 
 def check(settings: Settings) -> None:

@@ -32,7 +32,8 @@ class Runtime:
             from ppa_runtime.kafka_security import client_options
 
             rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True)
-            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings))
+            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings),
+                           settings.kafka_replication_factor)
             try:
                 await bus.start()
             except BaseException:

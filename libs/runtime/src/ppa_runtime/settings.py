@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE"))
     kafka_ssl_certfile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE"))
     kafka_ssl_keyfile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE"))
+    # of the topics a process creates when they are missing (managed clusters refuse or cannot write 1)
+    kafka_replication_factor: int = Field(1, ge=1, le=7, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR"))
     secret_key: str = Field(DEV_SECRET, validation_alias=AliasChoices("PPA_SECRET_KEY"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("PPA_PUBLIC_URL"))
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
