@@ -12,9 +12,6 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from aiokafka.conn import collect_hosts, create_conn
-from aiokafka.helpers import create_ssl_context
-
 if TYPE_CHECKING:
     from ppa_runtime.settings import Settings
 
@@ -91,6 +88,8 @@ def check(settings: Settings) -> None:
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    from aiokafka.helpers import create_ssl_context  # here: the settings of the embedded runtime need no aiokafka
+
     # no CA file: the system's trusted CAs, which is what the managed services' certificates chain to
     try:
         return create_ssl_context(
@@ -119,6 +118,8 @@ async def unreachable(bootstrap: str, options: dict[str, Any]) -> KafkaUnreachab
     """Why no bootstrap broker answers: aiokafka only logs each broker's reason and raises 'Unable to bootstrap',
     so each one is tried once more here to put the reason (refused credentials, untrusted certificate, no route)
     into the error the process stops with."""
+    from aiokafka.conn import collect_hosts, create_conn
+
     reasons = []
     for host, port, _ in collect_hosts(bootstrap):
         try:

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     def _refuse_default_secret(self) -> Settings:
         if self.env != "dev" and self.secret_key == DEV_SECRET:
             raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
+        self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
+        return self
+
+    @model_validator(mode="after")
+    def _check_connections(self) -> Settings:
+        """Secrets read from their files, then Kafka and MongoDB checked together: refused at start, never echoed."""
         if self.mongodb_uri_file is not None:
             if self.mongodb_uri is not None:
                 raise ValueError("set MONGODB_URI or MONGODB_URI_FILE, not both")
@@ -79,7 +85,6 @@ class Settings(BaseSettings):
         if bool(self.kafka_bootstrap_servers) != bool(uri):
             raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
         kafka_security.check(self)  # a wrong TLS/SASL combination stops the process at start
-        self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
         return self
 
     def shards_of(self, group: str) -> int:
