@@ -10,7 +10,7 @@
 # `start-sasl-ssl` starts a broker whose client listener is SASL_SSL with
 # SCRAM-SHA-512 and a required client certificate, the ways managed services
 # (MSK, Confluent Cloud, Aiven) are reached: a CA, a broker and a client
-# certificate are made with openssl under <workdir>/tls, the SCRAM user `ppa`
+# certificate are made by .ci/tls.sh under <workdir>/tls, the SCRAM user `ppa`
 # gets a random password (written to <workdir>/kafka-password, mode 600) at
 # storage format time. The controller and inter-broker listeners stay
 # PLAINTEXT on loopback. <workdir>/kafka.env then exports what a client needs
@@ -192,39 +192,6 @@ sys.exit(1)
 PY
 }
 
-# ---------------------------------------------------------------- TLS
-# A throw-away CA, a broker certificate for 127.0.0.1/localhost and a client
-# certificate, as PEM: <tls>/ca.pem (what both sides trust), <tls>/broker.pem
-# (unencrypted PKCS#8 key + certificate, Kafka's ssl.keystore.type=PEM),
-# <tls>/client.crt and <tls>/client.key (the client's, for mutual TLS).
-make_tls() {
-    local tls="$1"
-    command -v openssl >/dev/null 2>&1 || die "openssl not found in PATH"
-    rm -rf "$tls"
-    mkdir -p "$tls"
-    if ! (
-        set -e
-        cd "$tls"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ppa-ci-ca" \
-            -keyout ca.key -out ca.pem
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout broker.key -out broker.csr
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
-        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile broker.ext -out broker.crt
-        openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
-        cat broker.pk8 broker.crt >broker.pem
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=ppa" -keyout client.key -out client.csr
-        printf 'extendedKeyUsage=clientAuth\n' >client.ext
-        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile client.ext -out client.crt
-        rm -f ca.key ca.srl broker.key broker.csr broker.ext broker.pk8 broker.crt client.csr client.ext
-        chmod 600 broker.pem client.key
-    ) >"$tls/openssl.log" 2>&1; then
-        cat "$tls/openssl.log" >&2
-        die "openssl could not make the CI certificates"
-    fi
-}
-
 # ---------------------------------------------------------------- commands
 # start <workdir> plain|sasl_ssl
 start() {
@@ -256,7 +223,7 @@ start() {
     local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
     local scram=()
     if [ "$mode" = sasl_ssl ]; then
-        make_tls "$work/tls"
+        bash "$HERE/tls.sh" "$work/tls" || die "could not make the CI certificates"
         local password
         password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
         (umask 077 && printf '%s' "$password" >"$work/kafka-password")
@@ -295,7 +262,7 @@ EOF
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.ssl.keystore.type=PEM
-listener.name.sasl_ssl.ssl.keystore.location=$work/tls/broker.pem
+listener.name.sasl_ssl.ssl.keystore.location=$work/tls/server.pem
 listener.name.sasl_ssl.ssl.client.auth=required
 listener.name.sasl_ssl.ssl.truststore.type=PEM
 listener.name.sasl_ssl.ssl.truststore.location=$work/tls/ca.pem

@@ -60,11 +60,30 @@ def secure_kafka() -> dict[str, str]:
     """
     if os.environ.get("KAFKA_SECURITY_PROTOCOL") == "SASL_SSL":
         return {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
-    path = os.environ.get("PPA_TEST_SECURE_KAFKA_ENV")
+    return _exported("PPA_TEST_SECURE_KAFKA_ENV", "bash .ci/kafka.sh start-sasl-ssl DIR", "kafka.env")
+
+
+@pytest.fixture(scope="session")
+def secure_mongo() -> str:
+    """The URI of a MongoDB-protocol server that speaks TLS only with its own CA (`?tls=true&tlsCAFile=...`).
+
+    From the ferretdb.env that `.ci/ferretdb.sh start-tls` writes, named by PPA_TEST_SECURE_MONGO_ENV; or
+    MONGODB_URI itself when it asks for TLS (the CI's second pass).
+    """
+    uri = os.environ.get("MONGODB_URI", "")
+    if "tls=true" in uri:
+        return uri
+    return _exported("PPA_TEST_SECURE_MONGO_ENV", "bash .ci/ferretdb.sh start-tls DIR", "ferretdb.env")["MONGODB_URI"]
+
+
+def _exported(variable: str, start: str, name: str) -> dict[str, str]:
+    """The `export K='V'` lines of the file a CI script wrote, else a skip (a failure under CI=true)."""
+    path = os.environ.get(variable)
     if path and Path(path).is_file():
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-        return dict(line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
-    reason = "no SASL_SSL broker: run `bash .ci/kafka.sh start-sasl-ssl DIR` and set PPA_TEST_SECURE_KAFKA_ENV=DIR/kafka.env"
+        pairs = (line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
+        return {key: value.strip("'") for key, value in pairs}
+    reason = f"no such server: run `{start}` and set {variable}=DIR/{name}"
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
