@@ -101,7 +101,8 @@ async def drop_namespace(settings: Settings) -> None:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "MONGODB_URI_FILE")}
+    own = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "MONGODB_URI_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in own}
     env.update({
         "PPA_DATA_DIR": str(settings.data_dir),
         "PPA_NAMESPACE": settings.namespace,
