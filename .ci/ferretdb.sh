@@ -3,7 +3,13 @@
 # backed by its SQLite handler (no PostgreSQL, no Docker).
 #
 #   bash .ci/ferretdb.sh start <workdir>   # prints MONGODB_URI=... as last line
+#   bash .ci/ferretdb.sh start-tls <workdir>
 #   bash .ci/ferretdb.sh stop  <workdir>
+#
+# `start-tls` also listens with TLS (a throw-away CA and server certificate
+# made by .ci/tls.sh under <workdir>/tls) and its MONGODB_URI is the TLS one,
+# `mongodb://127.0.0.1:<port>/?tls=true&tlsCAFile=<workdir>/tls/ca.pem`, as a
+# managed MongoDB is reached (the plain listener stays, for the readiness check).
 #
 # The binary is built once with the go tool (Go module proxy only) and cached
 # under ~/.cache/ppa-ci/ferretdb-<version>/bin; later runs do not rebuild.
@@ -36,7 +42,7 @@ BIN="$BIN_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop <workdir>"; }
+usage() { die "usage: $0 start|start-tls|stop <workdir>"; }
 
 # ---------------------------------------------------------------- build
 # build_from <module-src-dir> <output-binary> <env assignments...>
@@ -187,15 +193,16 @@ PY
 }
 
 # ---------------------------------------------------------------- commands
+# start <workdir> plain|tls
 start() {
-    local work="$1"
+    local work="$1" mode="$2"
     mkdir -p "$work"
     work="$(cd "$work" && pwd)"
     local pidfile="$work/ferretdb.pid" envfile="$work/ferretdb.env" log="$work/ferretdb.log"
 
     if [ -f "$pidfile" ] && is_ours "$(cat "$pidfile")" && [ -f "$envfile" ]; then
         # Already running: idempotent.
-        sed -n 's/^export //p' "$envfile" | tail -n 1
+        sed -n 's/^export //p' "$envfile" | tr -d "'" | tail -n 1
         return 0
     fi
     rm -f "$pidfile" "$envfile"
@@ -209,6 +216,14 @@ start() {
     rm -rf "$data" "$state"
     mkdir -p "$data" "$state"
 
+    local tls=() tport=""
+    if [ "$mode" = tls ]; then
+        bash "$(dirname "${BASH_SOURCE[0]}")/tls.sh" "$work/tls" || die "could not make the CI certificates"
+        tport="$(free_port)"
+        tls=(--listen-tls="127.0.0.1:$tport" --listen-tls-cert-file="$work/tls/server.crt"
+             --listen-tls-key-file="$work/tls/server.key")
+    fi
+
     setsid "$BIN" \
         --handler=sqlite \
         --sqlite-url="file:$data/" \
@@ -217,6 +232,7 @@ start() {
         --debug-addr=- \
         --telemetry=disable \
         --log-level="$LOG_LEVEL" \
+        "${tls[@]}" \
         </dev/null >"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
@@ -229,7 +245,8 @@ start() {
     fi
 
     local uri="mongodb://127.0.0.1:$port/"
-    echo "export MONGODB_URI=$uri" >"$envfile"
+    [ "$mode" = tls ] && uri="mongodb://127.0.0.1:$tport/?tls=true&tlsCAFile=$work/tls/ca.pem"
+    echo "export MONGODB_URI='$uri'" >"$envfile"  # quoted: the TLS one has an &
     echo "MONGODB_URI=$uri"
 }
 
@@ -256,7 +273,8 @@ stop() {
 
 [ $# -eq 2 ] || usage
 case "$1" in
-    start) start "$2" ;;
+    start) start "$2" plain ;;
+    start-tls) start "$2" tls ;;
     stop) stop "$2" ;;
     *) usage ;;
 esac

@@ -51,6 +51,44 @@ def servers() -> Iterator[dict[str, str]]:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def secure_kafka() -> dict[str, str]:
+    """The variables that reach a Kafka broker through SASL_SSL (SCRAM-SHA-512, client certificate).
+
+    The kafka.env that `.ci/kafka.sh start-sasl-ssl` writes, named by PPA_TEST_SECURE_KAFKA_ENV; or the environment
+    itself when it already points at such a broker (the CI's second pass of the bus suite).
+    """
+    if os.environ.get("KAFKA_SECURITY_PROTOCOL") == "SASL_SSL":
+        return {k: v for k, v in os.environ.items() if k.startswith("KAFKA_")}
+    return _exported("PPA_TEST_SECURE_KAFKA_ENV", "bash .ci/kafka.sh start-sasl-ssl DIR", "kafka.env")
+
+
+@pytest.fixture(scope="session")
+def secure_mongo() -> str:
+    """The URI of a MongoDB-protocol server that speaks TLS only with its own CA (`?tls=true&tlsCAFile=...`).
+
+    From the ferretdb.env that `.ci/ferretdb.sh start-tls` writes, named by PPA_TEST_SECURE_MONGO_ENV; or
+    MONGODB_URI itself when it asks for TLS (the CI's second pass).
+    """
+    uri = os.environ.get("MONGODB_URI", "")
+    if "tls=true" in uri:
+        return uri
+    return _exported("PPA_TEST_SECURE_MONGO_ENV", "bash .ci/ferretdb.sh start-tls DIR", "ferretdb.env")["MONGODB_URI"]
+
+
+def _exported(variable: str, start: str, name: str) -> dict[str, str]:
+    """The `export K='V'` lines of the file a CI script wrote, else a skip (a failure under CI=true)."""
+    path = os.environ.get(variable)
+    if path and Path(path).is_file():
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        pairs = (line.removeprefix("export ").split("=", 1) for line in lines if "=" in line)
+        return {key: value.strip("'") for key, value in pairs}
+    reason = f"no such server: run `{start}` and set {variable}=DIR/{name}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(params=RUNTIMES)
 def runtime_kind(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -76,7 +76,9 @@ async def drop_namespace(settings: Settings) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
     from pymongo import AsyncMongoClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    from ppa_runtime.kafka_security import client_options
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **client_options(settings))
     await admin.start()
     try:
         mine = [t for t in await admin.list_topics() if t.startswith(settings.namespace)]
@@ -86,7 +88,7 @@ async def drop_namespace(settings: Settings) -> None:
         pass
     finally:
         await admin.close()
-    client = AsyncMongoClient(settings.mongodb_uri)
+    client = AsyncMongoClient(settings.mongodb_uri_value)
     try:
         for name in await client.list_database_names():
             if name.startswith(settings.namespace):
@@ -99,7 +101,8 @@ async def drop_namespace(settings: Settings) -> None:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")}
+    own = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "MONGODB_URI_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in own}
     env.update({
         "PPA_DATA_DIR": str(settings.data_dir),
         "PPA_NAMESPACE": settings.namespace,
@@ -108,7 +111,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     })
     if settings.distributed:
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers or ""
-        env["MONGODB_URI"] = settings.mongodb_uri or ""
+        env["MONGODB_URI"] = settings.mongodb_uri_value
     return env
 
 

@@ -9,10 +9,12 @@ import sys
 
 import structlog
 import uvicorn
+from pydantic import ValidationError
 
 from ppa.admin import identity_service, settings_of
 from ppa.platform import SERVICES, build_host
-from ppa_runtime.runtime import Runtime
+from ppa_runtime.kafka_security import KafkaSetupError
+from ppa_runtime.runtime import MongoUnreachable, Runtime
 
 log = structlog.get_logger("ppa")
 # The collector looks at the youngest objects every 50,000 new ones instead of 700: a consumer's batch (thousands of
@@ -225,3 +227,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(args.handler(args))
     except KeyboardInterrupt:
         pass
+    except ValidationError as e:  # refused settings: what to change, in one line per setting, no traceback
+        sys.exit("ppa: configuration refused: " + "; ".join(
+            (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"].removeprefix("Value error, ")
+            for err in e.errors()))
+    except (KafkaSetupError, MongoUnreachable) as e:
+        sys.exit(f"ppa: {e}")

@@ -42,6 +42,7 @@ _require("check_jsonschema", "check-jsonschema")  # ships the Compose Specificat
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 INFRA = K8S / "infra"
+MANAGED = ROOT / "deploy" / "k8s-managed"  # overlay for managed Kafka / MongoDB Atlas
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -116,6 +117,7 @@ def all_manifest_params() -> list[Any]:
         for path in resource_files(folder):
             params.append(pytest.param(path, id=str(path.relative_to(ROOT))))
     params.append(pytest.param(K8S / "secret.example.yaml", id="deploy/k8s/secret.example.yaml"))
+    params.append(pytest.param(MANAGED / "secret.example.yaml", id="deploy/k8s-managed/secret.example.yaml"))
     return params
 
 
@@ -299,14 +301,18 @@ def test_infra_workloads_have_probes_and_resources() -> None:
         assert workload["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 
+def kustomize_command() -> list[str]:
+    """kustomize, or the one built into kubectl; a skip when neither is around."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    pytest.skip("neither kustomize nor kubectl on PATH")
+
+
 def test_kustomize_build_renders() -> None:
     """Renders the kustomizations when a kustomize binary is around (kubectl has one built in)."""
-    if shutil.which("kustomize"):
-        cmd = ["kustomize", "build"]
-    elif shutil.which("kubectl"):
-        cmd = ["kubectl", "kustomize"]
-    else:
-        pytest.skip("neither kustomize nor kubectl on PATH")
+    cmd = kustomize_command()
     for folder in (K8S, INFRA):
         if not (folder / "kustomization.yaml").exists():
             continue
@@ -319,6 +325,43 @@ def test_kustomize_build_renders() -> None:
                 assert doc["metadata"].get("namespace") == "ppa", doc["metadata"]["name"]
             assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ppa"
             assert schema_problem(doc, K8S_VERSIONS[-1]) is None, schema_problem(doc, K8S_VERSIONS[-1])
+
+
+def test_managed_overlay_takes_every_secret_from_the_mounted_connections_secret() -> None:
+    data = load_docs(MANAGED / "configmap.yaml")[0]["data"]
+    ops = load_docs(MANAGED / "connections-volume.yaml")[0]
+    volume = next(op["value"] for op in ops if op["path"] == "/spec/template/spec/volumes/-")
+    mount = next(op["value"] for op in ops if op["path"] == "/spec/template/spec/containers/0/volumeMounts/-")
+    (secret,) = load_docs(MANAGED / "secret.example.yaml")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"] == "ppa-connections"
+    assert mount["name"] == volume["name"] and mount["readOnly"] is True
+    files = {key: path for key, path in data.items() if key.endswith("_FILE")}
+    assert set(files) == {"KAFKA_SASL_PASSWORD_FILE", "MONGODB_URI_FILE"}
+    for path in files.values():
+        folder, _, name = path.rpartition("/")
+        assert folder == mount["mountPath"] and name in secret["stringData"], path
+    # the platform refuses MONGODB_URI and MONGODB_URI_FILE together: the patch removes the base's URI
+    assert "MONGODB_URI" in data and data["MONGODB_URI"] is None
+    assert "KAFKA_SASL_PASSWORD" not in data, "a password in a ConfigMap"
+    assert data["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and data["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert "secret.example.yaml" not in json.dumps(kustomization(MANAGED))
+
+
+def test_managed_overlay_renders_with_the_secret_mounted_everywhere() -> None:
+    cmd = kustomize_command()
+    out = subprocess.run([*cmd, str(MANAGED)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rendered = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+    assert len(rendered) == len(manifests(K8S))
+    config = next(doc for doc in rendered if doc["kind"] == "ConfigMap")["data"]
+    assert "MONGODB_URI" not in config and config["MONGODB_URI_FILE"].startswith("/var/run/secrets/ppa/")
+    for doc in rendered:
+        assert schema_problem(doc, K8S_VERSIONS[-1]) is None, schema_problem(doc, K8S_VERSIONS[-1])
+        if doc["kind"] == "Deployment":
+            spec = doc["spec"]["template"]["spec"]
+            assert {"tmp", "connections"} <= {v["name"] for v in spec["volumes"]}, doc["metadata"]["name"]
+            mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+            assert "/var/run/secrets/ppa" in mounts, doc["metadata"]["name"]
 
 
 # ----------------------------------------------------------------------------- compose

@@ -107,3 +107,22 @@ def test_the_operator_resets_an_agencys_password_from_the_command_line(tmp_path,
     given = ppa("reset-password", "--email", "shop@example.jp", "--password", "chosen2024")
     assert given.returncode == 0 and "temporary password" not in given.stdout
     assert asyncio.run(authenticates("chosen2024"))
+
+
+def test_refused_settings_or_an_unreachable_server_stop_ppa_with_one_clear_line(tmp_path):
+    import os
+
+    secret = "pw-never-shown-4b2d"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGODB_"))}
+    env.update(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="ppa",
+               KAFKA_SASL_PASSWORD=secret, PPA_DATA_DIR=str(tmp_path),
+               MONGODB_URI=f"mongodb://ppa:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=2000")
+    refused = subprocess.run([PPA, "worker", "identity"], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("ppa: configuration refused: KAFKA_SASL_MECHANISM must be one of PLAIN")
+    unreachable = subprocess.run([PPA, "worker", "identity"], env={**env, "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 1
+    assert "ppa: MongoDB refused or did not answer: 127.0.0.1:1:" in unreachable.stderr
+    for run in (refused, unreachable):
+        assert "Traceback" not in run.stderr and secret not in run.stderr + run.stdout

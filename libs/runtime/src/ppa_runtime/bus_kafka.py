@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.consumer import Shard
+from ppa_runtime.kafka_security import topics_refused, unreachable
 
 log = structlog.get_logger(__name__)
 
@@ -101,9 +102,14 @@ class KafkaTail:
 class KafkaBus:
     """Publishes and consumes CloudEvents on Kafka; topic names get the namespace prefix."""
 
-    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+    def __init__(self, bootstrap: str, namespace: str = "", security: dict | None = None,
+                 replication_factor: int = 1) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
+        self.replication_factor = replication_factor
+        # every client connects alike: addresses plus TLS/SASL (ppa_runtime.kafka_security.client_options)
+        self.security = security or {}
+        self.connection = {"bootstrap_servers": bootstrap, **self.security}
         self.producer: AIOKafkaProducer | None = None
         # long-lived clients for metadata and offset look-ups (dashboards ask often)
         self._admin: AIOKafkaAdminClient | None = None
@@ -113,7 +119,7 @@ class KafkaBus:
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._clients_lock:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+                admin = AIOKafkaAdminClient(**self.connection)
                 await admin.start()
                 self._admin = admin
             return self._admin
@@ -133,9 +139,12 @@ class KafkaBus:
         return topic[len(self.namespace):] if self.namespace and topic.startswith(self.namespace) else topic
 
     async def start(self) -> None:
-        await self.ensure_topics()
+        try:
+            await self.ensure_topics()
+        except KafkaConnectionError:
+            raise await unreachable(self.bootstrap, self.security) from None
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **self.connection,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -147,7 +156,7 @@ class KafkaBus:
 
     async def ensure_topics(self) -> None:
         """Create every catalog topic and its dead-letter topic (no-op for those that exist)."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**self.connection)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -155,12 +164,15 @@ class KafkaBus:
             for topic in TOPICS.values():
                 for name in (topic.name, dlq(topic.name)):
                     if self.physical(name) not in existing:
-                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions, replication_factor=1))
+                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions,
+                                               replication_factor=self.replication_factor))
             if wanted:
                 try:
-                    await admin.create_topics(wanted)
+                    created = await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass
+                else:
+                    topics_refused(created.topic_errors, self.replication_factor)
                 await self._await_leaders(admin, [t.name for t in wanted])
         finally:
             await admin.close()
@@ -201,7 +213,7 @@ class KafkaBus:
         # `fields` are picked from each record's decoded JSON (the broker hands over whole records)
         consumer = AIOKafkaConsumer(
             *[self.physical(t) for t in topics],
-            bootstrap_servers=self.bootstrap,
+            **self.connection,
             group_id=f"{self.namespace}{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -212,7 +224,7 @@ class KafkaBus:
         return KafkaSubscription(self, consumer, shard)
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**self.connection, group_id=None, enable_auto_commit=False,
                                     client_id=f"replay-{uuid.uuid4().hex[:8]}")
         tps = await self.partitions([topic])
         if not tps:
@@ -263,7 +275,7 @@ class KafkaBus:
         ]
 
     def _reader(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        return AIOKafkaConsumer(**self.connection, group_id=None, enable_auto_commit=False,
                                 client_id=f"reader-{uuid.uuid4().hex[:8]}")
 
     @staticmethod

@@ -8,6 +8,10 @@ from ppa_runtime.eventstore import EventStore
 from ppa_runtime.settings import Settings
 
 
+class MongoUnreachable(RuntimeError):
+    """The MongoDB server did not answer a ping at start (address, TLS, credentials)."""
+
+
 class Runtime:
     """The event bus and, per service, its event store and document store."""
 
@@ -29,12 +33,18 @@ class Runtime:
             from pymongo import AsyncMongoClient
 
             from ppa_runtime.bus_kafka import KafkaBus
-
             from ppa_runtime.docstore_mongo import CommandCounter
+            from ppa_runtime.kafka_security import client_options
 
-            rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, event_listeners=[CommandCounter()])
-            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
-            await bus.start()
+            rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True, event_listeners=[CommandCounter()])
+            await rt._ping_mongo()
+            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings),
+                           settings.kafka_replication_factor)
+            try:
+                await bus.start()
+            except BaseException:
+                await rt._mongo.close()
+                raise
             rt.bus = bus
         else:
             from ppa_runtime.bus_sqlite import SqliteBus
@@ -43,6 +53,19 @@ class Runtime:
             await bus.start()
             rt.bus = bus
         return rt
+
+    async def _ping_mongo(self) -> None:
+        """A wrong address, an untrusted certificate or refused credentials stop the start with pymongo's reason,
+        not the first request minutes later (the client connects lazily)."""
+        from pymongo.errors import PyMongoError
+
+        try:
+            await self._mongo.admin.command("ping")
+        except PyMongoError as e:
+            await self._mongo.close()
+            # the topology description that follows the reason is long and says nothing more
+            reason = str(e).split(", Topology Description:")[0]
+            raise MongoUnreachable(f"MongoDB refused or did not answer: {reason}") from None
 
     def _sqlite(self, name: str):
         from ppa_runtime.sqlite import SqliteDb

@@ -4,22 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ppa_runtime import kafka_security
+
 DEV_SECRET = "dev-only-insecure-secret-key"
+
+
+def _read_secret(path: Path, name: str) -> SecretStr:
+    """A secret mounted as a file (Kubernetes Secret volume, Docker secret); a trailing newline is not part of it."""
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    except OSError as e:
+        raise ValueError(f"{name}: cannot read {path} ({e.strerror})") from None
 
 
 class Settings(BaseSettings):
     """Platform settings; `distributed` when both Kafka and MongoDB are configured."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting must not echo the URI or password it was given
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
     env: str = Field("dev", validation_alias=AliasChoices("PPA_ENV"))
     data_dir: Path = Field(Path(".ppa"), validation_alias=AliasChoices("PPA_DATA_DIR"))
     namespace: str = Field("", validation_alias=AliasChoices("PPA_NAMESPACE"))
     kafka_bootstrap_servers: str | None = Field(None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"))
-    mongodb_uri: str | None = Field(None, validation_alias=AliasChoices("MONGODB_URI"))
+    # a SecretStr: the URI carries the database password (mongodb+srv://user:pass@host/?tls=true)
+    mongodb_uri: SecretStr | None = Field(None, validation_alias=AliasChoices("MONGODB_URI"))
+    mongodb_uri_file: Path | None = Field(None, validation_alias=AliasChoices("MONGODB_URI_FILE"))
+    # Managed Kafka (MSK, Confluent Cloud, Aiven): TLS and SASL, applied to every client (ppa_runtime.kafka_security)
+    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"))
+    kafka_sasl_mechanism: str | None = Field(None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM"))
+    kafka_sasl_username: str | None = Field(None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD"))
+    kafka_sasl_password_file: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD_FILE"))
+    kafka_ssl_cafile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE"))
+    # of the topics a process creates when they are missing (managed clusters refuse or cannot write 1)
+    kafka_replication_factor: int = Field(1, ge=1, le=7, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR"))
     secret_key: str = Field(DEV_SECRET, validation_alias=AliasChoices("PPA_SECRET_KEY"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("PPA_PUBLIC_URL"))
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
@@ -41,9 +65,26 @@ class Settings(BaseSettings):
     def _refuse_default_secret(self) -> Settings:
         if self.env != "dev" and self.secret_key == DEV_SECRET:
             raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
-        if bool(self.kafka_bootstrap_servers) != bool(self.mongodb_uri):
-            raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
         self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
+        return self
+
+    @model_validator(mode="after")
+    def _check_connections(self) -> Settings:
+        """Secrets read from their files, then Kafka and MongoDB checked together: refused at start, never echoed."""
+        if self.mongodb_uri_file is not None:
+            if self.mongodb_uri is not None:
+                raise ValueError("set MONGODB_URI or MONGODB_URI_FILE, not both")
+            self.mongodb_uri = _read_secret(self.mongodb_uri_file, "MONGODB_URI_FILE")
+        if self.kafka_sasl_password_file is not None:
+            if self.kafka_sasl_password is not None:
+                raise ValueError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+            self.kafka_sasl_password = _read_secret(self.kafka_sasl_password_file, "KAFKA_SASL_PASSWORD_FILE")
+        uri = self.mongodb_uri.get_secret_value() if self.mongodb_uri else ""
+        if uri and not uri.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("MONGODB_URI must begin with mongodb:// or mongodb+srv://")
+        if bool(self.kafka_bootstrap_servers) != bool(uri):
+            raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
+        kafka_security.check(self)  # a wrong TLS/SASL combination stops the process at start
         return self
 
     def shards_of(self, group: str) -> int:
@@ -62,4 +103,9 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         """Kafka + MongoDB instead of the embedded SQLite runtime."""
-        return bool(self.kafka_bootstrap_servers and self.mongodb_uri)
+        return bool(self.kafka_bootstrap_servers and self.mongodb_uri_value)
+
+    @property
+    def mongodb_uri_value(self) -> str:
+        """The MongoDB URI in clear, for the client only: never log it (it may hold a password)."""
+        return self.mongodb_uri.get_secret_value() if self.mongodb_uri else ""
