@@ -115,13 +115,15 @@ def kafka_attributes(headers: list[tuple[str, bytes]] | tuple, value: bytes) -> 
     Never raises: bytes that are not UTF-8 are replaced and a value that is not JSON is kept as text, so the
     record fails validation where its reader can dead-letter it, instead of stopping the fetch of its batch.
     """
-    attrs: dict[str, Any] = {}
-    for name, raw in headers or ():
-        attr = _ATTR_OF_HEADER.get(name)  # the usual ones looked up once, per record and header
-        if attr is None and name.startswith("ce_"):
-            attr = name[3:]
-        if attr is not None:
-            attrs[attr] = raw.decode(errors="replace")
+    try:  # every record a consumer reads comes through here: first as if it held our headers only, in UTF-8
+        attrs: dict[str, Any] = {_ATTR_OF_HEADER[name]: raw.decode() for name, raw in headers or ()}
+    except (KeyError, UnicodeDecodeError):
+        attrs = {}
+        for name, raw in headers or ():
+            if name.startswith("ce_"):
+                attrs[name[3:]] = raw.decode(errors="replace")
+            elif name == "content-type":
+                attrs["datacontenttype"] = raw.decode(errors="replace")
     try:
         attrs["data"] = orjson.loads(value) if value else {}
     except orjson.JSONDecodeError:

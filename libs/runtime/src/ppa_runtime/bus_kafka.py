@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -77,13 +77,16 @@ class KafkaSubscription:
         out: list[Record] = []
         shard = self.shard
         for tp, messages in batches.items():
-            topic = self.bus.logical(tp.topic)
+            topic, partition = self.bus.logical(tp.topic), tp.partition
+            if shard is None:
+                out += [Record(topic, partition, m.offset, raw=kafka_attributes(m.headers, m.value)) for m in messages]
+                continue
             for m in messages:
                 raw = kafka_attributes(m.headers, m.value)
-                if shard is not None and not shard.owns(topic, str(raw.get("subject") or "")):
-                    out.append(Record(topic, tp.partition, m.offset, picked=((), ()), skip=True))
+                if not shard.owns(topic, str(raw.get("subject") or "")):
+                    out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
-                    out.append(Record(topic, tp.partition, m.offset, raw=raw))
+                    out.append(Record(topic, partition, m.offset, raw=raw))
         return out
 
     async def commit(self, records: list[Record]) -> None:
@@ -139,9 +142,10 @@ class KafkaTail:
 class KafkaBus:
     """Publishes and consumes CloudEvents on Kafka; topic names get the namespace prefix."""
 
-    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+    def __init__(self, bootstrap: str, namespace: str = "", partitions: Mapping[str, int] | None = None) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
+        self.partition_counts = dict(partitions or {})  # PPA_TOPIC_PARTITIONS: per topic, and `default`
         self.producer: AIOKafkaProducer | None = None
         # long-lived clients for metadata and offset look-ups (dashboards ask often)
         self._admin: AIOKafkaAdminClient | None = None
@@ -183,34 +187,66 @@ class KafkaBus:
         )
         await self.producer.start()
 
+    def partitions_of(self, name: str) -> int:
+        """How many partitions a catalog topic or dead-letter topic has when created here: as set, else as its
+        topic (a dead-letter topic), else the default set, else the catalog's count."""
+        counts = self.partition_counts
+        topic = TOPICS[name if name in TOPICS else name.removesuffix(dlq(""))]
+        return counts.get(name) or counts.get(topic.name) or counts.get("default") or topic.partitions
+
     async def ensure_topics(self) -> None:
-        """Create every catalog topic and its dead-letter topic (no-op for those that exist)."""
+        """Create every catalog topic and its dead-letter topic (no-op for those that exist); an existing topic
+        with fewer partitions than PPA_TOPIC_PARTITIONS sets for it gets more (none is ever taken away)."""
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = []
-            for topic in TOPICS.values():
-                for name in (topic.name, dlq(topic.name)):
-                    if self.physical(name) not in existing:
-                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions, replication_factor=1))
+            names = [name for topic in TOPICS.values() for name in (topic.name, dlq(topic.name))]
+            wanted = [NewTopic(self.physical(name), num_partitions=self.partitions_of(name), replication_factor=1)
+                      for name in names if self.physical(name) not in existing]
             if wanted:
                 try:
                     await admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass
                 await self._await_leaders(admin, [t.name for t in wanted])
+            if self.partition_counts:
+                await self._grow(admin, [name for name in names if self.physical(name) in existing])
         finally:
             await admin.close()
 
+    async def _grow(self, admin: AIOKafkaAdminClient, names: list[str]) -> None:
+        """Existing topics to the partition counts set, where that is more than they have: a key's new partition
+        is its hash modulo the new count, so its later events may be read before its earlier ones (docs/bus.md)."""
+        described = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(
+            [self.physical(name) for name in names]) if d.get("error_code", 0) == 0}
+        grow = {}
+        for name in names:
+            have, want = described.get(self.physical(name)), self.partitions_of(name)
+            if have is not None and want > have:
+                grow[self.physical(name)] = NewPartitions(want)
+                log.warning("topic_partitions_grown", topic=name, partitions=have, to=want)
+            elif have is not None and want < have:
+                log.warning("topic_partitions_kept", topic=name, partitions=have, set_to=want,
+                            reason="a topic's partitions are never taken away")
+        if grow:
+            try:
+                await admin.create_partitions(grow)
+            except InvalidPartitionsError:  # grown meanwhile by another process starting with the same setting
+                pass
+            await self._await_leaders(admin, list(grow), counts={t: n.total_count for t, n in grow.items()})
+
     @staticmethod
-    async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
-        """New topics answer NotLeaderForPartition until every partition has a leader: wait for that."""
+    async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0,
+                             counts: Mapping[str, int] | None = None) -> None:
+        """New topics answer NotLeaderForPartition until every partition has a leader: wait for that (and, for
+        grown topics, until the metadata shows their new `counts`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             described = await admin.describe_topics(names)
             if all(d.get("error_code", 0) == 0 and d["partitions"]
+                   and len(d["partitions"]) >= (counts or {}).get(d["topic"], 1)
                    and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
                 return
             await asyncio.sleep(0.2)

@@ -31,7 +31,8 @@ class Runtime:
             from ppa_runtime.bus_kafka import KafkaBus
 
             rt._mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
-            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
+            bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace,
+                           partitions=settings.partitions())
             await bus.start()
             rt.bus = bus
         else:
