@@ -201,3 +201,29 @@ def test_a_shard_is_one_of_at_most_ten_by_a_digit_counted_from_the_end():
     assert Settings().shards_of("billing.invoice-list") == 1
     with pytest.raises(ValueError):
         Settings(consumer_shards="billing.invoice-list=many")
+
+
+def test_topic_partitions_are_set_per_catalog_topic_with_a_default():
+    settings = Settings(topic_partitions=" ppa.metering.readings.v1=12, default=2 ,ppa.ops.audit.v1.dlq=1")
+    assert settings.partitions() == {"ppa.metering.readings.v1": 12, "default": 2, "ppa.ops.audit.v1.dlq": 1}
+    assert Settings().partitions() == {}
+
+
+@pytest.mark.parametrize("text", ["ppa.metering.readings.v1", "ppa.metering.readings.v1=0", "default=1001",
+                                  "ppa.metering.reading.v1=3", "default=two"])
+def test_a_malformed_topic_partitions_setting_stops_the_process(text):
+    with pytest.raises(ValueError, match="PPA_TOPIC_PARTITIONS"):
+        Settings(topic_partitions=text)
+
+
+def test_a_topic_has_the_partitions_set_for_it_its_dead_letters_those_of_their_topic():
+    from ppa_runtime.bus_kafka import KafkaBus
+
+    unset = KafkaBus("127.0.0.1:9", "t_")
+    assert [unset.partitions_of(n) for n in ("ppa.metering.readings.v1", "ppa.metering.readings.v1.dlq",
+                                             "ppa.billing.invoice.v1", "ppa.ops.audit.v1")] == [6, 6, 3, 1]
+    bus = KafkaBus("127.0.0.1:9", "t_", partitions={"ppa.metering.readings.v1": 12, "default": 2,
+                                                    "ppa.ops.audit.v1.dlq": 1})
+    assert [bus.partitions_of(n) for n in ("ppa.metering.readings.v1", "ppa.metering.readings.v1.dlq",
+                                           "ppa.billing.invoice.v1", "ppa.ops.audit.v1", "ppa.ops.audit.v1.dlq")
+            ] == [12, 12, 2, 2, 1]

@@ -15,7 +15,7 @@ _HEADER_ATTRS = (
     "id", "source", "type", "specversion", "time", "subject",
     "correlationid", "causationid", "aggregateversion", "schemaversion",
 )
-
+_ATTR_OF_HEADER = {f"ce_{attr}": attr for attr in _HEADER_ATTRS} | {"content-type": "datacontenttype"}
 
 _ONLY_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
@@ -74,14 +74,18 @@ class Envelope(BaseModel):
 
     def to_kafka(self) -> tuple[bytes, list[tuple[str, bytes]], bytes]:
         """Binary content mode: key, `ce_*` headers and the payload as the value."""
-        headers = [("content-type", self.datacontenttype.encode())]
-        for attr in _HEADER_ATTRS:
-            value = getattr(self, attr)
-            if value is None:
-                continue
-            text = value.isoformat() if isinstance(value, datetime) else str(value)
-            headers.append((f"ce_{attr}", text.encode()))
-        return self.subject.encode(), headers, orjson.dumps(self.data)
+        # written out, not a loop over the attributes: every published event comes through here
+        f = self.__dict__
+        headers = [("content-type", f["datacontenttype"].encode()), ("ce_id", f["id"].encode()),
+                   ("ce_source", f["source"].encode()), ("ce_type", f["type"].encode()),
+                   ("ce_specversion", f["specversion"].encode()), ("ce_time", f["time"].isoformat().encode()),
+                   ("ce_subject", f["subject"].encode()), ("ce_correlationid", f["correlationid"].encode())]
+        if f["causationid"] is not None:
+            headers.append(("ce_causationid", f["causationid"].encode()))
+        if f["aggregateversion"] is not None:
+            headers.append(("ce_aggregateversion", str(f["aggregateversion"]).encode()))
+        headers.append(("ce_schemaversion", str(f["schemaversion"]).encode()))
+        return f["subject"].encode(), headers, orjson.dumps(f["data"])
 
     @classmethod
     def from_kafka(cls, headers: list[tuple[str, bytes]] | tuple, value: bytes) -> Envelope:
@@ -111,12 +115,15 @@ def kafka_attributes(headers: list[tuple[str, bytes]] | tuple, value: bytes) -> 
     Never raises: bytes that are not UTF-8 are replaced and a value that is not JSON is kept as text, so the
     record fails validation where its reader can dead-letter it, instead of stopping the fetch of its batch.
     """
-    attrs: dict[str, Any] = {}
-    for name, raw in headers or ():
-        if name.startswith("ce_"):
-            attrs[name[3:]] = raw.decode(errors="replace")
-        elif name == "content-type":
-            attrs["datacontenttype"] = raw.decode(errors="replace")
+    try:  # every record a consumer reads comes through here: first as if it held our headers only, in UTF-8
+        attrs: dict[str, Any] = {_ATTR_OF_HEADER[name]: raw.decode() for name, raw in headers or ()}
+    except (KeyError, UnicodeDecodeError):
+        attrs = {}
+        for name, raw in headers or ():
+            if name.startswith("ce_"):
+                attrs[name[3:]] = raw.decode(errors="replace")
+            elif name == "content-type":
+                attrs["datacontenttype"] = raw.decode(errors="replace")
     try:
         attrs["data"] = orjson.loads(value) if value else {}
     except orjson.JSONDecodeError:

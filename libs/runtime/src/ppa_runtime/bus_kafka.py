@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import InvalidPartitionsError, KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
@@ -20,6 +24,38 @@ from ppa_runtime.consumer import Shard
 from ppa_runtime.kafka_security import topics_refused, unreachable
 
 log = structlog.get_logger(__name__)
+
+# Throughput settings (docs/bus.md has the measurements); durability (acks=all, idempotence) is not among them.
+PRODUCER_SETTINGS: dict[str, Any] = {
+    # every publish is awaited, so lingering only adds its time to each one: what arrives while a request is
+    # out goes in the next request anyway (the producer keeps one request in flight per broker)
+    "linger_ms": 0,
+    "max_batch_size": 1024 * 1024,
+    "max_request_size": 8 * 1024 * 1024,
+    # zstd (level 3) packs reading batches several times tighter than gzip at ten times its speed; gzip
+    # (level 9 in aiokafka) took more CPU than the rest of a device batch's publish
+    "compression_type": "zstd",
+}
+# publishes of this many events or more are sent as batches of their own (`KafkaBus._send_batches`)
+OWN_BATCHES_FROM = 64
+CONSUMER_SETTINGS: dict[str, Any] = {
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    "fetch_max_bytes": 32 * 1024 * 1024,
+}
+
+
+@lru_cache(maxsize=65536)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def _partition(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """The default partitioner's choice (a key's murmur2 hash modulo the partition count, as Java clients do),
+    the hash remembered per key: aiokafka computes it in Python, per event, and keys (serials, customer
+    numbers) repeat."""
+    if key is None:
+        return DefaultPartitioner()(key, all_partitions, available)
+    return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -42,24 +78,29 @@ class KafkaSubscription:
         out: list[Record] = []
         shard = self.shard
         for tp, messages in batches.items():
-            topic = self.bus.logical(tp.topic)
+            topic, partition = self.bus.logical(tp.topic), tp.partition
+            if shard is None:
+                out += [Record(topic, partition, m.offset, raw=kafka_attributes(m.headers, m.value)) for m in messages]
+                continue
             for m in messages:
                 raw = kafka_attributes(m.headers, m.value)
-                if shard is not None and not shard.owns(topic, str(raw.get("subject") or "")):
-                    out.append(Record(topic, tp.partition, m.offset, picked=((), ()), skip=True))
+                if not shard.owns(topic, str(raw.get("subject") or "")):
+                    out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
-                    out.append(Record(topic, tp.partition, m.offset, raw=raw))
+                    out.append(Record(topic, partition, m.offset, raw=raw))
         return out
 
     async def commit(self, records: list[Record]) -> None:
-        last: dict[TopicPartition, int] = {}
+        last: dict[tuple[str, int], int] = {}
         for r in records:
-            tp = TopicPartition(self.bus.physical(r.topic), r.partition)
-            last[tp] = max(r.offset + 1, last.get(tp, 0))
+            position = (r.topic, r.partition)
+            if r.offset >= last.get(position, -1):
+                last[position] = r.offset
         if last:
             # the commit's metadata says when, so a dashboard can tell a stalled group from an idle one
             now = datetime.now(UTC).isoformat()
-            await self.consumer.commit({tp: (offset, now) for tp, offset in last.items()})
+            await self.consumer.commit({TopicPartition(self.bus.physical(topic), partition): (offset + 1, now)
+                                        for (topic, partition), offset in last.items()})
 
     async def complete(self, records: list[Record]) -> list[Record]:
         return records  # fetched whole
@@ -103,18 +144,21 @@ class KafkaBus:
     """Publishes and consumes CloudEvents on Kafka; topic names get the namespace prefix."""
 
     def __init__(self, bootstrap: str, namespace: str = "", security: dict | None = None,
-                 replication_factor: int = 1) -> None:
+                 replication_factor: int = 1, partitions: Mapping[str, int] | None = None) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.replication_factor = replication_factor
         # every client connects alike: addresses plus TLS/SASL (ppa_runtime.kafka_security.client_options)
         self.security = security or {}
         self.connection = {"bootstrap_servers": bootstrap, **self.security}
+        self.partition_counts = dict(partitions or {})  # PPA_TOPIC_PARTITIONS: per topic, and `default`
         self.producer: AIOKafkaProducer | None = None
         # long-lived clients for metadata and offset look-ups (dashboards ask often)
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self._clients_lock = asyncio.Lock()
+        self.producer_settings = dict(PRODUCER_SETTINGS)
+        self.consumer_settings = dict(CONSUMER_SETTINGS)
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._clients_lock:
@@ -147,25 +191,29 @@ class KafkaBus:
             **self.connection,
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
-            max_batch_size=1024 * 1024,
-            max_request_size=8 * 1024 * 1024,
-            compression_type="gzip",
+            partitioner=_partition,
+            **self.producer_settings,
         )
         await self.producer.start()
 
+    def partitions_of(self, name: str) -> int:
+        """How many partitions a catalog topic or dead-letter topic has when created here: as set, else as its
+        topic (a dead-letter topic), else the default set, else the catalog's count."""
+        counts = self.partition_counts
+        topic = TOPICS[name if name in TOPICS else name.removesuffix(dlq(""))]
+        return counts.get(name) or counts.get(topic.name) or counts.get("default") or topic.partitions
+
     async def ensure_topics(self) -> None:
-        """Create every catalog topic and its dead-letter topic (no-op for those that exist)."""
+        """Create every catalog topic and its dead-letter topic (no-op for those that exist); an existing topic
+        with fewer partitions than PPA_TOPIC_PARTITIONS sets for it gets more (none is ever taken away)."""
         admin = AIOKafkaAdminClient(**self.connection)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = []
-            for topic in TOPICS.values():
-                for name in (topic.name, dlq(topic.name)):
-                    if self.physical(name) not in existing:
-                        wanted.append(NewTopic(self.physical(name), num_partitions=topic.partitions,
-                                               replication_factor=self.replication_factor))
+            names = [name for topic in TOPICS.values() for name in (topic.name, dlq(topic.name))]
+            wanted = [NewTopic(self.physical(name), num_partitions=self.partitions_of(name),
+                               replication_factor=self.replication_factor)
+                      for name in names if self.physical(name) not in existing]
             if wanted:
                 try:
                     created = await admin.create_topics(wanted)
@@ -174,17 +222,43 @@ class KafkaBus:
                 else:
                     topics_refused(created.topic_errors, self.replication_factor)
                 await self._await_leaders(admin, [t.name for t in wanted])
+            if self.partition_counts:
+                await self._grow(admin, [name for name in names if self.physical(name) in existing])
         finally:
             await admin.close()
 
+    async def _grow(self, admin: AIOKafkaAdminClient, names: list[str]) -> None:
+        """Existing topics to the partition counts set, where that is more than they have: a key's new partition
+        is its hash modulo the new count, so its later events may be read before its earlier ones (docs/bus.md)."""
+        described = {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(
+            [self.physical(name) for name in names]) if d.get("error_code", 0) == 0}
+        grow = {}
+        for name in names:
+            have, want = described.get(self.physical(name)), self.partitions_of(name)
+            if have is not None and want > have:
+                grow[self.physical(name)] = NewPartitions(want)
+                log.warning("topic_partitions_grown", topic=name, partitions=have, to=want)
+            elif have is not None and want < have:
+                log.warning("topic_partitions_kept", topic=name, partitions=have, set_to=want,
+                            reason="a topic's partitions are never taken away")
+        if grow:
+            try:
+                await admin.create_partitions(grow)
+            except InvalidPartitionsError:  # grown meanwhile by another process starting with the same setting
+                pass
+            await self._await_leaders(admin, list(grow), counts={t: n.total_count for t, n in grow.items()})
+
     @staticmethod
-    async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0) -> None:
-        """New topics answer NotLeaderForPartition until every partition has a leader: wait for that."""
+    async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0,
+                             counts: Mapping[str, int] | None = None) -> None:
+        """New topics answer NotLeaderForPartition until every partition has a leader: wait for that (and, for
+        grown topics, until the metadata shows their new `counts`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             described = await admin.describe_topics(names)
             if all(d.get("error_code", 0) == 0 and d["partitions"]
+                   and len(d["partitions"]) >= (counts or {}).get(d["topic"], 1)
                    and all(p["leader"] >= 0 for p in d["partitions"]) for d in described):
                 return
             await asyncio.sleep(0.2)
@@ -202,11 +276,36 @@ class KafkaBus:
 
     async def publish(self, topic: str, events: list[Envelope]) -> None:
         assert self.producer is not None, "bus not started"
-        futures = []
+        physical = self.physical(topic)
+        if len(events) >= OWN_BATCHES_FROM:
+            futures = await self._send_batches(physical, events)
+        else:
+            # into the producer's open batches: concurrent publishes (the device API's requests, one event
+            # each) share batches and requests instead of waiting for each other
+            futures = []
+            for env in events:
+                key, headers, value = env.to_kafka()
+                futures.append(await self.producer.send(physical, value=value, key=key, headers=headers))
+        # returns once the broker has acknowledged every event (acks=all); one after the other: once the first
+        # is done, most others are too (they share its batch)
+        for future in futures:
+            await future
+
+    async def _send_batches(self, topic: str, events: list[Envelope]) -> list[asyncio.Future]:
+        """A long list (a relay's) as batches of its own, built per partition in the order of the list: the
+        producer's `send` costs more per event than encoding the event. Partitioned as `send` would."""
+        assert self.producer is not None
+        partitions = sorted(await self.producer.partitions_for(topic))
+        batches: dict[int, list[BatchBuilder]] = {}
         for env in events:
             key, headers, value = env.to_kafka()
-            futures.append(await self.producer.send(self.physical(topic), value=value, key=key, headers=headers))
-        await asyncio.gather(*futures)
+            own = batches.setdefault(_partition(key, partitions, partitions), [])
+            if not own or own[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                own.append(self.producer.create_batch())  # the first record always fits (as in `send`)
+                own[-1].append(key=key, value=value, timestamp=None, headers=headers)
+        # a partition's next batch waits until its earlier ones are taken for sending: order holds
+        return [await self.producer.send_batch(batch, topic, partition=partition)
+                for partition, own in batches.items() for batch in own]
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
                         picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> KafkaSubscription:
@@ -217,8 +316,7 @@ class KafkaBus:
             group_id=f"{self.namespace}{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
+            **self.consumer_settings,
         )
         await consumer.start()
         return KafkaSubscription(self, consumer, shard)

@@ -39,7 +39,7 @@ class Runtime:
             rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True, event_listeners=[CommandCounter()])
             await rt._ping_mongo()
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings),
-                           settings.kafka_replication_factor)
+                           settings.kafka_replication_factor, partitions=settings.partitions())
             try:
                 await bus.start()
             except BaseException:

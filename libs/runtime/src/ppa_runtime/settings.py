@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ppa_runtime import kafka_security
+from ppa_contracts import TOPICS, dlq
 
 DEV_SECRET = "dev-only-insecure-secret-key"
 
@@ -60,12 +61,17 @@ class Settings(BaseSettings):
     # consumer groups that run as shards, `group=count` separated by commas (e.g. billing.invoice-list=2): each
     # shard its own consumer, which `ppa worker SERVICE --shard I` runs alone (ppa_runtime.consumer.Shard)
     consumer_shards: str = Field("", validation_alias=AliasChoices("PPA_CONSUMER_SHARDS"))
+    # Kafka partitions per topic, `topic=count` separated by commas, `default=count` for every topic not named;
+    # unset: the catalog's counts. A topic's dead-letter topic has its count unless named itself. Existing
+    # topics are grown to a larger count, never shrunk (docs/bus.md: what a new count does to keys and order)
+    topic_partitions: str = Field("", validation_alias=AliasChoices("PPA_TOPIC_PARTITIONS"))
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if self.env != "dev" and self.secret_key == DEV_SECRET:
             raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
         self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
+        self.partitions()  # and so does a malformed PPA_TOPIC_PARTITIONS
         return self
 
     @model_validator(mode="after")
@@ -98,6 +104,19 @@ class Settings(BaseSettings):
             if not count.strip().isdigit() or not 1 <= int(count) <= 10:
                 raise ValueError(f"PPA_CONSUMER_SHARDS: {item!r} is not group=count (count 1 to 10)")
             out[group.strip()] = int(count)
+        return out
+
+    def partitions(self) -> dict[str, int]:
+        """The partition counts PPA_TOPIC_PARTITIONS sets: per topic name, and `default`."""
+        known = {"default"} | set(TOPICS) | {dlq(name) for name in TOPICS}
+        out: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.topic_partitions.split(","))):
+            topic, _, count = (text.strip() for text in item.partition("="))
+            if not count.isdigit() or not 1 <= int(count) <= 1000:
+                raise ValueError(f"PPA_TOPIC_PARTITIONS: {item!r} is not topic=count (count 1 to 1000)")
+            if topic not in known:
+                raise ValueError(f"PPA_TOPIC_PARTITIONS: {topic!r} is no topic of the catalog (nor `default`)")
+            out[topic] = int(count)
         return out
 
     @property
