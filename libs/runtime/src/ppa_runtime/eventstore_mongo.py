@@ -3,22 +3,34 @@ that do not make conditional updates atomic (FerretDB 1.x loses concurrent updat
 
 Each commit (the events of one command) is ONE inserted document, never changed by writers:
 `{_id: "<stream>:<first version, zero-padded>", stream, first, last, events: [...], published}`.
-An append reads the stream's last commit: if it does not end at the expected version the append is
-a conflict; two writers racing from the same version collide on the unique `_id`. A commit is
-stored whole or not at all. The relay is the only process that updates a commit (`published`).
+A stream's commits form a chain by `_id`: the commit after one that ends at version v is `<stream>:<v+1>`.
+So reading a stream, and finding its head, are point lookups by `_id` (the only filter FerretDB 1.x answers
+from an index; a filter on `stream` scans every commit of the service there). An append whose expected version
+is not the head is a conflict; two writers racing from one version collide on the unique `_id` (a stale
+writer's version is a commit boundary, so its `_id` is taken too). A commit is stored whole or not at all.
+
+The outbox is a small collection of its own (`event_outbox`): an append first records the commit's `_id` there,
+then inserts the commit; the relay reads the outbox (only what is not published yet, not the whole history),
+publishes the commits it names in stream order, marks them and removes their entries. An entry whose commit
+never came (the append lost its race, or its process died in between) is removed once it is older than
+`ORPHAN_SECONDS`. The relay is the only process that updates a commit (`published`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ppa_contracts import Envelope
 from ppa_runtime.eventstore import ConcurrencyConflict, Pending, check_versions
+
+
+ORPHAN_SECONDS = 60.0  # an outbox entry whose commit has not appeared by then never will
 
 
 def _commit_id(stream: str, first: int) -> str:
@@ -26,22 +38,50 @@ def _commit_id(stream: str, first: int) -> str:
 
 
 class MongoEventStore:
-    """Events of one service in its MongoDB database, collection `event_commits`."""
+    """Events of one service in its MongoDB database, collections `event_commits` and `event_outbox`."""
 
     def __init__(self, db: AsyncDatabase) -> None:
         self.coll = db["event_commits"]
+        self.outbox = db["event_outbox"]
         self.appended = asyncio.Event()
         self._ready = False
+        self._adopted = False
 
     async def _ensure(self) -> None:
         if not self._ready:
             await self.coll.create_index([("stream", ASCENDING), ("first", ASCENDING)])
-            await self.coll.create_index([("published", ASCENDING), ("recorded_at", ASCENDING)])
             self._ready = True
 
+    async def _adopt_unpublished(self) -> None:
+        """Commits an earlier version stored unpublished, without an outbox entry, get one (once per process)."""
+        if self._adopted:
+            return
+        missing = [{"_id": c["_id"], "recorded_at": c.get("recorded_at", 0.0)}
+                   async for c in self.coll.find({"published": False}, {"recorded_at": 1})]
+        await self._record(missing)
+        self._adopted = True
+
+    async def _record(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        try:
+            await self.outbox.insert_many(entries, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    async def _chain(self, stream: str, projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """The stream's commits in order, one `_id` lookup each (and one for the end)."""
+        out: list[dict[str, Any]] = []
+        version = 0
+        while (commit := await self.coll.find_one({"_id": _commit_id(stream, version + 1)}, projection)) is not None:
+            out.append(commit)
+            version = int(commit["last"])
+        return out
+
     async def _head(self, stream: str) -> int:
-        last = await self.coll.find_one({"stream": stream}, {"last": 1}, sort=[("first", DESCENDING)])
-        return int(last["last"]) if last else 0
+        commits = await self._chain(stream, {"last": 1})
+        return int(commits[-1]["last"]) if commits else 0
 
     async def append(self, stream: str, expected_version: int, events: list[tuple[str | None, Envelope]]) -> int:
         check_versions(stream, expected_version, events)
@@ -49,6 +89,13 @@ class MongoEventStore:
         if await self._head(stream) != expected_version:
             raise ConcurrencyConflict(stream, expected_version)
         first, last = expected_version + 1, expected_version + len(events)
+        # the outbox entry first, so a commit is never stored without one (a racing writer's entry is the same);
+        # its time is renewed, so an orphan left by a writer that died here is not taken for one now
+        try:
+            await self.outbox.replace_one({"_id": _commit_id(stream, first)},
+                                          {"_id": _commit_id(stream, first), "recorded_at": time.time()}, upsert=True)
+        except DuplicateKeyError:
+            pass  # a racing writer's upsert inserted the same entry just now: it is as fresh as ours
         try:
             await self.coll.insert_one({
                 "_id": _commit_id(stream, first), "stream": stream, "first": first, "last": last,
@@ -62,18 +109,28 @@ class MongoEventStore:
 
     async def read(self, stream: str) -> list[Envelope]:
         await self._ensure()
-        out: list[Envelope] = []
-        async for commit in self.coll.find({"stream": stream}, sort=[("first", ASCENDING)]):
-            out += [Envelope.model_validate(e["envelope"]) for e in commit["events"]]
-        return out
+        return [Envelope.model_validate(e["envelope"]) for commit in await self._chain(stream)
+                for e in commit["events"]]
 
     async def pending(self, limit: int = 500) -> list[Pending]:
         await self._ensure()
-        out: list[Pending] = []
-        cursor = self.coll.find({"published": False}, sort=[("recorded_at", ASCENDING)]).limit(limit)
-        commits = await cursor.to_list(None)
-        # within a stream, commits go out in version order whatever the writers' clocks said
+        await self._adopt_unpublished()
+        entries = await self.outbox.find({}).limit(limit).to_list(None)
+        found = await asyncio.gather(*(self.coll.find_one({"_id": e["_id"]}) for e in entries))
+        now = time.time()
+        orphans = [e for e, c in zip(entries, found, strict=True)
+                   if c is None and now - e.get("recorded_at", 0.0) > ORPHAN_SECONDS]
+        if orphans:  # only if no writer renewed the entry since it was read
+            await asyncio.gather(*(self.outbox.delete_one({"_id": e["_id"], "recorded_at": e.get("recorded_at")})
+                                   for e in orphans))
+        # marked published, but the entry outlived it (the relay stopped in between): only the entry goes
+        done = [c["_id"] for c in found if c is not None and c.get("published")]
+        if done:
+            await asyncio.gather(*(self.outbox.delete_one({"_id": i}) for i in done))
+        commits = [c for c in found if c is not None and not c.get("published")]
+        # within a stream, commits go out in version order whatever order the outbox lists them in
         commits.sort(key=lambda c: (c["stream"], c["first"]))
+        out: list[Pending] = []
         for commit in commits:
             for item in commit["events"]:
                 out.append(Pending(item["topic"], Envelope.model_validate(item["envelope"]), commit["_id"]))
@@ -81,5 +138,6 @@ class MongoEventStore:
 
     async def mark_published(self, items: list[Pending]) -> None:
         ids = sorted({item.marker for item in items})
-        if ids:
-            await self.coll.update_many({"_id": {"$in": ids}}, {"$set": {"published": True}})
+        # one point write each (a `$in` filter would read every commit on FerretDB 1.x), then the entries
+        await asyncio.gather(*(self.coll.update_one({"_id": i}, {"$set": {"published": True}}) for i in ids))
+        await asyncio.gather(*(self.outbox.delete_one({"_id": i}) for i in ids))
