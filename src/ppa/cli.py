@@ -73,6 +73,8 @@ async def _api(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
     settings = settings_of(args)
+    if not settings.distributed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
     try:
         host = build_host(runtime, EDGES[args.edge], workers=False)
