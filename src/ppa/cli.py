@@ -12,7 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from ppa.admin import identity_service, settings_of
-from ppa.platform import SERVICES, build_host
+from ppa.platform import EDGES, SERVICES, build_host
 from ppa_runtime.kafka_security import KafkaSetupError
 from ppa_runtime.runtime import MongoUnreachable, Runtime
 
@@ -73,12 +73,13 @@ async def _api(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
     settings = settings_of(args)
+    if not settings.distributed:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
     try:
-        names = None if args.service == "gateway" else [args.service]
-        host = build_host(runtime, names, workers=False)
-        app = create_app(host, lifespan_owner=True, title=f"PPA {args.service} API")
-        await _serve(app, args.host, args.port, announce=f"{args.service} api listening on {args.host}:{args.port}")
+        host = build_host(runtime, EDGES[args.edge], workers=False)
+        app = create_app(host, lifespan_owner=True, title=f"PPA {args.edge} API")
+        await _serve(app, args.host, args.port, announce=f"{args.edge} api listening on {args.host}:{args.port}")
     finally:
         await runtime.close()
 
@@ -172,8 +173,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--data-dir", default=None)
 
-    api = sub.add_parser("api", help="run one service's API (distributed deployment)")
-    api.add_argument("service", choices=[*SERVICES, "gateway"])
+    api = sub.add_parser("api", help="run an HTTP edge, without workers (distributed deployment)")
+    api.add_argument("edge", choices=list(EDGES), help="gateway: the pages and every service's commands and JSON "
+                                                       "API; metering: device uploads (/api/v1/devices/...)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--data-dir", default=None)

@@ -16,6 +16,15 @@ SERVICES: dict[str, type[Service]] = {
     for cls in (IdentityService, LinkingService, MeteringService, BillingService, NotifyService)
 }
 
+# The HTTP edges a deployment runs (`ppa api EDGE`), each with the services whose command side it hosts.
+# The gateway serves the pages, which call every service's objects in-process, so it is the command edge of
+# every service (their JSON API under /api/v1 too). Device uploads are the one path with a volume of its own:
+# the metering edge answers them from metering's own stores (device registry, readings) and scales apart.
+EDGES: dict[str, list[str]] = {
+    "gateway": list(SERVICES),
+    "metering": ["metering"],
+}
+
 
 def build_host(runtime: Runtime, names: list[str] | None = None, workers: bool = True,
                shard: int | None = None) -> Host:

@@ -4,6 +4,9 @@
   OpenAPI schemas bundled in `kubernetes-validate` (strict: unknown fields fail), the
   kustomizations list every manifest, and every platform Deployment has probes,
   requests/limits, a non-root security context and takes PPA_SECRET_KEY from a Secret.
+- Routing: every path of the Ingress reaches a Deployment that runs an HTTP edge (`ppa api EDGE`), every edge
+  Deployment receives some path, device uploads go to metering-api; compose's `edge` (nginx) routes the same
+  paths to the same processes.
 - docker-compose.yml: validates against the Compose Specification JSON schema (vendored
   in the `check-jsonschema` wheel), and its processes match the platform's process list.
 - Dockerfile / .dockerignore: the few facts the compose file and the manifests rely on.
@@ -44,14 +47,16 @@ K8S = ROOT / "deploy" / "k8s"
 INFRA = K8S / "infra"
 MANAGED = ROOT / "deploy" / "k8s-managed"  # overlay for managed Kafka / MongoDB Atlas
 COMPOSE = ROOT / "docker-compose.yml"
+EDGE_CONF = ROOT / "deploy" / "compose" / "edge.conf"  # compose's router, mounted into the `edge` nginx
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# The platform's processes: (name, args after the `ppa` entrypoint, health port).
-API_SERVICES = ("identity", "linking", "metering", "billing", "notify", "gateway")
+# The platform's processes: (name, args after the `ppa` entrypoint, health port). Two HTTP edges (`ppa api`):
+# the gateway hosts the pages and every service's commands, metering's takes the device uploads.
+API_EDGES = ("gateway", "metering")
 WORKER_SERVICES = ("identity", "linking", "metering", "billing", "notify")
 PROCESSES: dict[str, tuple[list[str], int]] = {
-    **{f"{s}-api": (["api", s, "--host", "0.0.0.0", "--port", "8000"], 8000) for s in API_SERVICES},
+    **{f"{s}-api": (["api", s, "--host", "0.0.0.0", "--port", "8000"], 8000) for s in API_EDGES},
     **{f"{s}-worker": (["worker", s, "--health-port", "8081"], 8081) for s in WORKER_SERVICES},
 }
 APP_ENV_KEYS = {
@@ -260,7 +265,7 @@ def test_secret_example_shape() -> None:
 def test_every_api_has_a_service_selecting_it() -> None:
     services = of_kind(K8S, "Service")
     deployments = of_kind(K8S, "Deployment")
-    assert set(services) == {f"{s}-api" for s in API_SERVICES}
+    assert set(services) == {f"{s}-api" for s in API_EDGES}
     for name, svc in services.items():
         pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
         assert svc["spec"]["selector"].items() <= pod_labels.items(), name
@@ -269,19 +274,55 @@ def test_every_api_has_a_service_selecting_it() -> None:
             assert port_number(container, port["targetPort"]) == 8000, name
 
 
-def test_ingress_routes_devices_to_metering_and_the_rest_to_the_gateway() -> None:
-    (ingress,) = of_kind(K8S, "Ingress").values()
-    services = of_kind(K8S, "Service")
-    routes = {}
+DEVICES = "/api/v1/devices"
+
+
+def ingress_routes(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """Path prefix -> the Deployment its Service sends it to, checking each hop on the way."""
+    (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    routes: dict[str, str] = {}
     for rule in ingress["spec"]["rules"]:
         for path in rule["http"]["paths"]:
+            assert path["pathType"] == "Prefix", path
             backend = path["backend"]["service"]
-            assert backend["name"] in services, f"ingress points at unknown Service {backend['name']}"
-            port_names = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
+            assert backend["name"] in services, f"the Ingress points at unknown Service {backend['name']}"
+            svc = services[backend["name"]]
+            port_names = {p["name"] for p in svc["spec"]["ports"]}
             assert backend["port"].get("name") in port_names or backend["port"].get("number")
-            routes[path["path"]] = (path["pathType"], backend["name"])
-    assert routes["/api/v1/devices"] == ("Prefix", "metering-api")
-    assert routes["/"] == ("Prefix", "gateway-api")
+            selected = [name for name, dep in deployments.items()
+                        if svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()]
+            assert len(selected) == 1, f"Service {backend['name']} selects {selected}: one Deployment expected"
+            routes[path["path"]] = selected[0]
+    return routes
+
+
+def assert_routing(docs: list[dict[str, Any]]) -> None:
+    """Every path reaches an HTTP edge; every edge gets some path; devices go to metering's edge."""
+    routes = ingress_routes(docs)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    edges = {name for name, dep in deployments.items() if containers(dep)[0]["args"][0] == "api"}
+    assert edges == {f"{e}-api" for e in API_EDGES}
+    assert set(routes.values()) <= edges, f"a path goes to a process that is no HTTP edge: {routes}"
+    assert edges <= set(routes.values()), f"an edge Deployment receives no path: {sorted(edges - set(routes.values()))}"
+    assert routes == {DEVICES: "metering-api", "/": "gateway-api"}
+
+
+def test_ingress_sends_every_path_to_an_edge_and_devices_to_metering() -> None:
+    assert_routing([doc for _, doc in manifests(K8S)])
+
+
+def test_metering_edge_scales_by_its_autoscaler() -> None:
+    (hpa,) = of_kind(K8S, "HorizontalPodAutoscaler").values()
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "metering-api")
+    dep = of_kind(K8S, "Deployment")["metering-api"]
+    assert "replicas" not in dep["spec"], "the autoscaler owns metering-api's replicas (an apply would reset them)"
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in containers(dep)[0]["resources"]["requests"], "CPU utilization is a share of the request"
 
 
 def test_infra_workloads_have_probes_and_resources() -> None:
@@ -325,6 +366,8 @@ def test_kustomize_build_renders() -> None:
                 assert doc["metadata"].get("namespace") == "ppa", doc["metadata"]["name"]
             assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ppa"
             assert schema_problem(doc, K8S_VERSIONS[-1]) is None, schema_problem(doc, K8S_VERSIONS[-1])
+        if folder == K8S:
+            assert_routing(rendered)
 
 
 def test_managed_overlay_takes_every_secret_from_the_mounted_connections_secret() -> None:
@@ -452,9 +495,33 @@ def test_compose_infrastructure() -> None:
     assert any(str(v).endswith(":/data/db") for v in mongo["volumes"])
     named = {str(v).split(":")[0] for s in (kafka, mongo) for v in s.get("volumes", [])}
     assert named <= set(doc.get("volumes", {})), "named volumes must be declared"
-    gateway_ports = [str(p) for p in services["gateway-api"]["ports"]]
+    edge_ports = [str(p) for p in services["edge"]["ports"]]
     published_on_8000 = re.compile(r"(?:[\d.]+:)?(?:8000|\$\{\w+:-8000\}):8000")
-    assert any(published_on_8000.fullmatch(p) for p in gateway_ports), f"gateway-api must publish 8000: {gateway_ports}"
+    assert any(published_on_8000.fullmatch(p) for p in edge_ports), f"edge must publish 8000: {edge_ports}"
+
+
+def edge_routes() -> dict[str, str]:
+    """compose's router: location prefix (without its closing slash) -> the compose service it proxies to."""
+    text = re.sub(r"#[^\n]*", "", EDGE_CONF.read_text(encoding="utf-8"))
+    routes = {}
+    for prefix, body in re.findall(r"location\s+(/\S*)\s*\{([^}]*)\}", text):
+        (target,) = re.findall(r"proxy_pass\s+http://([a-z-]+):8000\$request_uri;", body)
+        routes[prefix.rstrip("/") or "/"] = target
+    return routes
+
+
+def test_compose_edge_routes_as_the_ingress_does() -> None:
+    doc = compose()
+    edge = doc["services"]["edge"]
+    assert any(str(v).split(":")[0] == "./" + str(EDGE_CONF.relative_to(ROOT)) for v in edge["volumes"])
+    k8s = ingress_routes([d for _, d in manifests(K8S)])
+    assert edge_routes() == k8s, "compose's edge and the k8s Ingress send paths to different processes"
+    assert set(edge["depends_on"]) == set(k8s.values())
+    # the one way in: no platform process publishes a port of its own
+    assert [name for name, svc in app_services(doc).items() if svc.get("ports")] == []
+    for name in k8s.values():  # the APIs trust X-Forwarded-For, which the edge replaces rather than appends to
+        assert app_services(doc)[name]["environment"]["FORWARDED_ALLOW_IPS"] == "*", name
+    assert re.search(r"proxy_set_header\s+X-Forwarded-For\s+\$remote_addr;", EDGE_CONF.read_text(encoding="utf-8"))
 
 
 def test_compose_and_k8s_run_the_same_processes() -> None:
