@@ -12,11 +12,11 @@ from ppa_runtime.settings import Settings
 
 @pytest.fixture(autouse=True)
 def plain_environment(monkeypatch):
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_SECRET_KEY", "PPA_ENV"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_SECRET_KEY", "PPA_SECRET_KEY_PREVIOUS", "PPA_ENV"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_settings_refuse_the_default_secret_outside_dev():
+def test_settings_refuse_no_key_outside_dev():
     with pytest.raises(ValueError, match="PPA_SECRET_KEY"):
         Settings(env="prod")
     assert Settings(env="prod", secret_key="x" * 40).env == "prod"
@@ -25,7 +25,7 @@ def test_settings_refuse_the_default_secret_outside_dev():
 def test_settings_need_kafka_and_mongodb_together():
     with pytest.raises(ValueError, match="both"):
         Settings(kafka_bootstrap_servers="127.0.0.1:9092")
-    assert Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/").distributed
+    assert Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/", secret_key="k" * 32).distributed
 
 
 def test_secrets_are_redacted_from_log_events_at_any_depth():
@@ -201,3 +201,40 @@ def test_a_shard_is_one_of_at_most_ten_by_a_digit_counted_from_the_end():
     assert Settings().shards_of("billing.invoice-list") == 1
     with pytest.raises(ValueError):
         Settings(consumer_shards="billing.invoice-list=many")
+
+
+def test_settings_refuse_no_key_on_kafka_and_mongodb_and_keys_that_are_short_or_placeholders():
+    with pytest.raises(ValueError, match="PPA_SECRET_KEY is not set"):
+        Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/")
+    with pytest.raises(ValueError, match="at least 32"):
+        Settings(secret_key="short")
+    with pytest.raises(ValueError, match="at least 32"):
+        Settings(secret_key="REPLACE-ME-with-at-least-32-random-bytes")
+    assert Settings(secret_key="", secret_key_previous="").secret_key is None  # compose's empty `${X:-}`
+    assert "y" * 40 not in repr(Settings(secret_key="y" * 40))
+
+
+def test_an_embedded_install_keeps_one_private_key_in_its_data_dir(tmp_path):
+    from ppa_runtime.keys import signing_keys
+
+    first = signing_keys(Settings(data_dir=tmp_path))
+    again = signing_keys(Settings(data_dir=tmp_path))
+    other = signing_keys(Settings(data_dir=tmp_path / "other"))
+    assert first.generated and not again.generated and again.current == first.current != other.current
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert first.current not in repr(first)
+    given = signing_keys(Settings(data_dir=tmp_path / "given", secret_key="z" * 40))
+    assert given.current == "z" * 40 and given.source == "PPA_SECRET_KEY" and not (tmp_path / "given").exists()
+
+
+def test_the_previous_key_still_verifies_but_never_signs():
+    from ppa_runtime.auth import issue_agency_token, read_agency_token
+    from ppa_runtime.keys import SigningKeys
+
+    old, new = "o" * 40, "n" * 40
+    rotated = SigningKeys(new, old, "PPA_SECRET_KEY")
+    before = issue_agency_token([old], "ag1", "a@example.jp", 3)
+    assert read_agency_token(rotated.verifying, before).password_version == 3
+    after = issue_agency_token(rotated.verifying, "ag1", "a@example.jp", 3)
+    assert read_agency_token([new], after) is not None and read_agency_token([old], after) is None
+    assert read_agency_token([new], before) is None  # once the previous key is removed

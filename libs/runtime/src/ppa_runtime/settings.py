@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET = "dev-only-insecure-secret-key"
+MIN_SECRET_LENGTH = 32
+NEEDS_SECRET = ("PPA_SECRET_KEY is not set. Processes on Kafka + MongoDB (and any process outside PPA_ENV=dev) "
+                "share one signing key that only the operator provides, at least 32 random characters, e.g. "
+                "PPA_SECRET_KEY=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')\"")
 
 
 class Settings(BaseSettings):
@@ -20,7 +23,11 @@ class Settings(BaseSettings):
     namespace: str = Field("", validation_alias=AliasChoices("PPA_NAMESPACE"))
     kafka_bootstrap_servers: str | None = Field(None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS"))
     mongodb_uri: str | None = Field(None, validation_alias=AliasChoices("MONGODB_URI"))
-    secret_key: str = Field(DEV_SECRET, validation_alias=AliasChoices("PPA_SECRET_KEY"))
+    # None: the embedded runtime keeps a key of its own in the data dir (ppa_runtime.keys); SecretStr keeps it
+    # out of reprs and logs
+    secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("PPA_SECRET_KEY"))
+    # the key before the last rotation: still verifies what it signed, never signs (docs/security.md)
+    secret_key_previous: SecretStr | None = Field(None, validation_alias=AliasChoices("PPA_SECRET_KEY_PREVIOUS"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("PPA_PUBLIC_URL"))
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
     smtp_port: int = Field(25, validation_alias=AliasChoices("SMTP_PORT"))
@@ -39,8 +46,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.env != "dev" and self.secret_key == DEV_SECRET:
-            raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
+        for name in ("secret_key", "secret_key_previous"):
+            value = getattr(self, name)
+            if value is not None and not value.get_secret_value().strip():
+                setattr(self, name, None)  # an empty variable (compose's `${X:-}`) is no key
+            elif value is not None and (len(value.get_secret_value()) < MIN_SECRET_LENGTH
+                                        or value.get_secret_value().startswith("REPLACE-ME")):
+                raise ValueError(f"PPA_{name.upper()} must be at least {MIN_SECRET_LENGTH} random characters")
+        if self.secret_key is None and (self.distributed or self.env != "dev"):
+            raise ValueError(NEEDS_SECRET)
         if bool(self.kafka_bootstrap_servers) != bool(self.mongodb_uri):
             raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
         self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from ppa_contracts import Payload
 from ppa_contracts.identity import (
+    AgencyPasswordChanged,
     AgencyProfile,
     AgencyProfileChanged,
     AgencyRegistered,
@@ -72,6 +73,9 @@ class Agency:
     password_hash: str
     version: int
     signup_id: str | None = None
+    # the stream version of the last AgencyPasswordChanged (0: the password set at registration); a bearer token
+    # names it and is valid only while it is still the agency's current one
+    password_version: int = 0
 
 
 def normalize_email(email: str) -> str:
@@ -161,6 +165,8 @@ def fold(events: list[Payload]) -> Agency | None:
             agency = _with(agency, version, password_hash=event.password_hash)
         elif isinstance(event, AgencyProfileChanged):
             agency = _with(agency, version, profile=event.profile)
+        elif isinstance(event, AgencyPasswordChanged):
+            agency = _with(agency, version, password_version=version)
         else:
             agency = _with(agency, version)
     return agency
