@@ -238,3 +238,14 @@ def test_the_previous_key_still_verifies_but_never_signs():
     after = issue_agency_token(rotated.verifying, "ag1", "a@example.jp", 3)
     assert read_agency_token([new], after) is not None and read_agency_token([old], after) is None
     assert read_agency_token([new], before) is None  # once the previous key is removed
+
+
+def test_spreadsheet_cells_neutralise_formula_starts_but_not_numbers():
+    from decimal import Decimal
+
+    from ppa_runtime.spreadsheet import safe_cell
+
+    for text in ("=1+1", "+1+1", "-2+3", "@SUM(1)", "\t=1", "\r=1", "-", "=", "-1.5e3"):
+        assert safe_cell(text) == "'" + text
+    for value in ("-1.50", "+3", "-980", "山田", "", "1=1", Decimal("-1.50"), -3, None):
+        assert safe_cell(value) == value
