@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from ppa_contracts import Payload
+from ppa_contracts.text import bad_characters
 from ppa_contracts.identity import (
     AgencyPasswordChanged,
     AgencyProfile,
@@ -111,6 +112,8 @@ def _field_error(field: str, value: str) -> str | None:
     label, longest = PROFILE_FIELDS[field]
     if not value:
         return f"{label}を選択してください。" if field == "prefecture" else f"{label}を入力してください。"
+    if bad_characters(value):
+        return f"{label}に使用できない文字（制御文字など）が含まれています。"
     if field == "name_kana" and not is_katakana(value):
         return "フリガナは全角カタカナで入力してください。"
     if field == "postal_code" and not is_postal_code(value):
