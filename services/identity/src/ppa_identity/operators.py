@@ -93,8 +93,7 @@ class OperatorAccounts:
         """The operator when the password matches (same cost either way); LoginLocked after repeated failures."""
         email = email.strip().lower()
         account = f"operator:{email}"
-        if await self.service.throttle.locked(account, ip):
-            raise LoginLocked()
+        await self.service.throttle.check(account, ip)
         operator = await self.load(email) if email else None
         if verify_password(operator.password_hash if operator else None, password):
             await self.service.throttle.succeeded(account)
