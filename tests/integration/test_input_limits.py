@@ -100,3 +100,13 @@ async def test_a_body_over_the_limit_is_refused_with_413_before_anything_is_read
     r = await client.post(CUSTOMERS, headers={**a, "content-type": "application/json"}, content=chunks())
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json", r.text
     assert (await client.get(CUSTOMERS, headers=a)).json()["total"] == 0
+
+
+async def test_full_width_digits_and_half_width_kana_in_a_search_find_the_customer(api):
+    client, a = api
+    assert (await client.post(CUSTOMERS, headers=a, json=SEED)).status_code == 201
+    for q in ("ﾔﾏﾀﾞ", "１１２０２３００３０", "ＹＡＭＡＤＡ＠", "ヤマダ"):
+        listing = (await client.get(CUSTOMERS, params={"q": q}, headers=a)).json()
+        assert [c["customer_number"] for c in listing["items"]] == ["1120230030"], q
+    exported = (await client.get(f"{CUSTOMERS}.csv", params={"q": "ﾀﾛｳ"}, headers=a)).content.decode("utf-8-sig")
+    assert "1120230030" in exported

@@ -131,8 +131,10 @@ def _collect(errors: dict[str, str], parse: Callable[[], Any]) -> Any:
 def new_customer(*, customer_number: Any, serial_number: Any, name: Any, base_fee: Any,
                  sell_unit_price: Any, usage_unit_price: Any, name_kana: Any = "",
                  contract_start: Any = None, contract_end: Any = None, notes: Any = "",
-                 email: Any = None, auth_code: str | None = None) -> Customer:
-    """Validate every field and return a `Customer`; one `InvalidCustomer` lists all bad fields."""
+                 email: Any = None, auth_code: str | None = None, text_limits: bool = True) -> Customer:
+    """Validate every field and return a `Customer`; one `InvalidCustomer` lists all bad fields. `text_limits`
+    off: a customer stored before the text limits existed is still read (and can be edited into shape or
+    deleted); every new or changed customer is checked."""
     errors: dict[str, str] = {}
     number = _collect(errors, lambda: parse_customer_number(customer_number))
     serial = serial_number.strip() if isinstance(serial_number, str) else ""
@@ -155,7 +157,7 @@ def new_customer(*, customer_number: Any, serial_number: Any, name: Any, base_fe
         errors["email"] = "メールアドレスの形式が正しくありません。"
     for field, value in (("name", full_name), ("name_kana", kana), ("notes", notes), ("email", mail or "")):
         label, longest, multiline = TEXT_FIELDS[field]
-        if problem := text_error(value, label, longest, multiline):
+        if text_limits and (problem := text_error(value, label, longest, multiline)):
             errors[field] = problem
     # A given code comes from the customer's own history (rebuilding state); only new ones are drawn.
     if auth_code is not None and not AUTH_CODE.fullmatch(auth_code):
