@@ -15,7 +15,6 @@ import structlog
 
 from ppa_contracts import Payload
 from ppa_identity.passwords import hash_password, verify_password
-from ppa_runtime.auth import LoginLocked
 from ppa_runtime.eventstore import ConcurrencyConflict
 
 if TYPE_CHECKING:

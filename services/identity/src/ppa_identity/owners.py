@@ -54,7 +54,6 @@ from ppa_identity.domain.owner import (
 )
 from ppa_identity.passwords import hash_password, verify_password
 from ppa_identity.throttle import RequestLimit
-from ppa_runtime.auth import LoginLocked
 from ppa_runtime.docstore import DuplicateKey
 from ppa_runtime.eventstore import ConcurrencyConflict
 
