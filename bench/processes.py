@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -45,10 +46,12 @@ class Platform:
             self.env.pop("MONGODB_URI", None)
         elif not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI")):
             raise SystemExit("--runtime distributed needs KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+        else:  # the processes of one run share a key of its own (Kafka + MongoDB refuse to start without one)
+            self.env.setdefault("PPA_SECRET_KEY", secrets.token_urlsafe(48))
         self.env["PPA_CONSUMER_SHARDS"] = f"billing.invoice-list={shards}"
         self.settings = Settings(data_dir=self.env["PPA_DATA_DIR"], namespace=self.env["PPA_NAMESPACE"],
                                  kafka_bootstrap_servers=self.env.get("KAFKA_BOOTSTRAP_SERVERS"),
-                                 mongodb_uri=self.env.get("MONGODB_URI"),
+                                 mongodb_uri=self.env.get("MONGODB_URI"), secret_key=self.env.get("PPA_SECRET_KEY"),
                                  consumer_shards=self.env["PPA_CONSUMER_SHARDS"])
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -134,7 +134,11 @@ async def browser_page():
                                                 viewport={"width": 1280, "height": 900})
             page = await context.new_page()
             page.set_default_timeout(20_000)
+            # the pages run under a strict Content-Security-Policy: anything it blocks is a bug
+            blocked: list[str] = []
+            page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
             yield page
+            assert not blocked, f"blocked by the Content-Security-Policy: {blocked}"
         finally:
             await browser.close()
 

@@ -50,6 +50,9 @@ async def eventually(check, timeout: float = 45) -> object:
         await asyncio.sleep(0.05)
 
 
+TEST_SECRET_KEY = "test-only-" + uuid.uuid4().hex + uuid.uuid4().hex  # per test run, never a constant
+
+
 def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = None, **extra) -> Settings:
     """Settings isolated to one test: own data dir, own topic and database namespace."""
     fields: dict = {
@@ -65,6 +68,7 @@ def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = No
         assert servers is not None
         fields["kafka_bootstrap_servers"] = servers["kafka"]
         fields["mongodb_uri"] = servers["mongo"]
+        fields.setdefault("secret_key", TEST_SECRET_KEY)  # processes on Kafka + MongoDB refuse to start without
     else:  # exported KAFKA_BOOTSTRAP_SERVERS/MONGODB_URI must not turn an embedded test into a distributed one
         fields["kafka_bootstrap_servers"] = None
         fields["mongodb_uri"] = None
@@ -109,6 +113,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PPA_CONSUMER_BACKOFF_SECONDS": str(settings.consumer_backoff_seconds),
         "PPA_SQLITE_SYNCHRONOUS": settings.sqlite_synchronous,
     })
+    env.pop("PPA_SECRET_KEY", None)
+    if settings.secret_key is not None:
+        env["PPA_SECRET_KEY"] = settings.secret_key.get_secret_value()
     if settings.distributed:
         env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers or ""
         env["MONGODB_URI"] = settings.mongodb_uri_value

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from ppa_runtime import logging as ppa_logging
 from ppa_runtime.runtime import Runtime
@@ -21,7 +24,12 @@ def settings_of(args: argparse.Namespace) -> Settings:
     overrides = {}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:  # e.g. no PPA_SECRET_KEY on Kafka + MongoDB: say so, not a traceback
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors(include_input=False))
+        print(f"ppa: cannot start: {reasons}", file=sys.stderr)
+        raise SystemExit(2) from None
     ppa_logging.configure(settings.log_level, settings.log_json)
     return settings
 

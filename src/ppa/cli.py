@@ -60,6 +60,7 @@ async def _up(args: argparse.Namespace) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
     try:
+        _say_where_the_key_is(runtime)
         host = build_host(runtime)
         app = create_app(host, lifespan_owner=True)
         url = f"http://{args.host}:{args.port}/"
@@ -67,6 +68,18 @@ async def _up(args: argparse.Namespace) -> None:
                      announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login")
     finally:
         await runtime.close()
+
+
+def _say_where_the_key_is(runtime: Runtime) -> None:
+    """Where the signing key lives (never the key): the file to back up, or to delete to sign everyone out."""
+    keys = runtime.keys
+    if keys.source == "PPA_SECRET_KEY":
+        where = "signing key: from PPA_SECRET_KEY"
+    else:
+        where = f"signing key: {'generated now, ' if keys.generated else ''}kept in {keys.source} (mode 0600)"
+    log.info("signing_key", source=keys.source, generated=keys.generated,
+             previous_accepted=keys.previous is not None)
+    print(where, flush=True)
 
 
 async def _api(args: argparse.Namespace) -> None:
@@ -157,7 +170,7 @@ async def _agency_reset_password(args: argparse.Namespace) -> int:
             print(f"error: no agency is registered as {args.email}", file=sys.stderr)
             return 1
         print(f"password reset: {args.email} (id {agency_id}); every portal session of the agency was signed out "
-              "(API tokens already issued stay valid until they expire, within an hour)")
+              "and its API tokens stop working once the services have read the change (seconds)")
         if generated:  # shown once, never stored in clear: hand it over, the agency changes it after logging in
             print(f"temporary password: {password}")
         return 0

@@ -83,7 +83,7 @@ async def test_operator_watches_events_lag_and_replays_a_dead_letter(runtime, br
             # events arrive live while the operator watches
             for i in range(3):
                 await identity.create_agency(f"live{i}@example.jp", "password123", AgencyProfile(company=f"生{i}電力"))
-            await page.wait_for_function("document.querySelectorAll('details.event.fresh').length >= 3")
+            await page.locator("details.event.fresh").nth(2).wait_for()  # the CSP forbids wait_for_function's eval
             await page.click("details.event.fresh summary")
             body = await page.inner_text("details.event.fresh[open] pre")
             assert "jp.ppa.identity.agency_registered.v1" in body and "@example.jp" in body

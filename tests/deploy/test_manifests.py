@@ -262,6 +262,15 @@ def test_secret_example_shape() -> None:
     assert set(doc.get("stringData", doc.get("data", {}))) == {SECRET_KEY}
 
 
+def test_the_secret_example_holds_no_key_a_process_would_start_with() -> None:
+    from ppa_runtime.settings import Settings
+
+    (doc,) = load_docs(K8S / "secret.example.yaml")
+    with pytest.raises(ValueError, match="PPA_SECRET_KEY"):
+        Settings(secret_key=doc["stringData"][SECRET_KEY], kafka_bootstrap_servers="kafka:9092",
+                 mongodb_uri="mongodb://mongodb:27017")
+
+
 def test_every_api_has_a_service_selecting_it() -> None:
     services = of_kind(K8S, "Service")
     deployments = of_kind(K8S, "Deployment")

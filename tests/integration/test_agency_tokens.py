@@ -65,3 +65,26 @@ async def test_the_agencys_own_password_change_retires_its_older_tokens(runtime)
         await until_refused(client, fresh)
         third = await token(client, "a@example.jp", "third2024x")
         assert (await client.get(CUSTOMERS, headers=third)).status_code == 200
+
+
+async def test_only_a_token_for_the_agencys_current_password_signed_with_the_installs_key_is_accepted(runtime):
+    from ppa_runtime.auth import issue_agency_token
+
+    async with portal(runtime, SERVICES, agencies=("a",)) as p:
+        client, agency_id, keys = p.client, p.agency_ids["a"], runtime.keys.verifying
+        for service in ("billing", "metering"):  # an unknown agency is refused after this wait
+            p.host.service(service).agency_credentials.unknown_wait_seconds = 0.5
+
+        def minted(key_list, agency=agency_id, version=0):
+            return {"Authorization": f"Bearer {issue_agency_token(key_list, agency, 'a@example.jp', version)}"}
+
+        assert (await client.get(CUSTOMERS, headers=minted(keys))).status_code == 200  # what identity issues
+        assert (await client.get(CUSTOMERS, headers=minted(["w" * 48]))).status_code == 401  # another key
+        assert (await client.get(CUSTOMERS, headers=minted(keys, version=10**9))).status_code == 401  # the future
+        assert (await client.get(CUSTOMERS, headers=minted(keys, agency="no-such-agency"))).status_code == 401
+
+        await p.host.service("identity").agencies.reset_password("a@example.jp", "reset2024x")
+        await until_refused(client, minted(keys, version=0))  # the old password's version
+        fresh = await token(client, "a@example.jp", "reset2024x")
+        assert (await client.get(CUSTOMERS, headers=fresh)).status_code == 200
+        assert (await client.get(DAILY, headers=minted(keys, version=10**9))).status_code == 401

@@ -26,7 +26,7 @@ def plain_environment(monkeypatch):
 def sasl(**changes) -> dict:
     return {"kafka_bootstrap_servers": "b-1.example:9096", "mongodb_uri": URI, "kafka_security_protocol": "SASL_SSL",
             "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": "ppa", "kafka_sasl_password": PASSWORD,
-            **changes}
+            "secret_key": "k" * 40, **changes}
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -87,5 +87,6 @@ def test_every_client_verifies_the_broker_and_sends_the_credentials():
 
 
 def test_a_plain_broker_gets_neither_tls_nor_credentials():
-    options = client_options(Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/"))
+    options = client_options(Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/",
+                                      secret_key="k" * 40))
     assert options == {"security_protocol": "PLAINTEXT"}

@@ -12,11 +12,11 @@ from ppa_runtime.settings import Settings
 
 @pytest.fixture(autouse=True)
 def plain_environment(monkeypatch):
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_SECRET_KEY", "PPA_ENV"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_SECRET_KEY", "PPA_SECRET_KEY_PREVIOUS", "PPA_ENV"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_settings_refuse_the_default_secret_outside_dev():
+def test_settings_refuse_no_key_outside_dev():
     with pytest.raises(ValueError, match="PPA_SECRET_KEY"):
         Settings(env="prod")
     assert Settings(env="prod", secret_key="x" * 40).env == "prod"
@@ -25,7 +25,7 @@ def test_settings_refuse_the_default_secret_outside_dev():
 def test_settings_need_kafka_and_mongodb_together():
     with pytest.raises(ValueError, match="both"):
         Settings(kafka_bootstrap_servers="127.0.0.1:9092")
-    assert Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/").distributed
+    assert Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/", secret_key="k" * 32).distributed
 
 
 def test_secrets_are_redacted_from_log_events_at_any_depth():
@@ -227,3 +227,51 @@ def test_a_topic_has_the_partitions_set_for_it_its_dead_letters_those_of_their_t
     assert [bus.partitions_of(n) for n in ("ppa.metering.readings.v1", "ppa.metering.readings.v1.dlq",
                                            "ppa.billing.invoice.v1", "ppa.ops.audit.v1", "ppa.ops.audit.v1.dlq")
             ] == [12, 12, 2, 2, 1]
+
+
+def test_settings_refuse_no_key_on_kafka_and_mongodb_and_keys_that_are_short_or_placeholders():
+    with pytest.raises(ValueError, match="PPA_SECRET_KEY is not set"):
+        Settings(kafka_bootstrap_servers="k:9092", mongodb_uri="mongodb://m/")
+    with pytest.raises(ValueError, match="at least 32"):
+        Settings(secret_key="short")
+    with pytest.raises(ValueError, match="at least 32"):
+        Settings(secret_key="REPLACE-ME-with-at-least-32-random-bytes")
+    assert Settings(secret_key="", secret_key_previous="").secret_key is None  # compose's empty `${X:-}`
+    assert "y" * 40 not in repr(Settings(secret_key="y" * 40))
+
+
+def test_an_embedded_install_keeps_one_private_key_in_its_data_dir(tmp_path):
+    from ppa_runtime.keys import signing_keys
+
+    first = signing_keys(Settings(data_dir=tmp_path))
+    again = signing_keys(Settings(data_dir=tmp_path))
+    other = signing_keys(Settings(data_dir=tmp_path / "other"))
+    assert first.generated and not again.generated and again.current == first.current != other.current
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert first.current not in repr(first)
+    given = signing_keys(Settings(data_dir=tmp_path / "given", secret_key="z" * 40))
+    assert given.current == "z" * 40 and given.source == "PPA_SECRET_KEY" and not (tmp_path / "given").exists()
+
+
+def test_the_previous_key_still_verifies_but_never_signs():
+    from ppa_runtime.auth import issue_agency_token, read_agency_token
+    from ppa_runtime.keys import SigningKeys
+
+    old, new = "o" * 40, "n" * 40
+    rotated = SigningKeys(new, old, "PPA_SECRET_KEY")
+    before = issue_agency_token([old], "ag1", "a@example.jp", 3)
+    assert read_agency_token(rotated.verifying, before).password_version == 3
+    after = issue_agency_token(rotated.verifying, "ag1", "a@example.jp", 3)
+    assert read_agency_token([new], after) is not None and read_agency_token([old], after) is None
+    assert read_agency_token([new], before) is None  # once the previous key is removed
+
+
+def test_spreadsheet_cells_neutralise_formula_starts_but_not_numbers():
+    from decimal import Decimal
+
+    from ppa_runtime.spreadsheet import safe_cell
+
+    for text in ("=1+1", "+1+1", "-2+3", "@SUM(1)", "\t=1", "\r=1", "-", "=", "-1.5e3"):
+        assert safe_cell(text) == "'" + text
+    for value in ("-1.50", "+3", "-980", "山田", "", "1=1", Decimal("-1.50"), -3, None):
+        assert safe_cell(value) == value

@@ -158,3 +158,20 @@ def test_every_non_negative_two_decimal_price_round_trips(price):
 def test_a_third_decimal_is_always_refused(price):
     with pytest.raises(InvalidCustomer):
         parse_price(price, "sell_unit_price")
+
+
+def test_text_keeps_what_was_typed_but_refuses_controls_and_overlong_values():
+    kept = new_customer(**{**SEED, "name": "\t=1+1 ", "notes": "一行目\r\n\t二行目"})
+    assert kept.name == "\t=1+1" and kept.notes == "一行目\r\n\t二行目"  # only spaces are trimmed
+    for field, value in (("name", "名" * 101), ("name_kana", "カ\x0b"), ("notes", "x\x00"), ("name", "a\ud800")):
+        with pytest.raises(InvalidCustomer) as exc:
+            new_customer(**{**SEED, field: value})
+        assert list(exc.value.errors) == [field]
+
+
+def test_a_customer_stored_before_the_text_limits_can_still_be_read_fixed_or_left_alone():
+    legacy = new_customer(**{**SEED, "name": "名" * 300}, auth_code="A" * 16, text_limits=False)
+    with pytest.raises(InvalidCustomer) as exc:
+        edit_customer(legacy, {"notes": "メモ"})  # a change is checked as a whole: the name must be fixed too
+    assert list(exc.value.errors) == ["name"]
+    assert edit_customer(legacy, {"name": "顧客0167"}).name == "顧客0167"

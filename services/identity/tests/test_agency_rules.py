@@ -144,3 +144,8 @@ def test_fold_applies_profile_and_password_changes_and_skips_mail_requests():
     assert agency is not None
     assert (agency.profile, agency.password_hash, agency.version, agency.signup_id) == (changed, "h2", 5, "s1")
     assert fold([EmailRequested(message_id="m", template="t", recipient="x@example.jp")]) is None
+
+
+def test_control_characters_in_a_profile_field_are_refused_by_field():
+    errors = profile_errors({**SEED, "company": "ニチコン\x07", "street": "日本橋\x1b兜町"})
+    assert set(errors) == {"company", "street"} and "使用できない文字" in errors["company"]

@@ -155,3 +155,10 @@ def test_changed_fields_and_serial_clash():
     owner = fold([*_registered(), ProductRegistered(owner_id="o1", product=product_from_form("1", PRODUCT))])
     assert serial_taken(owner, product_from_form("2", PRODUCT))
     assert not serial_taken(owner, product_from_form("1", PRODUCT))
+
+
+def test_control_characters_in_an_owner_field_are_refused_by_field():
+    with pytest.raises(InvalidOwnerForm) as exc:
+        profile_from_form(SEED | {"family_name": "日見\x00", "street": "日本橋\x7f"}, [], "", ALL_DAY)
+    assert {"family_name", "street"} <= set(exc.value.errors)
+    assert "使用できない文字" in exc.value.errors["family_name"]

@@ -45,6 +45,8 @@ SAMPLE = {
     "total": "2,098",
     "revision": 1,
     "issuer_name": "太陽電力株式会社",
+    "failures": 10,
+    "window_minutes": 15,
 }
 
 
@@ -229,3 +231,10 @@ def test_the_password_changed_mail_says_who_changed_it_and_what_it_ended():
     _, reset = render("agency_password_changed", context_of("agency_password_changed"))
     assert "運営事務局がパスワードを再設定しました" in reset and "変更を行った画面を除き" not in reset
     assert "/agency/login" in reset
+
+
+def test_the_login_failures_mail_says_how_many_and_where_to_change_the_password():
+    subject, body = render("agency_login_failures", context_of("agency_login_failures"), SEED_BRAND)
+    assert subject == "[ニチコンオーナーズ倶楽部]ログイン失敗が続いています"
+    assert "直近15分間に10回失敗しました" in body and "販売店 ID : test@nichicon.com" in body
+    assert "/agency/login" in body

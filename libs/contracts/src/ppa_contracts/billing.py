@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ppa_contracts.base import Payload
+from ppa_contracts.text import Address, Email, Kana, Name, Notes
 from ppa_contracts.topics import BILLING_CUSTOMER, BILLING_INVOICE, BILLING_SETTINGS
 
 
@@ -22,15 +23,15 @@ class CustomerEvent(Payload):
 
 class CustomerFields(CustomerEvent):
     serial_number: str
-    name: str
-    name_kana: str = ""
+    name: Name  # the limits of ppa_contracts.text, as the API and the pages enforce them
+    name_kana: Kana = ""
     contract_start: date | None = None
     contract_end: date | None = None
     base_fee: Decimal
     sell_unit_price: Decimal
     usage_unit_price: Decimal
-    notes: str = ""
-    email: str | None = None
+    notes: Notes = ""
+    email: Email | None = None
 
 
 class CustomerRegistered(CustomerFields):
@@ -71,8 +72,8 @@ class BillingSettingsChanged(Payload):
     agency_id: str
     closing_day: int | Literal["end_of_month"]
     rounding: Literal["half_up", "down", "half_even"]
-    issuer_name: str = ""
-    issuer_address: str = ""
+    issuer_name: Name = ""
+    issuer_address: Address = ""
     registration_number: str | None = None
     prices_include_tax: bool = True
     tax_rate_percent: int = 10

@@ -38,6 +38,7 @@ class EmailTemplate(StrEnum):
     AGENCY_REGISTERED = "agency_registered"
     AGENCY_SIGNUP_ALREADY_REGISTERED = "agency_signup_already_registered"
     AGENCY_PASSWORD_CHANGED = "agency_password_changed"
+    AGENCY_LOGIN_FAILURES = "agency_login_failures"
     LINK_REQUESTED = "link_requested"
     LINK_APPROVED = "link_approved"
     LINK_REJECTED = "link_rejected"
@@ -59,6 +60,8 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     EmailTemplate.AGENCY_SIGNUP_ALREADY_REGISTERED: ("agency_id",),
     # the agency's login password changed: its own change, or the operator's reset (`by_operator`)
     EmailTemplate.AGENCY_PASSWORD_CHANGED: ("agency_id", "changed_at", "by_operator"),
+    # logins to the agency failed many times within minutes, from one or many addresses (a guessing attack?)
+    EmailTemplate.AGENCY_LOGIN_FAILURES: ("agency_id", "failures", "window_minutes"),
     # products: a list of {"system_model": ..., "system_serial": ...}
     EmailTemplate.LINK_REQUESTED: ("link_id", "owner_name", "owner_name_kana", "prefecture", "city", "street",
                                    "owner_email", "products"),

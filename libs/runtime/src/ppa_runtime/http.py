@@ -45,6 +45,16 @@ def problem_response(status: int, title: str, detail: str, request: Request | No
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+# what pydantic adds to an error's location for each member of a union (`closing_day.int`): not part of the field
+_UNION_TAGS = frozenset({"int", "str", "bool", "float", "none", "decimal", "date", "datetime", "list", "dict"})
+
+
+def _field_of(loc: tuple | list) -> str:
+    """The field an error location names: `closing_day` for ('body', 'closing_day', 'int')."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(p for i, p in enumerate(parts) if i == 0 or not (p in _UNION_TAGS or "[" in p))
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error to problem+json for API paths."""
 
@@ -54,17 +64,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")),
-             "message": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        errors: list[dict[str, Any]] = []
+        for e in exc.errors():
+            field = _field_of(e.get("loc", ()))
+            if all(known["field"] != field for known in errors):  # one entry per field, not per union member
+                errors.append({"field": field, "message": e.get("msg", ""), "type": e.get("type", "")})
         return problem_response(422, "Unprocessable Content", "入力内容に誤りがあります。", request, errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-                  409: "Conflict", 429: "Too Many Requests"}
+                  409: "Conflict", 413: "Content Too Large", 429: "Too Many Requests"}
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return problem_response(exc.status_code, titles.get(exc.status_code, "Error"), detail, request,
                                 headers=getattr(exc, "headers", None))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ppa_runtime.bus import EventBus
 from ppa_runtime.docstore import DocStore
 from ppa_runtime.eventstore import EventStore
+from ppa_runtime.keys import SigningKeys, signing_keys
 from ppa_runtime.settings import Settings
 
 
@@ -17,6 +18,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.keys: SigningKeys
         self.bus: EventBus
         self._dbs: dict[str, object] = {}
         self._mongo = None
@@ -29,6 +31,7 @@ class Runtime:
     async def open(cls, settings: Settings) -> Runtime:
         """Connect to the bus and stores (created in the caller's lifespan, never at import)."""
         rt = cls(settings)
+        rt.keys = signing_keys(settings)
         if settings.distributed:
             from pymongo import AsyncMongoClient
 

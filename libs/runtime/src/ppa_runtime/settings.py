@@ -7,10 +7,13 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ppa_runtime import kafka_security
 from ppa_contracts import TOPICS, dlq
+from ppa_runtime import kafka_security
 
-DEV_SECRET = "dev-only-insecure-secret-key"
+MIN_SECRET_LENGTH = 32
+NEEDS_SECRET = ("PPA_SECRET_KEY is not set. Processes on Kafka + MongoDB (and any process outside PPA_ENV=dev) "
+                "share one signing key that only the operator provides, at least 32 random characters, e.g. "
+                "PPA_SECRET_KEY=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')\"")
 
 
 def _read_secret(path: Path, name: str) -> SecretStr:
@@ -45,7 +48,11 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(None, validation_alias=AliasChoices("KAFKA_SSL_KEYFILE"))
     # of the topics a process creates when they are missing (managed clusters refuse or cannot write 1)
     kafka_replication_factor: int = Field(1, ge=1, le=7, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR"))
-    secret_key: str = Field(DEV_SECRET, validation_alias=AliasChoices("PPA_SECRET_KEY"))
+    # None: the embedded runtime keeps a key of its own in the data dir (ppa_runtime.keys); SecretStr keeps it
+    # out of reprs and logs
+    secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("PPA_SECRET_KEY"))
+    # the key before the last rotation: still verifies what it signed, never signs (docs/security.md)
+    secret_key_previous: SecretStr | None = Field(None, validation_alias=AliasChoices("PPA_SECRET_KEY_PREVIOUS"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("PPA_PUBLIC_URL"))
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
     smtp_port: int = Field(25, validation_alias=AliasChoices("SMTP_PORT"))
@@ -68,8 +75,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
-        if self.env != "dev" and self.secret_key == DEV_SECRET:
-            raise ValueError("PPA_SECRET_KEY must be set outside PPA_ENV=dev")
+        for name in ("secret_key", "secret_key_previous"):
+            value = getattr(self, name)
+            if value is not None and not value.get_secret_value().strip():
+                setattr(self, name, None)  # an empty variable (compose's `${X:-}`) is no key
+            elif value is not None and (len(value.get_secret_value()) < MIN_SECRET_LENGTH
+                                        or value.get_secret_value().startswith("REPLACE-ME")):
+                raise ValueError(f"PPA_{name.upper()} must be at least {MIN_SECRET_LENGTH} random characters")
         self._shards()  # a malformed PPA_CONSUMER_SHARDS stops the process at start
         self.partitions()  # and so does a malformed PPA_TOPIC_PARTITIONS
         return self
@@ -91,6 +103,8 @@ class Settings(BaseSettings):
         if bool(self.kafka_bootstrap_servers) != bool(uri):
             raise ValueError("set both KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, or neither")
         kafka_security.check(self)  # a wrong TLS/SASL combination stops the process at start
+        if self.secret_key is None and (self.distributed or self.env != "dev"):
+            raise ValueError(NEEDS_SECRET)
         return self
 
     def shards_of(self, group: str) -> int:

@@ -18,7 +18,7 @@ Amount = str | int
 
 
 class CustomerBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no bool → int, no unknown fields
 
     serial_number: str
     name: str
@@ -37,7 +37,7 @@ class CustomerCreate(CustomerBase):
 
 
 class CustomerUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no bool → int, no unknown fields
 
     serial_number: str | None = None
     name: str | None = None

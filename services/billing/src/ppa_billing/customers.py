@@ -15,6 +15,7 @@ from ppa_billing.domain.customer import Customer, InvalidCustomer, edit_customer
 from ppa_billing.exports import in_chunks
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
+from ppa_contracts.text import normalized
 from ppa_contracts.topics import BILLING_CUSTOMER
 from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
 from ppa_runtime.docstore import DocStore, DuplicateKey
@@ -68,7 +69,7 @@ def to_customer(doc: dict[str, Any], auth_code: str) -> Customer:
         name_kana=doc.get("name_kana", ""), contract_start=doc.get("contract_start"),
         contract_end=doc.get("contract_end"), base_fee=doc["base_fee"], sell_unit_price=doc["sell_unit_price"],
         usage_unit_price=doc["usage_unit_price"], notes=doc.get("notes", ""), email=doc.get("email"),
-        auth_code=auth_code,
+        auth_code=auth_code, text_limits=False,
     )
 
 
@@ -209,15 +210,13 @@ class Customers:
     def _filter(agency_id: str, q: str, customer_number: str, name: str, email: str) -> dict[str, Any]:
         flt: dict[str, Any] = {"agency_id": agency_id}
         ands: list[dict[str, Any]] = []
-        if q.strip():
-            pattern = re.escape(q.strip())
-            ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}}
-                                 for f in ("customer_number", "name", "name_kana", "email")]})
-        for fields, text in ((("customer_number",), customer_number), (("name", "name_kana"), name),
+        for fields, text in ((("customer_number", "name", "name_kana", "email"), q),
+                             (("customer_number",), customer_number), (("name", "name_kana"), name),
                              (("email",), email)):
             if text.strip():
-                pattern = re.escape(text.strip())
-                ands.append({"$or": [{f: {"$regex": pattern, "$options": "i"}} for f in fields]})
+                # as typed, and in NFKC: full-width digits and letters, half-width kana find the usual forms
+                patterns = dict.fromkeys((re.escape(text.strip()), re.escape(normalized(text.strip()))))
+                ands.append({"$or": [{f: {"$regex": p, "$options": "i"}} for f in fields for p in patterns]})
         if ands:
             flt["$and"] = ands
         return flt

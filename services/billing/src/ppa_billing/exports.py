@@ -7,6 +7,8 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from ppa_runtime.spreadsheet import safe_rows
+
 ENCODINGS = ("utf-8", "shift_jis")
 CUSTOMER_HEADER = ["顧客番号", "製造番号", "氏名", "氏名(カナ)", "契約開始日", "契約終了日", "基本料金(円)",
                    "売電単価(円)", "利用単価(円)", "メールアドレス"]
@@ -14,7 +16,7 @@ CUSTOMER_HEADER = ["顧客番号", "製造番号", "氏名", "氏名(カナ)", "
 
 def _text(rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    csv.writer(buffer, lineterminator="\r\n").writerows(safe_rows(rows))  # every CSV goes through here
     return buffer.getvalue()
 
 

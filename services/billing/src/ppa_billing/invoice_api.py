@@ -8,12 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict
 
 from ppa_billing.exports import ENCODINGS, csv_bytes, csv_chunks
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth
 from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
 from ppa_billing.issuing import InvoiceStateError, Issuing
+from ppa_contracts.text import text_type
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
 
@@ -22,8 +23,13 @@ LIST_HEADER = ["利用月", "請求番号", "顧客番号", "氏名", "基本料
 DETAIL_HEADER = ["利用日", "発電量(kWh)", "売電量(kWh)", "利用量(kWh)", "売電料金(円)", "利用料金(円)"]
 
 
+VoidReason = text_type(200, multiline=True)
+
+
 class VoidRequest(BaseModel):
-    reason: str = Field("", max_length=200)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: VoidReason = ""
 
 
 def _month(text: str) -> BillingMonth:

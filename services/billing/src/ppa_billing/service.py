@@ -10,7 +10,7 @@ from ppa_billing.invoice_list import BUCKETS, LINES, SEARCH, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
-from ppa_runtime.auth import AgencyCredentials
+from ppa_runtime.auth import AgencyPasswords
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
@@ -34,7 +34,7 @@ class BillingService(Service):
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoice_list.on_days_changed = self.issuing.on_days_changed
-        self.agency_credentials = AgencyCredentials(self.name, self.docs)  # retires tokens on a password change
+        self.agency_credentials = AgencyPasswords(self.name, self.docs)  # tokens of current passwords only
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing)
 
     async def start(self) -> None:

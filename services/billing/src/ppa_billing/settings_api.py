@@ -15,7 +15,7 @@ from ppa_runtime.http import Problem
 
 
 class SettingsUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no bool → int, no unknown fields
 
     closing_day: int | str = 15
     rounding: Literal["half_up", "down", "half_even"] | str = "half_up"

@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
+from ppa_runtime.headers import SecurityHeadersMiddleware
+from ppa_runtime.limits import BodyLimitMiddleware
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -43,7 +45,9 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
     )
     app.state.host = host
     app.state.templates = templates
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, public_url=host.runtime.settings.public_url)
+    app.add_middleware(RequestContextMiddleware)  # added last: the outermost, so a 413 has its request id too
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -35,8 +35,7 @@ from ppa_identity.domain.agency import (
     validate_profile,
 )
 from ppa_identity.passwords import hash_password, verify_password
-from ppa_identity.throttle import LoginThrottle
-from ppa_runtime.auth import LoginLocked
+from ppa_identity.throttle import RequestLimit
 from ppa_runtime.eventstore import ConcurrencyConflict
 
 log = structlog.get_logger(__name__)
@@ -74,7 +73,7 @@ class AgencyAccounts:
         self.service = service
         self.drafts = service.docs.collection(SIGNUP_DRAFTS)
         # every request counts (not only failures): 5 mails per address, 20 per client in 15 minutes
-        self.requests = LoginThrottle(service.docs.collection(SIGNUP_REQUESTS))
+        self.requests = RequestLimit(service.docs.collection(SIGNUP_REQUESTS))
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def setup(self) -> None:
@@ -215,8 +214,7 @@ class AgencyAccounts:
                               ip: str) -> None:
         """Set a new password after checking the current one (throttled like a login)."""
         agency = await self.load_own(agency_id, email)
-        if await self.service.throttle.locked(agency.email, ip):
-            raise LoginLocked()
+        await self.service.throttle.check(agency.email, ip)
         errors = password_errors(new, confirmation)
         if not current:
             errors["current_password"] = "現在のパスワードを入力してください。"
@@ -248,6 +246,24 @@ class AgencyAccounts:
             except ConcurrencyConflict:
                 agency = await self.load_own(agency.agency_id, agency.email)  # e.g. a profile edit in between
         raise ConcurrencyConflict(stream_for(agency.email), -1)
+
+    async def warn_of_failures(self, email: str, failures: int, window_minutes: int) -> None:
+        """Mail the agency that logins to it keep failing (once per burst: the caller asks when the count of
+        recent failures reaches the slow-down's threshold); nothing for an address that is no agency."""
+        for _ in range(3):
+            agency = await self.load(email)
+            if agency is None:
+                return
+            try:
+                await self.service.record(stream_for(agency.email), agency.version, EmailRequested(
+                    message_id=f"agency-login-failures-{agency.agency_id}-{agency.version + 1}",
+                    template=EmailTemplate.AGENCY_LOGIN_FAILURES, recipient=agency.email,
+                    context={"agency_id": agency.email, "failures": failures, "window_minutes": window_minutes}),
+                    subject=agency.agency_id)
+                log.info("agency_login_failures_mailed", agency_id=agency.agency_id, failures=failures)
+                return
+            except ConcurrencyConflict:
+                continue  # e.g. a profile edit in between: against the latest stream
 
     async def reset_password(self, email: str, new: str) -> str:
         """Set a password for an agency that forgot its own (the operator's command: no current password), and

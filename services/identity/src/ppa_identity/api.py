@@ -36,7 +36,7 @@ def router(service) -> APIRouter:
             raise Problem(429, "Too Many Requests", LOCKED) from exc
         if agency is None:
             raise Problem(401, "Unauthorized", "販売店IDまたはパスワードが正しくありません。")
-        return TokenPublic(access_token=issue_agency_token(service.settings.secret_key, agency.agency_id, agency.email,
-                                                             agency.version))
+        return TokenPublic(access_token=issue_agency_token(service.runtime.keys.verifying, agency.agency_id,
+                                                             agency.email, agency.password_version))
 
     return r

@@ -15,7 +15,6 @@ import structlog
 
 from ppa_contracts import Payload
 from ppa_identity.passwords import hash_password, verify_password
-from ppa_runtime.auth import LoginLocked
 from ppa_runtime.eventstore import ConcurrencyConflict
 
 if TYPE_CHECKING:
@@ -93,8 +92,7 @@ class OperatorAccounts:
         """The operator when the password matches (same cost either way); LoginLocked after repeated failures."""
         email = email.strip().lower()
         account = f"operator:{email}"
-        if await self.service.throttle.locked(account, ip):
-            raise LoginLocked()
+        await self.service.throttle.check(account, ip)
         operator = await self.load(email) if email else None
         if verify_password(operator.password_hash if operator else None, password):
             await self.service.throttle.succeeded(account)

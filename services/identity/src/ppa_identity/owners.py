@@ -53,8 +53,7 @@ from ppa_identity.domain.owner import (
     stream_for,
 )
 from ppa_identity.passwords import hash_password, verify_password
-from ppa_identity.throttle import LoginThrottle
-from ppa_runtime.auth import LoginLocked
+from ppa_identity.throttle import RequestLimit
 from ppa_runtime.docstore import DuplicateKey
 from ppa_runtime.eventstore import ConcurrencyConflict
 
@@ -131,10 +130,10 @@ class OwnerAccounts:
         self.resets = service.docs.collection(OWNER_RESETS)
         self.numbers = service.docs.collection(PRODUCT_NUMBERS)
         # every request counts, not only failures: 5 per address in 15 minutes, 20 resets / 50 sign-ups per client
-        self.reset_requests = LoginThrottle(service.docs.collection(OWNER_RESET_REQUESTS))
-        self.registrations = LoginThrottle(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
+        self.reset_requests = RequestLimit(service.docs.collection(OWNER_RESET_REQUESTS))
+        self.registrations = RequestLimit(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
         # e-mail change links: 5 per owner and 5 per target address in 15 minutes
-        self.email_changes = LoginThrottle(service.docs.collection(OWNER_EMAIL_CHANGES), per_account=5, per_ip=5)
+        self.email_changes = RequestLimit(service.docs.collection(OWNER_EMAIL_CHANGES), per_account=5, per_ip=5)
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def setup(self) -> None:
@@ -262,8 +261,7 @@ class OwnerAccounts:
         """The owner when the password matches, else None; raises LoginLocked after too many failures."""
         account = f"owner:{normalize_email(email)}"
         throttle = self.service.throttle
-        if await throttle.locked(account, ip):
-            raise LoginLocked()
+        await throttle.check(account, ip)
         owner = await self.find_by_email(email)
         if verify_password(owner.password_hash if owner else None, password):
             await throttle.succeeded(account)

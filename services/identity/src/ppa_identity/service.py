@@ -21,7 +21,7 @@ from ppa_identity.domain.agency import (
 )
 from ppa_identity.passwords import hash_password, verify_password
 from ppa_identity.sessions import SESSIONS, Sessions
-from ppa_identity.throttle import FAILED_LOGINS, LoginThrottle
+from ppa_identity.throttle import FAILED_LOGINS, WINDOW, LoginThrottle
 from ppa_runtime.auth import LoginLocked
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.service import Service
@@ -94,14 +94,16 @@ class IdentityService(Service):
     async def login_agency(self, email: str, password: str, ip: str) -> Agency | None:
         """Authenticate under throttling; raises LoginLocked after too many recent failures."""
         email = normalize_email(email)
-        if await self.throttle.locked(email, ip):
-            raise LoginLocked()
+        await self.throttle.check(email, ip)
         agency = await self.authenticate_agency(email, password)
         if agency is None:
-            await self.throttle.failed(email, ip)
+            if await self.throttle.failed(email, ip) == self.throttle.slow_after:  # a burst begins: say so
+                await self.agencies.warn_of_failures(email, self.throttle.slow_after, WINDOW_MINUTES)
         else:
             await self.throttle.succeeded(email)
         return agency
 
+
+WINDOW_MINUTES = int(WINDOW.total_seconds() // 60)
 
 __all__ = ["AgencyExists", "IdentityService", "InvalidAgency", "LoginLocked"]

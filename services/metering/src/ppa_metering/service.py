@@ -8,7 +8,7 @@ from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
 from ppa_metering.devices import DELETIONS, DEVICES, SERIALS, DeviceRegistry
 from ppa_metering.ingest import Ingestion
 from ppa_metering.store import READINGS, ReadingStore
-from ppa_runtime.auth import AgencyCredentials
+from ppa_runtime.auth import AgencyPasswords
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.service import Service
 
@@ -26,7 +26,7 @@ class MeteringService(Service):
         self.ingestion = Ingestion(runtime.bus, self.store)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
-        self.agency_credentials = AgencyCredentials(self.name, self.docs)  # retires tokens on a password change
+        self.agency_credentials = AgencyPasswords(self.name, self.docs)  # tokens of current passwords only
 
     async def start(self) -> None:
         await self.devices.setup()

@@ -11,6 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ppa_contracts.text import EMAIL_MAX, KANA_MAX, NAME_MAX, NOTES_MAX, text_error
+
 # [0-9] not \d: \d also matches full-width digits, which the seed's half-width fields must refuse.
 CUSTOMER_NUMBER = re.compile(r"11[0-9]{8}")
 SERIAL_NUMBER = re.compile(r"[0-9A-Za-z\-]{1,32}")
@@ -26,6 +28,11 @@ CENTI = Decimal("0.01")
 
 LABELS = {"base_fee": "基本料金", "sell_unit_price": "売電単価", "usage_unit_price": "利用単価",
           "contract_start": "契約開始日", "contract_end": "契約終了日"}
+# free text: (label, longest, multi-line)
+TEXT_FIELDS = {"name": ("氏名", NAME_MAX, False), "name_kana": ("氏名(カナ)", KANA_MAX, False),
+               "notes": ("備考", NOTES_MAX, True), "email": ("メールアドレス", EMAIL_MAX, False)}
+# only spaces (half- and full-width) are trimmed: a tab or any other character the user typed is kept as typed
+SPACES = " \u3000"
 FIXED_FIELDS = {"customer_number": "顧客番号は変更できません。", "auth_code": "認証コードは編集できません。"}
 EDITABLE_FIELDS = frozenset({"serial_number", "name", "name_kana", "contract_start", "contract_end",
                              "base_fee", "sell_unit_price", "usage_unit_price", "notes", "email"})
@@ -124,17 +131,20 @@ def _collect(errors: dict[str, str], parse: Callable[[], Any]) -> Any:
 def new_customer(*, customer_number: Any, serial_number: Any, name: Any, base_fee: Any,
                  sell_unit_price: Any, usage_unit_price: Any, name_kana: Any = "",
                  contract_start: Any = None, contract_end: Any = None, notes: Any = "",
-                 email: Any = None, auth_code: str | None = None) -> Customer:
-    """Validate every field and return a `Customer`; one `InvalidCustomer` lists all bad fields."""
+                 email: Any = None, auth_code: str | None = None, text_limits: bool = True) -> Customer:
+    """Validate every field and return a `Customer`; one `InvalidCustomer` lists all bad fields. `text_limits`
+    off: a customer stored before the text limits existed is still read (and can be edited into shape or
+    deleted); every new or changed customer is checked."""
     errors: dict[str, str] = {}
     number = _collect(errors, lambda: parse_customer_number(customer_number))
     serial = serial_number.strip() if isinstance(serial_number, str) else ""
     if not SERIAL_NUMBER.fullmatch(serial):
         errors["serial_number"] = "製造番号は半角英数字で入力してください。"
-    full_name = name.strip() if isinstance(name, str) else ""
-    if not full_name:
+    full_name = name.strip(SPACES) if isinstance(name, str) else ""
+    if not full_name.strip():
         errors["name"] = "氏名を入力してください。"
-    kana = name_kana.strip() if isinstance(name_kana, str) else ""
+    kana = name_kana.strip(SPACES) if isinstance(name_kana, str) else ""
+    notes = notes if isinstance(notes, str) else ""
     start = _collect(errors, lambda: parse_date(contract_start, "contract_start"))
     end = _collect(errors, lambda: parse_date(contract_end, "contract_end"))
     if start is not None and end is not None and end < start:
@@ -145,6 +155,10 @@ def new_customer(*, customer_number: Any, serial_number: Any, name: Any, base_fe
     mail = email.strip() if isinstance(email, str) and email.strip() else None
     if mail is not None and not EMAIL.fullmatch(mail):
         errors["email"] = "メールアドレスの形式が正しくありません。"
+    for field, value in (("name", full_name), ("name_kana", kana), ("notes", notes), ("email", mail or "")):
+        label, longest, multiline = TEXT_FIELDS[field]
+        if text_limits and (problem := text_error(value, label, longest, multiline)):
+            errors[field] = problem
     # A given code comes from the customer's own history (rebuilding state); only new ones are drawn.
     if auth_code is not None and not AUTH_CODE.fullmatch(auth_code):
         errors["auth_code"] = "認証コードは半角英数字16文字です。"
@@ -152,7 +166,7 @@ def new_customer(*, customer_number: Any, serial_number: Any, name: Any, base_fe
         raise InvalidCustomer(errors)
     return Customer(number, serial, full_name, kana, start, end, prices["base_fee"],
                     prices["sell_unit_price"], prices["usage_unit_price"],
-                    notes if isinstance(notes, str) else "", mail, auth_code or generate_auth_code())
+                    notes, mail, auth_code or generate_auth_code())
 
 
 def edit_customer(customer: Customer, changes: Mapping[str, Any]) -> Customer:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ppa_contracts.text import text_error
+
 from .billing_month import DEFAULT_CLOSING_DAY, END_OF_MONTH, ClosingDay
 from .invoice import RoundingMode
 
@@ -70,15 +72,15 @@ def new_settings(*, closing_day: Any = DEFAULT_CLOSING_DAY, rounding: Any = Roun
     except ValueError:
         errors["rounding"] = "端数処理は四捨五入・切り捨て・銀行丸めから選択してください。"
     name = issuer_name.strip() if isinstance(issuer_name, str) else ""
-    if len(name) > MAX_NAME:
-        errors["issuer_name"] = f"発行者名は{MAX_NAME}文字以内で入力してください。"
+    if problem := text_error(name, "発行者名", MAX_NAME):
+        errors["issuer_name"] = problem
     address = issuer_address.strip() if isinstance(issuer_address, str) else ""
-    if len(address) > MAX_ADDRESS:
-        errors["issuer_address"] = f"発行者住所は{MAX_ADDRESS}文字以内で入力してください。"
+    if problem := text_error(address, "発行者住所", MAX_ADDRESS, multiline=True):
+        errors["issuer_address"] = problem
     number = registration_number.strip() if isinstance(registration_number, str) else registration_number
     if number in ("", None):
         number = None
-    elif not isinstance(number, str) or not REGISTRATION_NUMBER.fullmatch(number):
+    elif not isinstance(number, str) or not REGISTRATION_NUMBER.fullmatch(number) or not number.isascii():
         errors["registration_number"] = "登録番号は「T」に続けて半角数字13桁で入力してください（例: T1234567890123）。"
     if errors:
         raise InvalidSettings(errors)

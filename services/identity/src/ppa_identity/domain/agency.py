@@ -10,7 +10,9 @@ from enum import StrEnum
 from typing import ClassVar
 
 from ppa_contracts import Payload
+from ppa_contracts.text import bad_characters
 from ppa_contracts.identity import (
+    AgencyPasswordChanged,
     AgencyProfile,
     AgencyProfileChanged,
     AgencyRegistered,
@@ -72,6 +74,9 @@ class Agency:
     password_hash: str
     version: int
     signup_id: str | None = None
+    # the stream version of the last AgencyPasswordChanged (0: the password set at registration); a bearer token
+    # names it and is valid only while it is still the agency's current one
+    password_version: int = 0
 
 
 def normalize_email(email: str) -> str:
@@ -107,6 +112,8 @@ def _field_error(field: str, value: str) -> str | None:
     label, longest = PROFILE_FIELDS[field]
     if not value:
         return f"{label}を選択してください。" if field == "prefecture" else f"{label}を入力してください。"
+    if bad_characters(value):
+        return f"{label}に使用できない文字（制御文字など）が含まれています。"
     if field == "name_kana" and not is_katakana(value):
         return "フリガナは全角カタカナで入力してください。"
     if field == "postal_code" and not is_postal_code(value):
@@ -161,6 +168,8 @@ def fold(events: list[Payload]) -> Agency | None:
             agency = _with(agency, version, password_hash=event.password_hash)
         elif isinstance(event, AgencyProfileChanged):
             agency = _with(agency, version, profile=event.profile)
+        elif isinstance(event, AgencyPasswordChanged):
+            agency = _with(agency, version, password_version=version)
         else:
             agency = _with(agency, version)
     return agency

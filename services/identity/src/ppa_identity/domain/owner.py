@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from ppa_contracts import Payload
+from ppa_contracts.text import bad_characters
 from ppa_contracts.owner import (
     AgencyAccessGranted,
     AgencyAccessWithdrawn,
@@ -212,6 +213,8 @@ def _text_error(fld: str, value: str, label: str, longest: int, required: bool) 
         if not required:
             return None
         return f"{label}を選択してください。" if fld == "prefecture" else f"{label}を入力してください。"
+    if bad_characters(value):
+        return f"{label}に使用できない文字（制御文字など）が含まれています。"
     if fld.endswith("_kana") and not is_katakana(value):
         return f"{label}は全角カタカナで入力してください。"
     if fld in ("postal_code", "install_postal_code") and not is_postal_code(value):
