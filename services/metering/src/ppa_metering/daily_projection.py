@@ -240,8 +240,11 @@ class DailyProjection:
         await self.apply([device])
 
     async def apply(self, devices: list[Device]) -> None:
-        if not devices:
-            return
+        if devices:
+            await self.derive(devices, await self.prepare(devices))
+
+    async def prepare(self, devices: list[Device]) -> dict[str, set[date]]:
+        """Read the devices' customers, states and the stored days needed; the affected days per serial."""
         serials = [d.serial for d in devices]
         customers = await self.devices.by_serials(serials)
         unknown = [s for s in serials if s not in customers]
@@ -258,6 +261,10 @@ class DailyProjection:
         await self._reach(devices, lambda d: (runs(d.new_days()), {c for c, _ in d.new}))
         affected = {d.serial: d.affected() for d in devices}
         await self._reach(devices, lambda d: (runs(affected[d.serial]), d.channels()))
+        return affected
+
+    async def derive(self, devices: list[Device], affected: dict[str, set[date]]) -> None:
+        """Recompute the affected days, publish what changed, store the days and the device states."""
         stored = await self.daily.get_many([f"{d.serial}|{day.isoformat()}" for d in devices
                                             for day in affected[d.serial]])
         events: list[Envelope] = []
