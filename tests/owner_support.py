@@ -60,3 +60,27 @@ async def prove_home(client: httpx.AsyncClient, serial: str, auth_code: str) -> 
     """Register a product (製品情報) with the device's serial and auth code."""
     form = await client.get("/mypage/products/new")
     return await client.post("/mypage/products/new", data=product_form(csrf_of(form.text), serial, auth_code))
+
+
+async def owner_id_of(p, client: httpx.AsyncClient) -> str:
+    return (await p.host.service("identity").sessions.get(client.cookies.get("ppa_session")))["principal"]
+
+
+async def set_prices(p, owner_id: str, sell: str, segments: list[tuple[str, str, str, str]]) -> None:
+    """電力料金情報 (sell price and buy segments as (day type, start, end, price)) through identity's command."""
+    from decimal import Decimal
+
+    from ppa_contracts.owner import BuyPriceSegment, DayType, ElectricityPrices
+
+    owners = p.host.service("identity").owners
+    owner = await owners.load(owner_id)
+    prices = ElectricityPrices(sell_price=Decimal(sell), buy_segments=tuple(
+        BuyPriceSegment(day_type=DayType(d), start=s, end=e, price=Decimal(x)) for d, s, e, x in segments))
+    await owners.change_profile(owner_id, owner.profile.model_copy(update={"prices": prices}))
+
+
+def registers(day: str, hhmm: str, channel: str, values: list[str]) -> list[dict]:
+    """Registers of one channel every half hour from HH:MM (JST) of a day."""
+    start = int(hhmm[:2]) * 2 + int(hhmm[3:]) // 30
+    return [{"at": f"{day}T{(start + i) // 2:02d}:{(start + i) % 2 * 30:02d}:00+09:00", "channel": channel,
+             "kwh": v} for i, v in enumerate(values)]
