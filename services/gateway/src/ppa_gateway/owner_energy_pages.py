@@ -21,6 +21,7 @@ from ppa_gateway.owner_energy import (SERIES, VIEWS, BadPeriod, EnergyView, Peri
                                       period, shown, year_view)
 from ppa_gateway.owner_homes import proved_home
 from ppa_gateway.web import identity
+from ppa_identity.domain.fees import HOLIDAY, day_class
 from ppa_identity.domain.owner import Home
 
 router = APIRouter(include_in_schema=False)
@@ -91,13 +92,15 @@ async def energy(request: Request, product_id: str, view: str = "month", at: str
         env.filters.setdefault(name, fn)
     watch = await _watch(request, home)
     context = {"title": "電力データを見る", "session": session, "home": home, "watch": watch, "views": VIEWS,
-               "view": view if view in VIEWS else "month", "at": at, "series": SERIES}
+               "view": view if view in VIEWS else "month", "at": at, "series": SERIES,
+               "period": None, "previous": None, "next": None}  # `period` would be the billing pages' global
     try:
         p = period(view, at or _default(view))
     except BadPeriod as exc:
         return page(request, "mypage/energy.html", context | {"errors": {"at": str(exc)}, "data": None}, 422)
     data = await _energy(request, home, p, watch["battery"], owner.profile.prices)
-    context |= {"data": data, "period": p, "previous": p.shifted(-1), "next": p.shifted(1), "prices": owner.profile.prices,
+    day_type = ("土日祝" if day_class(p.first) == HOLIDAY else "平日") if p.view == "day" else None
+    context |= {"data": data, "period": p, "day_type": day_type, "previous": p.shifted(-1), "next": p.shifted(1), "prices": owner.profile.prices,
                 "chart": energy_chart(data, f"{p.title} {'・'.join(SERIES[k] for k in data.series)}")}
     return page(request, "mypage/energy.html", context)
 
