@@ -110,3 +110,49 @@ async def test_another_owner_and_a_detached_owner_get_404(site):
     assert (await client.get(url)).status_code == 404
     assert (await client.get(f"{url}/csv", params={"view": "year", "at": "2024"})).status_code == 404
     await stranger.aclose()
+
+
+async def test_the_household_sees_its_invoices_and_the_pdf_of_issued_ones_only(site):
+    p, client, device, url = site
+    portal_ = p.host.service("billing").portal
+    agency_id = p.agency_ids["a"]
+
+    async def drafted():
+        return await portal_.customer_invoices(agency_id, device["number"]) or None  # the month of 05-02 … 05-03
+
+    [may] = await eventually(drafted, timeout=60)
+    listed = await client.get(f"{url}/invoices")
+    assert listed.status_code == 200 and may["invoice_number"] in listed.text and "確定前（下書き）" in listed.text
+    draft = await client.get(f"{url}/invoices/{may['invoice_number']}")
+    assert draft.status_code == 200 and "この請求は確定前です" in draft.text and ".pdf" not in draft.text
+    assert (await client.get(f"{url}/invoices/{may['invoice_number']}.pdf")).status_code == 404
+
+    saved = await p.client.put("/api/v1/billing/settings", headers=p.tokens["a"], json={
+        "closing_day": 15, "rounding": "half_up", "issuer_name": "見守り電力株式会社",
+        "issuer_address": "東京都中央区日本橋兜町1-13", "registration_number": "T1234567890123"})
+    assert saved.status_code == 200, saved.text
+
+    async def issue():
+        r = await p.client.post(f"/api/v1/invoices/{may['invoice_number']}/issue", headers=p.tokens["a"])
+        return r if r.status_code == 201 else None
+
+    assert await eventually(issue, timeout=30)
+    detail = await client.get(f"{url}/invoices/{may['invoice_number']}")
+    assert "発行済" in detail.text and "確定前" not in detail.text
+    pdf = await client.get(f"{url}/invoices/{may['invoice_number']}.pdf", params={"revision": "1"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    # another household's invoice of the same agency, through this home: 404; another owner: 404
+    neighbour = await customer_with_device(p)
+    await p.client.post(f"/api/v1/devices/{neighbour['serial']}/readings", json={"readings": READINGS},
+                        headers={"Authorization": f"Bearer {neighbour['code']}"})
+
+    async def neighbour_drafted():
+        return await portal_.customer_invoices(agency_id, neighbour["number"]) or None
+
+    [theirs, *_] = await eventually(neighbour_drafted, timeout=60)
+    assert (await client.get(f"{url}/invoices/{theirs['invoice_number']}")).status_code == 404
+    stranger = await owner_client(p)
+    assert (await stranger.get(f"{url}/invoices")).status_code == 404
+    assert (await stranger.get(f"{url}/invoices/{may['invoice_number']}.pdf")).status_code == 404
+    await stranger.aclose()
