@@ -178,3 +178,27 @@ async def test_owner_proves_the_device_and_reads_day_month_and_year_with_fees_in
         path = await (await download.value).path()
         assert open(path, "rb").read().startswith("\ufeff月,発電量(kWh)".encode())
         assert energy.startswith(url)
+
+        # the agency issues the household's May invoice; the owner opens its PDF from My Page
+        async with httpx.AsyncClient(base_url=url) as api:
+            token = (await api.post("/api/v1/auth/token", data={"username": "energy-shop@example.jp",
+                                                                "password": "password123"})).json()["access_token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await api.put("/api/v1/billing/settings", headers=bearer, json={
+                "closing_day": "末日", "rounding": "half_up", "issuer_name": "見守り電力株式会社",
+                "issuer_address": "東京都中央区日本橋兜町1-13", "registration_number": "T1234567890123"})).status_code == 200
+
+            async def issued():
+                r = await api.post("/api/v1/invoices/24051120240501/issue", headers=bearer)
+                return r.status_code == 201 or None
+
+            assert await eventually(issued, timeout=60)
+        await page.goto(energy)
+        await page.click("#invoices")
+        await page.click("text=24051120240501")
+        await page.wait_for_selector("#invoice-status")
+        assert await page.inner_text("#invoice-status") == "発行済"
+        await screenshot(page, f"owner_energy_invoice_{runtime_kind}")
+        async with page.expect_download() as download:
+            await page.click("#pdf-1")
+        assert open(await (await download.value).path(), "rb").read().startswith(b"%PDF")
