@@ -43,3 +43,31 @@ def test_a_wrapping_register_counts_through_its_declared_size():
                 Reading("grid_export", at(3, 12, 30), Decimal("0.7"), Decimal("10000"))]
     [day] = compute_intervals(readings).values()
     assert day.channels["grid_export"][24] == Decimal("1.200")
+
+
+def test_a_month_rollup_replaces_a_days_entry_and_its_share_of_the_sums():
+    from ppa_metering.interval_projection import rolled_up
+
+    class Device:
+        serial = "S1"
+        customer = {"agency_id": "a", "customer_number": "1120240001"}
+
+    first = [Reading("grid_import", at(3, 7), Decimal("0.5"), None), Reading("grid_import", at(3, 7, 30),
+                                                                             Decimal("1.5"), None),
+             Reading("grid_import", at(2, 7), Decimal("0.0"), None), Reading("grid_import", at(2, 7, 30),
+                                                                             Decimal("0.5"), None)]
+    days = compute_intervals(first)
+    month = rolled_up("S1|2024-04", Device, None, list(days.values()))
+    # 2024-04-03 is a Wednesday, 04-02 a Tuesday: both 平日; the flat night between them counts 0
+    assert month["import_by_class"]["weekday"][14] == "1.500" and month["totals"]["grid_import"] == "1.500"
+    again = rolled_up("S1|2024-04", Device, month, [days[date(2024, 4, 3)]])
+    assert again == month  # a repeat changes nothing
+    revised = compute_intervals([*first, Reading("grid_import", at(3, 8), Decimal("3.5"), None)])
+    month = rolled_up("S1|2024-04", Device, month, [revised[date(2024, 4, 3)]])
+    assert month["import_by_class"]["weekday"][14:17] == ["1.500", "2.000", "0.000"]
+    assert month["totals"]["grid_import"] == "3.500" and month["days"]["03"]["totals"]["grid_import"] == "3.000"
+    # 04-29 昭和の日 is filed as 土日祝
+    holiday = compute_intervals([Reading("grid_import", at(29, 12), Decimal("0"), None),
+                                 Reading("grid_import", at(29, 12, 30), Decimal("0.25"), None)])
+    month = rolled_up("S1|2024-04", Device, month, list(holiday.values()))
+    assert month["days"]["29"]["class"] == "holiday" and month["import_by_class"]["holiday"][24] == "0.250"

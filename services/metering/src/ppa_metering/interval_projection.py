@@ -4,12 +4,14 @@ A consumer group of its own on the readings topic (the daily usage group's pace 
 days a batch can change exactly as the daily projection does (the same `Device` loading, the same affected
 days) and recomputes them with the same walk at half-hour grain (`domain.intervals`). Per device and day one
 document holds 48 half-hours per channel (kWh as text): a day view is one point read, a month view at most 31.
-Per device and month one rollup holds each day's totals and its grid import per half-hour, and, derived from
-those at every write, the month's totals and its import per half-hour summed over 平日 and over 土日祝 days:
+Per device and month one rollup holds each day's totals and its grid import per half-hour, and the month's totals
+and its import per half-hour summed over 平日 and over 土日祝 days (a day written again replaces its entry, and its
+old values leave the sums as its new ones enter them):
 a year view reads 12 rollups and prices a year of half-hours from 2 × 48 sums per month.
 
-Idempotent: every write is the state recomputed from the stored readings, never an increment, so a batch
-applied twice (a redelivery after a crash between the writes) writes the same documents again. Readings the
+Idempotent: a day document is the state recomputed from the stored readings, and a rollup's sums change by the
+difference between a day's entry in that same document and its new values, so a batch applied twice (a
+redelivery after a crash between the writes) writes the same documents again. Readings the
 API published but had not stored when it crashed are stored by the daily usage group, not here.
 """
 
@@ -44,18 +46,32 @@ def day_doc(d: Device, day: IntervalDay) -> dict[str, Any]:
 
 
 def rolled_up(month_id: str, d: Device, before: dict[str, Any] | None, days: list[IntervalDay]) -> dict[str, Any]:
-    """The month's rollup with these days put in (replacing their earlier values), its sums derived again."""
-    entries = dict((before or {}).get("days", {}))
+    """The month's rollup with these days put in, each replacing its earlier entry: the sums lose the entry's
+    old values and gain its new ones, both read from and written to the one document (a repeat changes nothing)."""
+    before = before or {}
+    entries = dict(before.get("days", {}))
+    totals = {c: Decimal(before.get("totals", {}).get(c, "0")) for c in CHANNELS}
+    imports = {k: [Decimal(v) for v in before.get("import_by_class", {}).get(k, ())] or [ZERO] * SLOTS
+               for k in (WEEKDAY, HOLIDAY)}
     for day in days:
-        entries[f"{day.date.day:02d}"] = {"class": day_class(day.date), "estimated": day.estimated,
-                                          "totals": {c: str(day.total(c)) for c in CHANNELS},
-                                          "import": [str(v) for v in day.channels["grid_import"]]}
-    totals = {c: sum((Decimal(e["totals"][c]) for e in entries.values()), ZERO) for c in CHANNELS}
-    imports = {WEEKDAY: [ZERO] * SLOTS, HOLIDAY: [ZERO] * SLOTS}
-    for e in entries.values():
-        sums = imports[e["class"]]
-        for i, v in enumerate(e["import"]):
-            sums[i] += Decimal(v)
+        key = f"{day.date.day:02d}"
+        old = entries.get(key)
+        if old is not None:
+            for c in CHANNELS:
+                totals[c] -= Decimal(old["totals"][c])
+            sums = imports[old["class"]]
+            for i, v in enumerate(old["import"]):
+                if v != "0.000":
+                    sums[i] -= Decimal(v)
+        entry = entries[key] = {"class": day_class(day.date), "estimated": day.estimated,
+                                "totals": {c: str(day.total(c)) for c in CHANNELS},
+                                "import": [str(v) for v in day.channels["grid_import"]]}
+        for c in CHANNELS:
+            totals[c] += Decimal(entry["totals"][c])
+        sums = imports[entry["class"]]
+        for i, v in enumerate(day.channels["grid_import"]):
+            if v:
+                sums[i] += v
     return {"_id": month_id, "serial_number": d.serial, "agency_id": d.customer["agency_id"],
             "customer_number": d.customer["customer_number"], "month": month_id.split("|")[1],
             "days": dict(sorted(entries.items())), "totals": {c: str(v) for c, v in totals.items()},

@@ -13,13 +13,13 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, localcontext
+from functools import lru_cache
 
 from .daily import _CONTEXT, _ESTIMATED, _RESET, KWH, ZERO, _sorted_points, _walk, day_start, jst_date
 from .readings import CHANNELS, Reading
 
 SLOTS = 48
 HALF_HOUR = timedelta(minutes=30)
-_EPOCH_US = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +35,14 @@ class IntervalDay:
         return sum(self.channels[channel], ZERO)
 
 
+@lru_cache(maxsize=65536)
 def slot_of(at: datetime) -> datetime:
-    """The start of the half-hour holding an aware instant (its own tzinfo kept)."""
-    return at - timedelta(minutes=at.minute % 30, seconds=at.second, microseconds=at.microsecond)
+    """The start of the half-hour holding an aware instant (its own tzinfo kept). Cached: a fleet's readings
+    share the half-hour grid, and a device's channels share their instants."""
+    return at.replace(minute=at.minute - at.minute % 30, second=0, microsecond=0)
 
 
+@lru_cache(maxsize=65536)
 def _slot_end(slot: datetime) -> datetime:
     return slot + HALF_HOUR
 
@@ -56,14 +59,16 @@ def compute_intervals(readings: Iterable[Reading], only: Collection[date] | None
         if only is None or day in only:
             by_day.setdefault(day, []).append((slot, row))
     out: dict[date, IntervalDay] = {}
+    columns = range(len(CHANNELS))
     for day in sorted(by_day):
         start = day_start(day)
         values = [[ZERO] * SLOTS for _ in CHANNELS]
         estimated = reset = False
         for slot, row in by_day[day]:
-            index = int((slot - start) / HALF_HOUR)
-            for column in range(len(CHANNELS)):
-                values[column][index] = row[column].quantize(KWH)
+            index = (slot - start) // HALF_HOUR
+            for column in columns:
+                if row[column]:
+                    values[column][index] = row[column].quantize(KWH)
             estimated |= row[_ESTIMATED]
             reset |= row[_RESET]
         out[day] = IntervalDay(day, {c: tuple(values[i]) for i, c in enumerate(CHANNELS)}, estimated, reset)
