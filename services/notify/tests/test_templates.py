@@ -45,6 +45,8 @@ SAMPLE = {
     "total": "2,098",
     "revision": 1,
     "issuer_name": "太陽電力株式会社",
+    "agency_name": "太陽電力株式会社",
+    "serial_number": "HC-A10001WN1",
 }
 
 

@@ -108,4 +108,8 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
 
         proxy_login.install(app)
         app.include_router(linking_pages)
+    if {"identity", "linking", "billing", "metering"} <= {s.name for s in host.services}:
+        from ppa_gateway.agency_owner_link_pages import router as agency_owner_link_pages
+
+        app.include_router(agency_owner_link_pages)
     return app

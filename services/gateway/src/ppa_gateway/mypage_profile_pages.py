@@ -118,9 +118,12 @@ async def profile(request: Request, done: str = "") -> Response:
     if (session := await mypage_session(request)) is None or (owner := await _owner(request, session)) is None:
         return to_login()
     messages = [{"kind": "ok", "text": FLASHES[done]}] if done in FLASHES else []
-    homes = {h.product_id for h in await proved_homes(request, owner)}
-    return page(request, "mypage/profile.html", _common(session) | {"title": "お客様情報", "owner": owner,
-                                                                     "messages": messages, "homes": homes})
+    proved = await proved_homes(request, owner)
+    homes = {h.product_id for h in proved}
+    products = {p.product_id for p in owner.products}
+    return page(request, "mypage/profile.html", _common(session) | {
+        "title": "お客様情報", "owner": owner, "messages": messages, "homes": homes,
+        "agency_homes": [h for h in proved if h.product_id not in products]})
 
 
 @router.get("/mypage/profile/edit", response_class=HTMLResponse)

@@ -48,13 +48,12 @@ async def prove(request: Request, owner_id: str, serial: str, auth_code: str, ip
 
 
 async def proved_homes(request: Request, owner: Owner) -> list[Home]:
-    """The owner's homes whose proof still holds, in product order."""
+    """The owner's homes whose proof still holds, in the order they were attached."""
     if not owner.homes or not has_metering(request):
         return []
     devices = await _metering(request).devices.by_serials(sorted({h.serial_number for h in owner.homes.values()}))
-    return [owner.homes[p.product_id] for p in owner.products
-            if p.product_id in owner.homes and owner.homes[p.product_id].still_proved(
-                devices.get(owner.homes[p.product_id].serial_number))]
+    return sorted((h for h in owner.homes.values() if h.still_proved(devices.get(h.serial_number))),
+                  key=lambda h: h.attached_at)
 
 
 async def proved_home(request: Request, owner: Owner, product_id: str) -> Home | None:

@@ -86,6 +86,10 @@ class ResetLinkRefused(Exception):
     """The reset link is unknown, used, superseded or expired."""
 
 
+class HomeAlreadyAttached(Exception):
+    """The owner sees this customer's device already."""
+
+
 class ProductNotFound(LookupError):
     """The owner has no product with this id."""
 
@@ -496,6 +500,34 @@ class OwnerAccounts:
         raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     # --- password reset -------------------------------------------------------------------------
+
+    async def attach_home_by_agency(self, owner_id: str, proof: HomeProof, agency_email: str,
+                                    agency_name: str) -> str:
+        """An agency with an approved link attaches its PPA customer's home; the owner is mailed. The new home's
+        id, or HomeAlreadyAttached when the owner sees this customer's device already."""
+        home_id = ""
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None:
+                raise LookupError(owner_id)
+            if any(h.serial_number == proof.serial_number and h.agency_id == proof.agency_id
+                   and h.customer_number == proof.customer_number for h in owner.homes.values()):
+                raise HomeAlreadyAttached(proof.serial_number)
+            home_id = home_id or await self._next_product_id()
+            attached = self._attach(owner_id, home_id, proof)
+            attached[0] = attached[0].model_copy(update={"attached_by_agency": proof.agency_id})
+            mail = EmailRequested(message_id=f"owner-home-attached-{owner_id}-{home_id}",
+                                  template=EmailTemplate.OWNER_HOME_ATTACHED, recipient=owner.email,
+                                  context={"owner_name": owner.profile.name, "agency_name": agency_name,
+                                           "agency_email": agency_email, "serial_number": proof.serial_number})
+            try:
+                await self.service.record(stream_for(owner_id), owner.version, *attached, mail, subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("owner_home_attached_by_agency", owner_id=owner_id, product_id=home_id,
+                     agency_id=proof.agency_id)
+            return home_id
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     async def detach_home(self, owner_id: str, product_id: str) -> None:
         """The owner stops seeing the home's data; ProductNotFound when it is no home of the owner's."""

@@ -180,6 +180,7 @@ class Home:
     customer_number: str
     attached_at: datetime
     auth_code_hash: str = ""
+    attached_by_agency: str | None = None  # the agency that attached it, None when the owner proved it
 
     def still_proved(self, device: Mapping | None) -> bool:
         """True while the registry's device is the same customer's with the same auth code as proved."""
@@ -424,7 +425,7 @@ def fold(events: Sequence[Payload]) -> Owner | None:
                                                   for p in owner.products))
         elif isinstance(event, OwnerHomeAttached):
             home = Home(event.product_id, event.serial_number, event.agency_id, event.customer_number,
-                        event.attached_at)
+                        event.attached_at, attached_by_agency=event.attached_by_agency)
             owner = replace(owner, homes={**owner.homes, event.product_id: home})
         elif isinstance(event, OwnerHomeProved) and event.product_id in owner.homes:
             home = replace(owner.homes[event.product_id], auth_code_hash=event.auth_code_hash)
