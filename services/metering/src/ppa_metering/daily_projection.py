@@ -326,13 +326,16 @@ class DailyProjection:
              "date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}, sort=[("date", 1)])
 
     async def presented_days(self, agency_id: str, customer_number: str, start: date, end: date) -> list[dict]:
-        """The days as people see them: kWh to 2 decimals, usage = generation − sold of those (never below 0)."""
+        """The days as people see them: kWh to 2 decimals, usage = generation − sold of those (never below 0); grid
+        import and battery charge / discharge too."""
         out = []
         for d in await self.days(agency_id, customer_number, start, end):
             v = d["values"]
             gen, sold = present_kwh(Decimal(v["generation_kwh"])), present_kwh(Decimal(v["sold_kwh"]))
             out.append({"date": d["date"], "generation_kwh": gen, "sold_kwh": sold,
-                        "usage_kwh": max(gen - sold, Decimal("0.00")), "estimated": bool(v["estimated"])})
+                        "usage_kwh": max(gen - sold, Decimal("0.00")), "estimated": bool(v["estimated"]),
+                        **{k: present_kwh(Decimal(v[k])) for k in ("import_kwh", "battery_charge_kwh",
+                                                                    "battery_discharge_kwh")}})
         return out
 
     def spec(self) -> ConsumerSpec:
