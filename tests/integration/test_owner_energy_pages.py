@@ -156,3 +156,21 @@ async def test_the_household_sees_its_invoices_and_the_pdf_of_issued_ones_only(s
     assert (await stranger.get(f"{url}/invoices")).status_code == 404
     assert (await stranger.get(f"{url}/invoices/{may['invoice_number']}.pdf")).status_code == 404
     await stranger.aclose()
+
+
+async def test_any_date_range_reads_the_months_it_touches_and_prices_its_days(site):
+    p, client, device, url = site
+    both = await client.get(url, params={"view": "range", "at": "2024-05-02~2024-05-03"})
+    assert both.status_code == 200 and "2024年5月2日〜2024年5月3日" in both.text
+    assert cells(both.text, "buy-fee")[-1] == "128"  # 71 + 20.25 + 37.5 (the holiday at 25.00)
+    assert 'href="?view=range&amp;at=2024-04-30~2024-05-01"' in both.text  # 前へ moves by the range's length
+    holiday = await client.get(url, params={"view": "range", "at": "2024-05-03〜2024-05-03"})
+    assert cells(holiday.text, "buy-fee")[-1] == "37"
+    across = await client.get(url, params={"view": "range", "at": "2024-04-25~2024-05-02"})
+    assert cells(across.text, "buy-fee")[-1] == "91" and "5/2（木）" in across.text
+    csv = await client.get(f"{url}/csv", params={"view": "range", "at": "2024-05-02~2024-05-03"})
+    assert "買電料金(円),128" in csv.content.decode("utf-8-sig")
+    reversed_ = await client.get(url, params={"view": "range", "at": "2024-05-03~2024-05-02"})
+    assert reversed_.status_code == 422 and "開始日は終了日以前" in reversed_.text
+    too_long = await client.get(url, params={"view": "range", "at": "2023-01-01~2024-05-02"})
+    assert too_long.status_code == 422 and "366日以内" in too_long.text

@@ -22,7 +22,9 @@ CHANNELS = ("pv_generation", "grid_export", "grid_import", "battery_charge", "ba
 SERIES = {"generation": "発電量", "export": "売電量", "import": "買電量", "self_consumption": "自家消費",
           "charge": "蓄電池 充電", "discharge": "蓄電池 放電", "consumption": "消費量"}
 BATTERY = ("charge", "discharge")
-VIEWS = {"day": "日", "month": "月", "year": "年"}
+VIEWS = {"day": "日", "month": "月", "year": "年", "range": "期間指定"}
+MAX_RANGE_DAYS = 366
+_RANGE_SEPARATORS = ("~", "〜", "～", "..")
 ZERO = Decimal("0.000")
 CENTI = Decimal("0.01")
 PERCENT = Decimal("0.1")
@@ -34,24 +36,40 @@ class BadPeriod(ValueError):
 
 @dataclass(frozen=True)
 class Period:
-    view: str  # day | month | year
+    view: str  # day | month | year | range
     first: date
     last: date
 
     @property
     def key(self) -> str:
+        if self.view == "range":
+            return f"{self.first.isoformat()}~{self.last.isoformat()}"
         return {"day": self.first.isoformat(), "month": f"{self.first:%Y-%m}", "year": f"{self.first:%Y}"}[self.view]
 
     @property
     def title(self) -> str:
+        if self.view == "range":
+            return f"{_jp(self.first)}〜{_jp(self.last)}"
         if self.view == "day":
-            return f"{self.first.year}年{self.first.month}月{self.first.day}日"
+            return _jp(self.first)
         if self.view == "month":
             return f"{self.first.year}年{self.first.month}月"
         return f"{self.first.year}年"
 
+    def touched_months(self) -> list[str]:
+        """The YYYY-MM months the period has days in."""
+        out, day = [], self.first.replace(day=1)
+        while day <= self.last:
+            out.append(f"{day:%Y-%m}")
+            day = (day + timedelta(days=32)).replace(day=1)
+        return out
+
     def shifted(self, by: int) -> Period | None:
-        """The period before (-1) or after (+1), None outside 2000–2099."""
+        """The period before (-1) or after (+1), None outside 2000–2099 (a range moves by its own length)."""
+        if self.view == "range":
+            step = timedelta(days=((self.last - self.first).days + 1) * by)
+            first, last = self.first + step, self.last + step
+            return Period("range", first, last) if 2000 <= first.year and last.year <= 2099 else None
         if self.view == "day":
             day = self.first + timedelta(days=by)
             return period("day", day.isoformat()) if 2000 <= day.year <= 2099 else None
@@ -66,10 +84,32 @@ class Period:
         return [f"{self.first.year:04d}-{m:02d}" for m in range(1, 13)]
 
 
+def _jp(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def _range(at: str) -> Period:
+    text = at.strip()
+    for separator in _RANGE_SEPARATORS:
+        text = text.replace(separator, "~")
+    pieces = [p.strip() for p in text.split("~")]
+    if len(pieces) != 2:
+        raise BadPeriod("期間は YYYY-MM-DD~YYYY-MM-DD の形式（例: 2024-05-01~2024-05-10）で入力してください。")
+    first, last = (period("day", p).first for p in pieces)
+    if first > last:
+        raise BadPeriod("期間の開始日は終了日以前の日付を入力してください。")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise BadPeriod(f"期間は{MAX_RANGE_DAYS}日以内で入力してください。")
+    return Period("range", first, last)
+
+
 def period(view: str, at: str) -> Period:
-    """The period of a view (day | month | year) at YYYY-MM-DD, YYYY-MM or YYYY; BadPeriod otherwise."""
+    """The period of a view (day | month | year | range) at YYYY-MM-DD, YYYY-MM, YYYY or YYYY-MM-DD~YYYY-MM-DD;
+    BadPeriod otherwise."""
     if view not in VIEWS:
-        raise BadPeriod("表示の単位は 日・月・年 から選択してください。")
+        raise BadPeriod("表示の単位は 日・月・年・期間指定 から選択してください。")
+    if view == "range":
+        return _range(at)
     forms = {"day": ("YYYY-MM-DD", 3), "month": ("YYYY-MM", 2), "year": ("YYYY", 1)}
     form, parts = forms[view]
     pieces = at.strip().replace("/", "-").split("-")
@@ -186,6 +226,27 @@ def month_view(p: Period, rollup: Mapping | None, prices: ElectricityPrices, bat
             rows.append(Row(label, day.isoformat(), series_of(values), bool(entry.get("estimated"))))
         totals = {c: Decimal(rollup["totals"][c]) for c in CHANNELS}
         imports = {k: [Decimal(v) for v in rollup["import_by_class"][k]] for k in (WEEKDAY, HOLIDAY)}
+    return _view(p, rows, totals, prices, imports, battery)
+
+
+def range_view(p: Period, rollups: Sequence[Mapping], prices: ElectricityPrices, battery: bool) -> EnergyView:
+    """A row per stored day of the range, from the rollups of the months it touches (their day entries hold each
+    day's totals and import per half hour); the range's fees from those days."""
+    rows: list[Row] = []
+    totals = _empty()
+    imports = {WEEKDAY: [ZERO] * SLOTS, HOLIDAY: [ZERO] * SLOTS}
+    for rollup in rollups:
+        year, month = int(rollup["month"][:4]), int(rollup["month"][5:7])
+        for dd, entry in rollup["days"].items():
+            day = date(year, month, int(dd))
+            if not p.first <= day <= p.last:
+                continue
+            values = {c: Decimal(entry["totals"][c]) for c in CHANNELS}
+            rows.append(Row(f"{day.year}/{day.month}/{day.day}（{'月火水木金土日'[day.weekday()]}）", day.isoformat(),
+                            series_of(values), bool(entry.get("estimated"))))
+            totals = {c: totals[c] + values[c] for c in CHANNELS}
+            imports[entry["class"]] = [a + Decimal(b) for a, b in zip(imports[entry["class"]], entry["import"],
+                                                                       strict=True)]
     return _view(p, rows, totals, prices, imports, battery)
 
 

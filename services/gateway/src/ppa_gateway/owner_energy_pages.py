@@ -18,7 +18,7 @@ from ppa_gateway.billing_pages import kwh, yen, ymd
 from ppa_gateway.energy_chart import energy_chart
 from ppa_gateway.mypage_pages import mypage_session, page, to_login
 from ppa_gateway.owner_energy import (SERIES, VIEWS, BadPeriod, EnergyView, Period, day_view, month_view,
-                                      period, shown, year_view)
+                                      period, range_view, shown, year_view)
 from ppa_gateway.owner_homes import proved_home
 from ppa_gateway.web import identity
 from ppa_identity.domain.fees import HOLIDAY, day_class
@@ -58,6 +58,9 @@ async def _energy(request: Request, home: Home, p: Period, battery: bool, prices
     if p.view == "month":
         found = await intervals.months_of(home.serial_number, [p.key])
         return month_view(p, _ours(found[0] if found else None, home), prices, battery)
+    if p.view == "range":
+        rollups = [r for r in await intervals.months_of(home.serial_number, p.touched_months()) if _ours(r, home)]
+        return range_view(p, rollups, prices, battery)
     rollups = [r for r in await intervals.months_of(home.serial_number, p.months()) if _ours(r, home)]
     return year_view(p, rollups, prices, battery)
 
@@ -78,7 +81,8 @@ async def _home(request: Request, product_id: str):
 
 def _default(view: str) -> str:
     today = datetime.now(JST).date()
-    return {"day": today.isoformat(), "month": f"{today:%Y-%m}"}.get(view, f"{today:%Y}")
+    week = f"{(today - timedelta(days=6)).isoformat()}~{today.isoformat()}"
+    return {"day": today.isoformat(), "month": f"{today:%Y-%m}", "range": week}.get(view, f"{today:%Y}")
 
 
 @router.get("/mypage/energy/{product_id}", response_class=HTMLResponse)
@@ -121,7 +125,7 @@ async def energy_csv(request: Request, product_id: str, view: str = "month", at:
         encoding = "utf-8"
     watch = await _watch(request, home)
     data = await _energy(request, home, p, watch["battery"], owner.profile.prices)
-    header = [{"day": "時刻", "month": "日付", "year": "月"}[p.view], *(f"{SERIES[k]}(kWh)" for k in data.series)]
+    header = [{"day": "時刻", "month": "日付", "year": "月", "range": "日付"}[p.view], *(f"{SERIES[k]}(kWh)" for k in data.series)]
     rows = [[r.label, *(f"{shown(r.values[k])}" for k in data.series)] for r in data.rows]
     rows.append(["合計", *(f"{shown(data.totals[k])}" for k in data.series)])
     fees = data.fees
