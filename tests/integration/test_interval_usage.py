@@ -81,3 +81,29 @@ async def test_half_hours_and_the_month_rollup_follow_the_readings_and_a_late_on
     # the month's days come in one read, in date order, only those stored
     assert [d["date"] for d in await intervals.days(serial, date(2024, 5, 1), date(2024, 5, 31))] == [
         "2024-05-03", "2024-05-04", "2024-05-05", "2024-05-06", "2024-05-07"]
+
+
+async def test_a_rebuild_gives_the_half_hours_and_rollups_built_live(site):
+    from ppa_runtime.rebuild import rebuild_projection
+
+    device = await customer_with_device(site)
+    auth = {"Authorization": f"Bearer {device['code']}"}
+    batches = [half_hourly("2024-05-03", 14, "grid_import", ["100.0", "100.5", "101.5"]),
+               half_hourly("2024-05-02", 30, "grid_import", ["99.0", "99.5"]),  # late: before the first batch
+               half_hourly("2024-05-07", 24, "pv_generation", ["50.0", "52.0", "55.0"])]
+    for readings in batches:
+        assert (await site.client.post(f"/api/v1/devices/{device['serial']}/readings", json={"readings": readings},
+                                       headers=auth)).status_code == 202
+    metering = site.host.service("metering")
+    intervals = metering.intervals
+
+    async def live_done():
+        [month] = await intervals.months_of(device["serial"], ["2024-05"]) or [None]
+        return month if month and "07" in month["days"] and month["totals"]["grid_import"] == "2.500" else None
+
+    live = await eventually(live_done, timeout=60)
+    live_days = await intervals.days(device["serial"], date(2024, 5, 1), date(2024, 5, 31))
+    await rebuild_projection(intervals.spec(), site.host.runtime.bus, metering.docs)
+    [rebuilt] = await intervals.months_of(device["serial"], ["2024-05"])
+    assert rebuilt == live
+    assert await intervals.days(device["serial"], date(2024, 5, 1), date(2024, 5, 31)) == live_days
