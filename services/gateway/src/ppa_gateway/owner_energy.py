@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from ppa_contracts.owner import ElectricityPrices
 from ppa_identity.domain.fees import HOLIDAY, SLOTS, WEEKDAY, Fees, day_class, fees
@@ -153,7 +154,7 @@ class Row:
     values: dict[str, Decimal]  # exact series
     estimated: bool = False
 
-    @property
+    @cached_property  # the table and the chart read it per series: rounded once per row
     def presented(self) -> dict[str, Decimal]:
         return {k: shown(v) for k, v in self.values.items()}
 
@@ -170,7 +171,7 @@ class EnergyView:
     estimated: bool = False
     series: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def presented_totals(self) -> dict[str, Decimal]:
         return {k: shown(v) for k, v in self.totals.items()}
 
