@@ -44,11 +44,15 @@ async def _watch(request: Request, home: Home) -> dict:
     bounds = (state or {}).get("channels", {})
     if not bounds:
         return {"connected": False, "since": None, "last": None, "battery": False}
-    first = min(b[0] for b in bounds.values())
-    last = max(b[1] for b in bounds.values())
-    to_time = lambda us: datetime.fromtimestamp(us / 1_000_000, UTC).astimezone(JST)  # noqa: E731
-    return {"connected": datetime.now(UTC) - to_time(last) <= CONNECTED_WITHIN, "since": to_time(first),
-            "last": to_time(last), "battery": bool(BATTERY_CHANNELS & set(bounds))}
+    first = _jst(min(b[0] for b in bounds.values()))
+    last = _jst(max(b[1] for b in bounds.values()))
+    return {"connected": datetime.now(UTC) - last <= CONNECTED_WITHIN, "since": first, "last": last,
+            "battery": bool(BATTERY_CHANNELS & set(bounds))}
+
+
+def _jst(us: int) -> datetime:
+    """An instant in µs since the epoch (metering's device state) in JST."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC).astimezone(JST)
 
 
 async def _energy(request: Request, home: Home, p: Period, battery: bool, prices) -> EnergyView:
@@ -65,7 +69,7 @@ async def _energy(request: Request, home: Home, p: Period, battery: bool, prices
     return year_view(p, rollups, prices, battery)
 
 
-async def _home(request: Request, product_id: str):
+async def proved_home_or_page(request: Request, product_id: str):
     """(session, owner, home) or a response: the login page, or a 404 for anything but a proved home."""
     if (session := await mypage_session(request)) is None:
         return to_login()
@@ -87,7 +91,7 @@ def _default(view: str) -> str:
 
 @router.get("/mypage/energy/{product_id}", response_class=HTMLResponse)
 async def energy(request: Request, product_id: str, view: str = "month", at: str = "") -> Response:
-    found = await _home(request, product_id)
+    found = await proved_home_or_page(request, product_id)
     if isinstance(found, Response):
         return found
     session, owner, home = found
@@ -104,7 +108,8 @@ async def energy(request: Request, product_id: str, view: str = "month", at: str
         return page(request, "mypage/energy.html", context | {"errors": {"at": str(exc)}, "data": None}, 422)
     data = await _energy(request, home, p, watch["battery"], owner.profile.prices)
     day_type = ("土日祝" if day_class(p.first) == HOLIDAY else "平日") if p.view == "day" else None
-    context |= {"data": data, "period": p, "day_type": day_type, "previous": p.shifted(-1), "next": p.shifted(1), "prices": owner.profile.prices,
+    context |= {"data": data, "period": p, "day_type": day_type, "previous": p.shifted(-1), "next": p.shifted(1),
+                "prices": owner.profile.prices,
                 "chart": energy_chart(data, f"{p.title} {'・'.join(SERIES[k] for k in data.series)}")}
     return page(request, "mypage/energy.html", context)
 
@@ -112,7 +117,7 @@ async def energy(request: Request, product_id: str, view: str = "month", at: str
 @router.get("/mypage/energy/{product_id}/csv")
 async def energy_csv(request: Request, product_id: str, view: str = "month", at: str = "",
                      encoding: str = "utf-8") -> Response:
-    found = await _home(request, product_id)
+    found = await proved_home_or_page(request, product_id)
     if isinstance(found, Response):
         return found
     session, owner, home = found
@@ -136,7 +141,7 @@ async def energy_csv(request: Request, product_id: str, view: str = "month", at:
     rows.append(["買電料金(円)", "" if fees.buy_yen is None else str(fees.buy_yen)])
     if fees.uncovered_kwh:
         rows.append(["買電単価 未設定の時間帯(kWh)", f"{shown(fees.uncovered_kwh)}"])
-    filename = f"energy_{home.serial_number}_{p.key}.csv"
-    return Response(csv_bytes(header, rows, encoding), media_type=f"text/csv; charset={'shift_jis' if encoding == 'shift_jis' else 'utf-8'}",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "no-store"})
+    filename = f"energy_{home.serial_number}_{p.key.replace('~', '_')}.csv"
+    charset = "shift_jis" if encoding == "shift_jis" else "utf-8"
+    return Response(csv_bytes(header, rows, encoding), media_type=f"text/csv; charset={charset}",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})

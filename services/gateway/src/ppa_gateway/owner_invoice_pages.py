@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from ppa_gateway.billing_chart import daily_chart
 from ppa_gateway.billing_pages import STATUS, kwh, yen, ymd
 from ppa_gateway.mypage_pages import page
-from ppa_gateway.owner_energy_pages import _home
+from ppa_gateway.owner_energy_pages import proved_home_or_page
 
 router = APIRouter(include_in_schema=False)
 NOT_FOUND = "指定された請求は見つかりません。"
@@ -33,7 +33,7 @@ def _missing(request: Request, session: dict) -> Response:
 
 @router.get("/mypage/energy/{product_id}/invoices", response_class=HTMLResponse)
 async def invoices(request: Request, product_id: str) -> Response:
-    found = await _home(request, product_id)
+    found = await proved_home_or_page(request, product_id)
     if isinstance(found, Response):
         return found
     session, _, home = found
@@ -47,7 +47,7 @@ async def invoices(request: Request, product_id: str) -> Response:
 
 
 async def _invoice(request: Request, product_id: str, number: str):
-    found = await _home(request, product_id)
+    found = await proved_home_or_page(request, product_id)
     if isinstance(found, Response):
         return found
     session, _, home = found
