@@ -61,9 +61,9 @@ async def test_daily_usage_chart_and_month_navigation_in_chromium(runtime, brows
             await page.wait_for_timeout(200)
             await page.reload()
         assert await page.locator("table.usage tbody tr").count() == 30
-        assert await page.locator("svg.chart rect.bar").count() == 3 * 30
+        assert await page.locator("svg.chart rect.bar").count() == 4 * 30  # 発電量, 売電量, 利用量, 買電量
         first = await page.inner_text("table.usage tbody tr >> nth=0")
-        assert first.split() == ["2024/04/01", "11.00", "5.00", "6.00"]
+        assert first.split() == ["2024/04/01", "11.00", "5.00", "6.00", "0.00"]
         await screenshot(page, f"customer_usage_april_{runtime_kind}")
         await page.click("#next-month")
         await page.wait_for_url("**/usage?month=2024/05")

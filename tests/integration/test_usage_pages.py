@@ -67,9 +67,12 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
     assert page is not None, "daily usage never reached the page"
     html = page.text
     assert "顧客管理 - 日別利用量 (1120240002)" in html and "鈴木 一郎" in html
-    rows = re.findall(r"<tr><td>(\d{4}/\d\d/\d\d)[^<]*</td>\s*<td class=\"num\">([\d,.]+)</td>"
-                      r"<td class=\"num\">([\d,.]+)</td><td class=\"num\">([\d,.]+)</td></tr>", html)
-    assert rows == [("2024/02/28", "12.50", "5.00", "7.50"), ("2024/02/29", "7.75", "4.00", "3.75")]
+    rows = re.findall(r"<tr><td><a href=\"[^\"]+\">(\d{4}/\d\d/\d\d)</a>[^<]*</td>\s*<td class=\"num\">([\d,.]+)</td>"
+                      r"<td class=\"num\">([\d,.]+)</td><td class=\"num\">([\d,.]+)</td>\s*"
+                      r"<td class=\"num\">([\d,.]+)</td></tr>", html)
+    # no import register and no battery: 買電量 0.00, and no battery columns
+    assert rows == [("2024/02/28", "12.50", "5.00", "7.50", "0.00"), ("2024/02/29", "7.75", "4.00", "3.75", "0.00")]
+    assert "蓄電池" not in html
     assert re.search(r'class="totals"><th scope="row">合計</th><td class="num">20.25</td>\s*'
                      r'<td class="num">9.00</td><td class="num">11.25</td>', html)
     # One bar per series and day, each carrying its value.
@@ -85,7 +88,7 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
     # The page and the API agree.
     api = await p.client.get("/api/v1/customers/1120240002/daily-usage", params={"from": "2024-02-01", "to": "2024-02-29"},
                              headers=p.tokens["a"])
-    assert [(d["generation_kwh"], d["sold_kwh"], d["usage_kwh"]) for d in api.json()] == [r[1:] for r in rows]
+    assert [(d["generation_kwh"], d["sold_kwh"], d["usage_kwh"]) for d in api.json()] == [r[1:4] for r in rows]
 
 
 async def test_a_bad_month_is_explained_and_other_agencies_and_strangers_are_kept_out(site):
@@ -101,3 +104,38 @@ async def test_a_bad_month_is_explained_and_other_agencies_and_strangers_are_kep
     current = await a.get("/agency/customers/1120240002/usage")
     assert current.status_code == 200 and 'id="next-month"' not in current.text and 'id="previous-month"' in current.text
     assert 'href="/agency/customers/1120240002/usage"' in (await a.get("/agency/customers/1120240002")).text
+
+
+async def test_import_and_battery_series_and_the_half_hour_day_view(site):
+    p, a, b, device = site
+    # 2024-06-10: half-hour registers from 12:00 with grid import and a battery
+    readings = [reading(f"2024-06-10T{h}+09:00", ch, v) for h, ch, v in (
+        ("12:00:00", "pv_generation", "100.0"), ("12:30:00", "pv_generation", "101.5"),
+        ("12:00:00", "grid_import", "50.0"), ("12:30:00", "grid_import", "50.2"),
+        ("12:00:00", "battery_charge", "7.0"), ("12:30:00", "battery_charge", "7.5"),
+        ("12:00:00", "battery_discharge", "3.0"), ("12:30:00", "battery_discharge", "3.0"))]
+    pushed = await p.client.post("/api/v1/devices/HEMS0002/readings", json={"readings": readings}, headers=device)
+    assert pushed.status_code == 202
+
+    async def june():
+        page = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/06"})
+        return page if "2024/06/10" in page.text else None
+
+    html = (await eventually(june, timeout=60)).text
+    assert "蓄電池 充電" in html and "買電量" in html
+    assert re.findall(r'class="bar import_kwh"[^>]*data-value="([\d.]+)"', html) == ["0.20"]
+    assert re.findall(r'class="bar battery_charge_kwh"[^>]*data-value="([\d.]+)"', html) == ["0.50"]
+
+    async def half_hours():
+        page = await a.get("/agency/customers/1120240002/usage/day", params={"date": "2024-06-10"})
+        return page if page.status_code == 200 and "1.50" in page.text else None
+
+    day = (await eventually(half_hours, timeout=60)).text
+    assert day.count('class="bar generation"') == 48
+    row = re.search(r"<tr><td>12:00</td>(.*?)</tr>", day, re.S).group(1)
+    # 発電量, 売電量, 買電量, 自家消費, 充電, 放電, 消費量 = 1.5 − 0 + 0.2 + 0 − 0.5
+    assert re.findall(r'<td class="num">([\d.]+)</td>', row) == ["1.50", "0.00", "0.20", "1.50", "0.50", "0.00", "1.20"]
+    assert "円" not in day  # no owner prices on the agency's page
+    bad = await a.get("/agency/customers/1120240002/usage/day", params={"date": "2024-02-30"})
+    assert bad.status_code == 422 and "YYYY-MM-DD の形式" in bad.text
+    assert (await b.get("/agency/customers/1120240002/usage/day", params={"date": "2024-06-10"})).status_code == 404

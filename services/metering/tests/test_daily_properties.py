@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings, strategies as st
 
 from ppa_metering.domain.daily import affected_days, compute_daily, diff_days, window
+from ppa_metering.domain.intervals import SLOTS, compute_intervals
 from ppa_metering.domain.readings import CHANNELS, Reading
 
 START = datetime(2024, 1, 15, 20, 0, tzinfo=timezone(timedelta(hours=9)))
@@ -174,3 +175,15 @@ def test_affected_days_run_from_each_new_readings_predecessor_to_its_successor(d
 
 def jst(at: datetime) -> date:
     return at.astimezone(ZoneInfo("Asia/Tokyo")).date()
+
+
+@derivation
+@given(devices())
+def test_each_days_half_hours_add_up_to_its_daily_total(device):
+    readings = all_readings(device)
+    days, halves = compute_daily(readings), compute_intervals(readings)
+    assert halves.keys() == days.keys()
+    for day, usage in days.items():
+        assert all(len(v) == SLOTS and min(v) >= 0 for v in halves[day].channels.values())
+        for channel, name in FIELD.items():
+            assert halves[day].total(channel) == getattr(usage, name)

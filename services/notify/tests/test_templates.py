@@ -47,6 +47,8 @@ SAMPLE = {
     "issuer_name": "太陽電力株式会社",
     "failures": 10,
     "window_minutes": 15,
+    "agency_name": "太陽電力株式会社",
+    "serial_number": "HC-A10001WN1",
 }
 
 

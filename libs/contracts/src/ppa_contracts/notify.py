@@ -50,6 +50,7 @@ class EmailTemplate(StrEnum):
     OWNER_EMAIL_CHANGED = "owner_email_changed"
     INVOICE_ISSUED = "invoice_issued"
     INVOICE_VOIDED = "invoice_voided"
+    OWNER_HOME_ATTACHED = "owner_home_attached"
 
 
 # The context keys each template needs; notify adds `recipient` itself (the greeting uses it).
@@ -82,6 +83,8 @@ TEMPLATE_CONTEXT: dict[str, tuple[str, ...]] = {
     # to the address the invoice was mailed to: its last revision was voided (the 取消 PDF is attached)
     EmailTemplate.INVOICE_VOIDED: ("customer_name", "invoice_number", "month", "total", "revision",
                                    "issuer_name"),
+    # an agency with an approved link attached one of its PPA customers (a home) to the owner's My Page
+    EmailTemplate.OWNER_HOME_ATTACHED: ("owner_name", "agency_name", "agency_email", "serial_number"),
 }
 
 

@@ -155,6 +155,33 @@ class ProductChanged(OwnerEvent):
     product: Product
 
 
+class OwnerHomeAttached(OwnerEvent):
+    """The owner proved one of its products is a metered home (its serial with the auth code the operator
+    handed the household): from now on the owner sees that device's energy, until it is detached or the
+    proof lapses (the customer deleted, its auth code re-issued, the serial moved to another customer)."""
+
+    event_name: ClassVar[str] = "owner_home_attached"
+    product_id: str = Field(description="The home's id: the owner's product (製品情報) proved with the auth code, "
+                                        "or a new id when an agency attached one of its PPA customers.")
+    serial_number: str = Field(description="システム製造番号, the metered device's serial.")
+    agency_id: str = Field(description="The agency whose PPA customer the device belongs to.")
+    customer_number: str = Field(description="That PPA customer's number.")
+    attached_at: datetime
+    attached_by_agency: str | None = Field(None, description="The agency that attached its customer to the owner "
+                                                             "through an approved link (顧客管理 → オーナー連携); "
+                                                             "None when the owner proved the device itself.")
+
+
+class OwnerHomeDetached(OwnerEvent):
+    """The owner no longer sees the home's data (`reason`: owner = the owner detached it; serial_changed = the
+    product's serial was edited without a new proof)."""
+
+    event_name: ClassVar[str] = "owner_home_detached"
+    product_id: str
+    serial_number: str
+    reason: str = Field(description="owner | serial_changed")
+
+
 class OwnerPasswordResetRequested(OwnerEvent):
     """A reset link was sent to the owner (the link itself travels only on notify's topic)."""
 

@@ -98,10 +98,22 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         from ppa_gateway.usage_pages import router as usage_pages
 
         app.include_router(usage_pages)
+    if {"identity", "metering"} <= {s.name for s in host.services}:
+        from ppa_gateway.owner_energy_pages import router as owner_energy_pages
+
+        app.include_router(owner_energy_pages)
+    if {"identity", "metering", "billing"} <= {s.name for s in host.services}:
+        from ppa_gateway.owner_invoice_pages import router as owner_invoice_pages
+
+        app.include_router(owner_invoice_pages)
     if {"identity", "linking"} <= {s.name for s in host.services}:
         from ppa_gateway import proxy_login
         from ppa_gateway.linking_pages import router as linking_pages
 
         proxy_login.install(app)
         app.include_router(linking_pages)
+    if {"identity", "linking", "billing", "metering"} <= {s.name for s in host.services}:
+        from ppa_gateway.agency_owner_link_pages import router as agency_owner_link_pages
+
+        app.include_router(agency_owner_link_pages)
     return app

@@ -25,10 +25,12 @@ def _nice_max(value: Decimal) -> Decimal:
     return Decimal(10).scaleb(exponent)  # pragma: no cover - the loop always returns
 
 
-def daily_chart(daily: list[dict[str, Any]], title: str = "日別 発電量・売電量・利用量") -> Markup:
-    """An accessible SVG (role=img, a title, one <rect> per value with its own <title>)."""
+def daily_chart(daily: list[dict[str, Any]], title: str = "日別 発電量・売電量・利用量",
+                series: tuple[tuple[str, str, str], ...] = SERIES) -> Markup:
+    """An accessible SVG (role=img, a title, one <rect> per value with its own <title>); `series` are
+    (key, label, colour) of the bars of each day."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice_max(max((Decimal(d[key]) for d in daily for key, _, _ in SERIES), default=Decimal(0)))
+    top = _nice_max(max((Decimal(d[key]) for d in daily for key, _, _ in series), default=Decimal(0)))
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title" '
              f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>']
     for i in range(5):
@@ -39,19 +41,19 @@ def daily_chart(daily: list[dict[str, Any]], title: str = "日別 発電量・�
                      f'{value.quantize(Decimal("0.01")).normalize():f}</text>')  # quarters of 1, 2 or 5 × 10^k
     parts.append(f'<text x="6" y="{TOP - 14}" font-size="11">(kWh)</text>')
     slot = plot_w / max(len(daily), 1)
-    bar = max(slot * 0.8 / len(SERIES), 1)
+    bar = max(slot * 0.8 / len(series), 1)
     for index, day in enumerate(daily):
         x0 = LEFT + index * slot + slot * 0.1
-        for n, (key, label, colour) in enumerate(SERIES):
+        for n, (key, label, colour) in enumerate(series):
             value = Decimal(day[key])
             height = float(value / top) * plot_h if top else 0.0
             parts.append(f'<rect class="bar {key}" x="{x0 + n * bar:.1f}" y="{TOP + plot_h - height:.1f}" '
                          f'width="{bar:.1f}" height="{height:.1f}" fill="{colour}" data-value="{value}">'
                          f'<title>{escape(day["date"])} {label} {value} kWh</title></rect>')
-        parts.append(f'<text x="{x0 + bar * 1.5:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle" '
+        parts.append(f'<text x="{x0 + bar * len(series) / 2:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle" '
                      f'font-size="10">{int(day["date"][8:10])}</text>')
-    for n, (_, label, colour) in enumerate(SERIES):
-        x = WIDTH - RIGHT - 270 + n * 90
+    for n, (_, label, colour) in enumerate(series):
+        x = WIDTH - RIGHT - 90 * len(series) + n * 90
         parts.append(f'<rect x="{x}" y="10" width="12" height="12" fill="{colour}"/>'
                      f'<text x="{x + 16}" y="21" font-size="12">{label}</text>')
     if not daily:

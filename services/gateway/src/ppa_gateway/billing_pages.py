@@ -25,7 +25,8 @@ DONE = {"issued": "請求書を発行し、お客様にメールで送信しま�
         "issued_nomail": "請求書を発行しました（メールアドレス未登録のため送信していません）。",
         "voided": "請求を取り消しました。", "registered": "顧客を登録しました。", "saved": "顧客情報を更新しました。",
         "deleted": "顧客を削除しました。", "reissued": "認証コードを再発行しました。",
-        "settings": "事業者設定を保存しました。"}
+        "settings": "事業者設定を保存しました。",
+        "owner_linked": "オーナー様のマイページに電力データを連携し、メールでお知らせしました。"}
 CUSTOMER_FIELDS = ("serial_number", "name", "name_kana", "contract_start", "contract_end", "base_fee",
                    "sell_unit_price", "usage_unit_price", "notes", "email")
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
+from ppa_gateway.owner_homes import proved_homes
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render, render_with_csrf, set_cookie
 from ppa_identity.domain.japan import PREFECTURES
 from ppa_identity.domain.owner import INFO_OPT_IN_LABEL, PROFILE_FIELDS, InvalidOwnerForm
@@ -204,7 +205,9 @@ async def menu(request: Request, done: str = "") -> Response:
     if owner is None:
         return to_login()
     messages = [{"kind": "ok", "text": FLASHES[done]}] if done in FLASHES else []
+    homes = await proved_homes(request, owner)
     return page(request, "mypage/menu.html", {"title": "マイページ", "session": session, "owner": owner,
+                                              "homes": homes,
                                               "messages": messages, "watching": any(p.watch_service
                                                                                     for p in owner.products),
                                               "proxy_history": any(s.name == "linking"

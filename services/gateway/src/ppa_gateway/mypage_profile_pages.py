@@ -19,11 +19,13 @@ from ppa_gateway.mypage_pages import (
     CSRF_FAILED,
     FORM_ERRORS,
     anonymous_page,
+    ip_of,
     mypage_session,
     no_referrer,
     page,
     to_login,
 )
+from ppa_gateway.owner_homes import PROOF_LOCKED, ProofRefused, prove, proved_homes
 from ppa_gateway.web import csrf_ok, current_session, identity
 from ppa_identity.domain.japan import PREFECTURES
 from ppa_identity.domain.owner import (
@@ -31,14 +33,18 @@ from ppa_identity.domain.owner import (
     PRODUCT_FIELDS,
     PROFILE_FIELDS,
     SUBSCRIPTIONS,
+    HomeProof,
     InvalidOwnerForm,
+    product_from_form,
     profile_from_form,
 )
+from ppa_runtime.auth import LoginLocked
 from ppa_identity.domain.prices import MAX_SEGMENTS, time_choices
 from ppa_identity.owners import EmailChangeLinkRefused, ProductNotFound, RequestsThrottled
 
 router = APIRouter(include_in_schema=False)
-FLASHES = {"product_registered": "製品情報を登録しました。", "product_changed": "製品情報を変更しました。"}
+FLASHES = {"product_registered": "製品情報を登録しました。", "product_changed": "製品情報を変更しました。",
+           "home_detached": "電力データの連携を解除しました。"}
 NOT_FOUND = "指定された製品は見つかりません。"
 EMAIL_THROTTLED = "短時間に多くのメールアドレス変更のお申込みがありました。15分ほど待ってから再度お試しください。"
 EMAIL_REFUSED = {
@@ -112,8 +118,12 @@ async def profile(request: Request, done: str = "") -> Response:
     if (session := await mypage_session(request)) is None or (owner := await _owner(request, session)) is None:
         return to_login()
     messages = [{"kind": "ok", "text": FLASHES[done]}] if done in FLASHES else []
-    return page(request, "mypage/profile.html", _common(session) | {"title": "お客様情報", "owner": owner,
-                                                                     "messages": messages})
+    proved = await proved_homes(request, owner)
+    homes = {h.product_id for h in proved}
+    products = {p.product_id for p in owner.products}
+    return page(request, "mypage/profile.html", _common(session) | {
+        "title": "お客様情報", "owner": owner, "messages": messages, "homes": homes,
+        "agency_homes": [h for h in proved if h.product_id not in products]})
 
 
 @router.get("/mypage/profile/edit", response_class=HTMLResponse)
@@ -231,6 +241,20 @@ def _not_found(request: Request, session: dict) -> Response:
                 404)
 
 
+async def _proof(request: Request, session: dict, product_id: str, values: dict[str, str],
+                 auth_code: str) -> HomeProof | None:
+    """A home proof when an auth code was entered (the rest of the form checked first); InvalidOwnerForm else."""
+    if not auth_code.strip():
+        return None
+    product = product_from_form(product_id, values)
+    try:
+        return await prove(request, session["principal"], product.system_serial, auth_code, ip_of(request))
+    except ProofRefused as exc:
+        raise InvalidOwnerForm({"auth_code": str(exc)}) from exc
+    except LoginLocked as exc:
+        raise InvalidOwnerForm({"auth_code": PROOF_LOCKED}) from exc
+
+
 @router.get("/mypage/products/new", response_class=HTMLResponse)
 async def product_new_form(request: Request) -> Response:
     if (session := await mypage_session(request)) is None:
@@ -247,7 +271,8 @@ async def product_new(request: Request) -> Response:
     if not csrf_ok(session, str(form.get("csrf_token", ""))):
         return _product_page(request, session, values, error=CSRF_FAILED, status=403)
     try:
-        await identity(request).owners.register_product(session["principal"], values)
+        proof = await _proof(request, session, "new", values, str(form.get("auth_code", ""))[:64])
+        await identity(request).owners.register_product(session["principal"], values, proof)
     except InvalidOwnerForm as exc:
         return _product_page(request, session, values, errors=exc.errors, status=422)
     except LookupError:
@@ -275,9 +300,24 @@ async def product_edit(request: Request, product_id: str) -> Response:
     if not csrf_ok(session, str(form.get("csrf_token", ""))):
         return _product_page(request, session, values, product_id, error=CSRF_FAILED, status=403)
     try:
-        await identity(request).owners.change_product(session["principal"], product_id, values)
+        proof = await _proof(request, session, product_id, values, str(form.get("auth_code", ""))[:64])
+        await identity(request).owners.change_product(session["principal"], product_id, values, proof)
     except InvalidOwnerForm as exc:
         return _product_page(request, session, values, product_id, exc.errors, status=422)
     except ProductNotFound:
         return _not_found(request, session)
     return RedirectResponse("/mypage/profile?done=product_changed", status_code=303)
+
+
+@router.post("/mypage/products/{product_id}/detach")
+async def home_detach(request: Request, product_id: str, csrf_token: str = Form("")) -> Response:
+    if (session := await mypage_session(request)) is None:
+        return to_login()
+    if not csrf_ok(session, csrf_token):
+        return page(request, "mypage/not_found.html", {"title": "製品情報", "session": session,
+                                                       "message": CSRF_FAILED}, 403)
+    try:
+        await identity(request).owners.detach_home(session["principal"], product_id)
+    except ProductNotFound:
+        return _not_found(request, session)
+    return RedirectResponse("/mypage/profile?done=home_detached", status_code=303)

@@ -11,12 +11,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ppa_billing.domain.billing_month import END_OF_MONTH, BillingMonth, InvalidBillingMonth, period_of
-from ppa_gateway.billing_chart import daily_chart
+from ppa_gateway.billing_chart import SERIES, daily_chart
+from ppa_contracts.owner import ElectricityPrices
 from ppa_gateway.billing_pages import _agency, _billing, _login, _not_found, _page
+from ppa_gateway.energy_chart import energy_chart
+from ppa_gateway.owner_energy import SERIES as SERIES_LABELS
+from ppa_gateway.owner_energy import BadPeriod, day_view, period
 
 router = APIRouter(include_in_schema=False)
 JST = timezone(timedelta(hours=9))
 BAD_MONTH = "利用月は YYYY/MM の形式（例: 2026/04）で入力してください。"
+IMPORT = (("import_kwh", "買電量", "#c0392b"),)
+BATTERY = (("battery_charge_kwh", "蓄電池 充電", "#8e44ad"), ("battery_discharge_kwh", "蓄電池 放電", "#16a085"))
 
 
 def _neighbour(month: BillingMonth, by: int) -> str | None:
@@ -42,16 +48,44 @@ async def customer_usage(request: Request, number: str, month: str = "") -> Resp
     except InvalidBillingMonth:
         context["errors"] = {"month": BAD_MONTH}
         context["chart"] = daily_chart([])
+        context["battery"] = False
         return _page(request, "agency/billing/customer_usage.html", context, 422)
     calendar_month = period_of(chosen, END_OF_MONTH)  # a calendar month, whatever the agency's closing day
     metering = request.app.state.host.service("metering")
     days = await metering.daily.presented_days(session["principal"], number, calendar_month.start,
                                                 calendar_month.end)
-    totals = {key: sum((d[key] for d in days), Decimal("0.00")) for key in ("generation_kwh", "sold_kwh", "usage_kwh")}
+    battery = any(d["battery_charge_kwh"] or d["battery_discharge_kwh"] for d in days)
+    series = SERIES + IMPORT + (BATTERY if battery else ())
+    totals = {key: sum((d[key] for d in days), Decimal("0.00")) for key, _, _ in series}
     context.update({
-        "month": str(chosen), "days": days, "totals": totals,
-        "chart": daily_chart(days, title=f"{chosen.year}年{chosen.month}月 日別 発電量・売電量・利用量"),
+        "month": str(chosen), "days": days, "totals": totals, "battery": battery,
+        "chart": daily_chart(days, f"{chosen.year}年{chosen.month}月 日別 {'・'.join(s[1] for s in series)}", series),
         "previous": _neighbour(chosen, -1), "next": _neighbour(chosen, 1),
         "has_next": chosen < BillingMonth(today.year, today.month),
         "estimated": any(d["estimated"] for d in days)})
     return _page(request, "agency/billing/customer_usage.html", context)
+
+
+@router.get("/agency/customers/{number}/usage/day", response_class=HTMLResponse)
+async def customer_usage_day(request: Request, number: str, date: str = "") -> Response:
+    """One JST day of the customer's device in half hours (metering's half-hour projection; no prices)."""
+    if (session := await _agency(request)) is None:
+        return _login()
+    try:
+        customer = await _billing(request).customer(session["principal"], number)
+    except LookupError:
+        return _not_found(request, session)
+    context = {"title": f"顧客管理 - 30分ごとの利用量 ({number})", "session": session, "csrf": session["csrf"],
+               "customer": customer, "number": number, "date": date, "errors": {}, "data": None}
+    try:
+        p = period("day", date or datetime.now(JST).date().isoformat())
+    except BadPeriod as exc:
+        context["errors"] = {"date": str(exc)}
+        return _page(request, "agency/billing/customer_usage_day.html", context, 422)
+    doc = await request.app.state.host.service("metering").intervals.day(customer["serial_number"], p.first)
+    if doc and (doc.get("agency_id"), doc.get("customer_number")) != (session["principal"], number):
+        doc = None  # the serial's earlier or later holder: not this customer's
+    data = day_view(p, doc, ElectricityPrices(), battery=False)
+    context.update({"data": data, "period": p, "date": p.key, "previous": p.shifted(-1), "next": p.shifted(1),
+                    "series": SERIES_LABELS, "chart": energy_chart(data, f"{p.title} 30分ごと")})
+    return _page(request, "agency/billing/customer_usage_day.html", context)

@@ -21,6 +21,8 @@ from ppa_contracts.notify import EmailRequested, EmailTemplate
 from ppa_contracts.owner import (
     AgencyAccessGranted,
     AgencyAccessWithdrawn,
+    OwnerHomeAttached,
+    OwnerHomeDetached,
     OwnerPasswordChanged,
     OwnerPasswordResetRequested,
     OwnerProfile,
@@ -31,8 +33,10 @@ from ppa_contracts.owner import (
     ProductRegistered,
 )
 from ppa_identity.domain.owner import (
+    HomeProof,
     InvalidOwnerForm,
     Owner,
+    OwnerHomeProved,
     OwnerCredentialSet,
     OwnerEmailChangeRequested,
     OwnerEmailChangeUsed,
@@ -66,6 +70,7 @@ OWNER_RESETS = "owner_resets"
 OWNER_RESET_REQUESTS = "owner_reset_requests"
 OWNER_REGISTRATIONS = "owner_registrations"
 OWNER_EMAIL_CHANGES = "owner_email_change_requests"
+FAILED_HOME_PROOFS = "owner_failed_home_proofs"
 PRODUCT_NUMBERS = "owner_product_numbers"
 EMAIL_TAKEN = "このメールアドレスは既に登録されています。"
 SERIAL_TAKEN = "このシステム製造番号の製品は登録済みです。"
@@ -78,6 +83,10 @@ class RequestsThrottled(Exception):
 
 class ResetLinkRefused(Exception):
     """The reset link is unknown, used, superseded or expired."""
+
+
+class HomeAlreadyAttached(Exception):
+    """The owner sees this customer's device already."""
 
 
 class ProductNotFound(LookupError):
@@ -134,9 +143,13 @@ class OwnerAccounts:
         self.registrations = RequestLimit(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
         # e-mail change links: 5 per owner and 5 per target address in 15 minutes
         self.email_changes = RequestLimit(service.docs.collection(OWNER_EMAIL_CHANGES), per_account=5, per_ip=5)
+        # wrong serial / auth code pairs: 5 per owner and 20 per client in 15 minutes (the owner is signed in:
+        # nobody else can spend its attempts)
+        self.home_proofs = RequestLimit(service.docs.collection(FAILED_HOME_PROOFS))
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def setup(self) -> None:
+        await self.home_proofs.setup()
         await self.reset_requests.setup()
         await self.registrations.setup()
         await self.email_changes.setup()
@@ -428,8 +441,14 @@ class OwnerAccounts:
             except DuplicateKey:
                 number += 1
 
-    async def register_product(self, owner_id: str, values: Mapping[str, str]) -> Product:
-        """Add a product to the owner's account."""
+    def _attach(self, owner_id: str, product_id: str, proof: HomeProof) -> list:
+        return [OwnerHomeAttached(owner_id=owner_id, product_id=product_id, serial_number=proof.serial_number,
+                                  agency_id=proof.agency_id, customer_number=proof.customer_number,
+                                  attached_at=self.clock()),
+                OwnerHomeProved(owner_id=owner_id, product_id=product_id, auth_code_hash=proof.auth_code_hash)]
+
+    async def register_product(self, owner_id: str, values: Mapping[str, str], proof: HomeProof | None = None) -> Product:
+        """Add a product to the owner's account; with a proof (its serial's auth code matched) it is a home too."""
         product = product_from_form("new", values)
         product_id = ""
         for _ in range(ATTEMPTS):
@@ -442,27 +461,37 @@ class OwnerAccounts:
             stored = product.model_copy(update={"product_id": product_id})
             try:
                 await self.service.record(stream_for(owner_id), owner.version,
-                                          ProductRegistered(owner_id=owner_id, product=stored), subject=owner_id)
+                                          ProductRegistered(owner_id=owner_id, product=stored),
+                                          *(self._attach(owner_id, product_id, proof) if proof else ()),
+                                          subject=owner_id)
             except ConcurrencyConflict:
                 continue
             log.info("product_registered", owner_id=owner_id, product_id=product_id)
             return stored
         raise ConcurrencyConflict(stream_for(owner_id), -1)
 
-    async def change_product(self, owner_id: str, product_id: str, values: Mapping[str, str]) -> Product:
-        """Edit one of the owner's products; ProductNotFound for anyone else's."""
+    async def change_product(self, owner_id: str, product_id: str, values: Mapping[str, str],
+                             proof: HomeProof | None = None) -> Product:
+        """Edit one of the owner's products; ProductNotFound for anyone else's. A proof attaches it as a home (again);
+        a changed serial without one detaches the home it was."""
         product = product_from_form(product_id, values)
         for _ in range(ATTEMPTS):
             owner = await self.load(owner_id)
             if owner is None or (current := owner.product(product_id)) is None:
                 raise ProductNotFound(product_id)
-            if current == product:
+            if current == product and proof is None:
                 return product
             if serial_taken(owner, product):
                 raise InvalidOwnerForm({"system_serial": SERIAL_TAKEN})
+            events: list = [ProductChanged(owner_id=owner_id, product=product)] if current != product else []
+            home = owner.homes.get(product_id)
+            if proof is not None:
+                events += self._attach(owner_id, product_id, proof)
+            elif home is not None and home.serial_number != product.system_serial:
+                events.append(OwnerHomeDetached(owner_id=owner_id, product_id=product_id,
+                                                serial_number=home.serial_number, reason="serial_changed"))
             try:
-                await self.service.record(stream_for(owner_id), owner.version,
-                                          ProductChanged(owner_id=owner_id, product=product), subject=owner_id)
+                await self.service.record(stream_for(owner_id), owner.version, *events, subject=owner_id)
             except ConcurrencyConflict:
                 continue
             log.info("product_changed", owner_id=owner_id, product_id=product_id)
@@ -470,6 +499,50 @@ class OwnerAccounts:
         raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     # --- password reset -------------------------------------------------------------------------
+
+    async def attach_home_by_agency(self, owner_id: str, proof: HomeProof, agency_email: str,
+                                    agency_name: str) -> str:
+        """An agency with an approved link attaches its PPA customer's home; the owner is mailed. The new home's
+        id, or HomeAlreadyAttached when the owner sees this customer's device already."""
+        home_id = ""
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None:
+                raise LookupError(owner_id)
+            if any(h.serial_number == proof.serial_number and h.agency_id == proof.agency_id
+                   and h.customer_number == proof.customer_number for h in owner.homes.values()):
+                raise HomeAlreadyAttached(proof.serial_number)
+            home_id = home_id or await self._next_product_id()
+            attached = self._attach(owner_id, home_id, proof)
+            attached[0] = attached[0].model_copy(update={"attached_by_agency": proof.agency_id})
+            mail = EmailRequested(message_id=f"owner-home-attached-{owner_id}-{home_id}",
+                                  template=EmailTemplate.OWNER_HOME_ATTACHED, recipient=owner.email,
+                                  context={"owner_name": owner.profile.name, "agency_name": agency_name,
+                                           "agency_email": agency_email, "serial_number": proof.serial_number})
+            try:
+                await self.service.record(stream_for(owner_id), owner.version, *attached, mail, subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("owner_home_attached_by_agency", owner_id=owner_id, product_id=home_id,
+                     agency_id=proof.agency_id)
+            return home_id
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
+
+    async def detach_home(self, owner_id: str, product_id: str) -> None:
+        """The owner stops seeing the home's data; ProductNotFound when it is no home of the owner's."""
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None or (home := owner.homes.get(product_id)) is None:
+                raise ProductNotFound(product_id)
+            try:
+                await self.service.record(stream_for(owner_id), owner.version, OwnerHomeDetached(
+                    owner_id=owner_id, product_id=product_id, serial_number=home.serial_number, reason="owner"),
+                    subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            log.info("owner_home_detached", owner_id=owner_id, product_id=product_id)
+            return
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     async def request_reset(self, email: str, ip: str) -> None:
         """Mail a one-hour reset link when the address is an owner's; the caller learns nothing either way."""

@@ -259,8 +259,11 @@ class DailyProjection:
         await self.apply([device])
 
     async def apply(self, devices: list[Device]) -> None:
-        if not devices:
-            return
+        if devices:
+            await self.derive(devices, await self.prepare(devices))
+
+    async def prepare(self, devices: list[Device]) -> dict[str, set[date]]:
+        """Read the devices' customers, states and the stored days needed; the affected days per serial."""
         serials = [d.serial for d in devices]
         customers = await self.devices.by_serials(serials)
         unknown = [s for s in serials if s not in customers]
@@ -275,6 +278,10 @@ class DailyProjection:
         await self._reach(devices, lambda d: (runs(d.new_days()), {c for c, _ in d.new}))
         affected = {d.serial: d.affected() for d in devices}
         await self._reach(devices, lambda d: (runs(affected[d.serial]), d.channels()))
+        return affected
+
+    async def derive(self, devices: list[Device], affected: dict[str, set[date]]) -> None:
+        """Recompute the affected days, publish what changed, store the days and the device states."""
         stored = await self.daily.get_many([f"{d.serial}|{day.isoformat()}" for d in devices
                                             for day in affected[d.serial]])
         events: list[Envelope] = []
@@ -336,13 +343,16 @@ class DailyProjection:
              "date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}, sort=[("date", 1)])
 
     async def presented_days(self, agency_id: str, customer_number: str, start: date, end: date) -> list[dict]:
-        """The days as people see them: kWh to 2 decimals, usage = generation − sold of those (never below 0)."""
+        """The days as people see them: kWh to 2 decimals, usage = generation − sold of those (never below 0); grid
+        import and battery charge / discharge too."""
         out = []
         for d in await self.days(agency_id, customer_number, start, end):
             v = d["values"]
             gen, sold = present_kwh(Decimal(v["generation_kwh"])), present_kwh(Decimal(v["sold_kwh"]))
             out.append({"date": d["date"], "generation_kwh": gen, "sold_kwh": sold,
-                        "usage_kwh": max(gen - sold, Decimal("0.00")), "estimated": bool(v["estimated"])})
+                        "usage_kwh": max(gen - sold, Decimal("0.00")), "estimated": bool(v["estimated"]),
+                        **{k: present_kwh(Decimal(v[k])) for k in ("import_kwh", "battery_charge_kwh",
+                                                                    "battery_discharge_kwh")}})
         return out
 
     def spec(self) -> ConsumerSpec:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
 from ppa_metering.devices import DELETIONS, DEVICES, SERIALS, DeviceRegistry
 from ppa_metering.ingest import Ingestion
+from ppa_metering.interval_projection import INTERVAL_STATES, INTERVALS, MONTHS, IntervalProjection
 from ppa_metering.store import READINGS, ReadingStore
 from ppa_runtime.auth import AgencyPasswords
 from ppa_runtime.consumer import ConsumerSpec
@@ -14,7 +15,7 @@ from ppa_runtime.service import Service
 
 
 class MeteringService(Service):
-    """Owns the device registry, raw readings and daily usage."""
+    """Owns the device registry, raw readings, daily usage and half-hour usage."""
 
     name = "metering"
 
@@ -26,11 +27,14 @@ class MeteringService(Service):
         self.ingestion = Ingestion(runtime.bus, self.store)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
+        self.intervals = IntervalProjection(self.store, self.docs.collection(INTERVALS), self.docs.collection(MONTHS),
+                                            self.docs.collection(INTERVAL_STATES), self.devices)
         self.agency_credentials = AgencyPasswords(self.name, self.docs)  # tokens of current passwords only
 
     async def start(self) -> None:
         await self.devices.setup()
         await self.daily.setup()
+        await self.intervals.setup()
 
     def routers(self) -> list[APIRouter]:
         from ppa_metering.api import router
@@ -38,4 +42,4 @@ class MeteringService(Service):
         return [router(self.devices, self.ingestion, self.daily)]
 
     def consumers(self) -> list[ConsumerSpec]:
-        return [self.devices.spec(), self.daily.spec(), self.agency_credentials.spec()]
+        return [self.devices.spec(), self.daily.spec(), self.intervals.spec(), self.agency_credentials.spec()]

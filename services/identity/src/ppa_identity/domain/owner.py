@@ -23,6 +23,8 @@ from ppa_contracts.owner import (
     BuyPriceSegment,
     DayType,
     ElectricityPrices,
+    OwnerHomeAttached,
+    OwnerHomeDetached,
     OwnerPasswordChanged,
     OwnerPasswordResetRequested,
     OwnerProfile,
@@ -148,6 +150,46 @@ class OwnerEmailChangeUsed(Payload):
     change_id: str
 
 
+class OwnerHomeProved(Payload):
+    """Private to identity: the auth code hash the owner's proof matched, so a re-issued code ends the home."""
+
+    event_service: ClassVar[str] = "identity"
+    event_name: ClassVar[str] = "owner_home_proved"
+    event_topic: ClassVar[str | None] = None
+    owner_id: str
+    product_id: str
+    auth_code_hash: str
+
+
+@dataclass(frozen=True)
+class HomeProof:
+    """What metering's device registry answered for a serial and auth code that match."""
+
+    serial_number: str
+    agency_id: str
+    customer_number: str
+    auth_code_hash: str
+
+
+@dataclass(frozen=True)
+class Home:
+    """A product of the owner proved to be a metered home."""
+
+    product_id: str
+    serial_number: str
+    agency_id: str
+    customer_number: str
+    attached_at: datetime
+    auth_code_hash: str = ""
+    attached_by_agency: str | None = None  # the agency that attached it, None when the owner proved it
+
+    def still_proved(self, device: Mapping | None) -> bool:
+        """True while the registry's device is the same customer's with the same auth code as proved."""
+        return bool(device and device.get("agency_id") == self.agency_id
+                    and device.get("customer_number") == self.customer_number
+                    and device.get("auth_code_hash") == self.auth_code_hash)
+
+
 @dataclass(frozen=True)
 class Owner:
     """An owner folded from its stream."""
@@ -160,6 +202,7 @@ class Owner:
     products: tuple[Product, ...] = ()
     agency_ids: Mapping[str, str] = field(default_factory=dict)  # granted agency e-mail → agency id
     resets: Mapping[str, datetime] = field(default_factory=dict)  # open reset id → expiry
+    homes: Mapping[str, Home] = field(default_factory=dict)  # product id → its proved home
 
     @property
     def email(self) -> str:
@@ -383,6 +426,15 @@ def fold(events: Sequence[Payload]) -> Owner | None:
         elif isinstance(event, ProductChanged):
             owner = replace(owner, products=tuple(event.product if p.product_id == event.product.product_id else p
                                                   for p in owner.products))
+        elif isinstance(event, OwnerHomeAttached):
+            home = Home(event.product_id, event.serial_number, event.agency_id, event.customer_number,
+                        event.attached_at, attached_by_agency=event.attached_by_agency)
+            owner = replace(owner, homes={**owner.homes, event.product_id: home})
+        elif isinstance(event, OwnerHomeProved) and event.product_id in owner.homes:
+            home = replace(owner.homes[event.product_id], auth_code_hash=event.auth_code_hash)
+            owner = replace(owner, homes={**owner.homes, event.product_id: home})
+        elif isinstance(event, OwnerHomeDetached):
+            owner = replace(owner, homes={k: v for k, v in owner.homes.items() if k != event.product_id})
         elif isinstance(event, OwnerPasswordResetRequested):
             owner = replace(owner, resets={**owner.resets, event.reset_id: event.expires_at})
         elif isinstance(event, OwnerPasswordChanged):

@@ -20,7 +20,7 @@ from decimal import (ROUND_HALF_UP, Context, Decimal, DivisionByZero, InvalidOpe
 from functools import lru_cache
 from itertools import islice
 from operator import attrgetter, eq, itemgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from .readings import CHANNELS, Reading
@@ -173,6 +173,14 @@ def jst_date(at: datetime) -> date:
     return at.astimezone(TOKYO).date()
 
 
+def _day_end(day: date) -> datetime:
+    return _midnight(day + _ONE_DAY)
+
+
+def _next_day(day: date) -> date:
+    return day + _ONE_DAY
+
+
 def _sorted_points(readings: Iterable[Reading]) -> list[list[tuple[datetime, Decimal, Decimal]]]:
     """Per channel (in `CHANNELS` order): (UTC instant, kwh, register_max) sorted."""
     column = {channel: index for index, channel in enumerate(CHANNELS)}
@@ -190,8 +198,11 @@ def _sorted_points(readings: Iterable[Reading]) -> list[list[tuple[datetime, Dec
     return groups
 
 
-def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: dict[date, list]) -> None:
-    """Add one channel's energy to the per-day rows."""
+def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: dict,
+          bucket: Callable[[datetime], Any] = jst_date, end_of: Callable[[Any], datetime] = _day_end,
+          after: Callable[[Any], Any] = _next_day) -> None:
+    """Add one channel's energy to the per-bucket rows (JST days unless `bucket` / `end_of` / `after` say
+    otherwise: a bucket of an instant, the first instant after a bucket, the bucket that follows one)."""
     end = _DAWN  # the end of the previous reading's day; the first reading takes the slow path
     row: list = []
     last_at, last_kwh, base, last_max = None, ZERO, ZERO, ZERO
@@ -213,10 +224,10 @@ def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: di
             if energy is not None and at <= end:
                 row[column] += energy  # one ending exactly at midnight is all the earlier day's
             elif energy is not None:
-                _split(days, column, last_at, at, energy)
+                _split(days, column, last_at, at, energy, bucket, end_of, after)
         if at >= end:
-            day = jst_date(at)
-            end = _midnight(day + _ONE_DAY)
+            day = bucket(at)
+            end = end_of(day)
             row = days.setdefault(day, [*_EMPTY_ROW])
         if energy is None and last_at is not None:
             row[_RESET] = True
@@ -226,15 +237,16 @@ def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: di
         row[column] += last_kwh - base
 
 
-def _split(days: dict[date, list], column: int, start: datetime, stop: datetime, energy: Decimal) -> None:
-    """Share an interval crossing midnight between its days, pro rata by time."""
+def _split(days: dict, column: int, start: datetime, stop: datetime, energy: Decimal,
+           bucket: Callable[[datetime], Any], end_of: Callable[[Any], datetime], after: Callable[[Any], Any]) -> None:
+    """Share an interval crossing a bucket's end (midnight for days) between its buckets, pro rata by time."""
     total = (stop - start) // _US
-    day = jst_date(start)
+    day = bucket(start)
     allocated = ZERO
     while True:
         row = days.setdefault(day, [*_EMPTY_ROW])
         row[_ESTIMATED] = True
-        end = _midnight(day + _ONE_DAY)
+        end = end_of(day)
         if stop <= end:
             row[column] += energy - allocated  # the remainder: the shares add up to the interval
             return
@@ -242,7 +254,7 @@ def _split(days: dict[date, list], column: int, start: datetime, stop: datetime,
         share = (energy * ((end - start) // _US) / total).quantize(KWH)
         row[column] += share - allocated
         allocated = share
-        day += _ONE_DAY
+        day = after(day)
 
 
 def _finish(day: date, row: list) -> DailyUsage:

@@ -1,0 +1,127 @@
+"""Half-hour usage per device and JST day, and a rollup per device and month, from the readings.
+
+A consumer group of its own on the readings topic (the daily usage group's pace is untouched). It finds the
+days a batch can change exactly as the daily projection does (the same `Device` loading, the same affected
+days) and recomputes them with the same walk at half-hour grain (`domain.intervals`). Per device and day one
+document holds 48 half-hours per channel (kWh as text): a day view is one point read, a month view at most 31.
+Per device and month one rollup holds each day's totals and its grid import per half-hour, and the month's totals
+and its import per half-hour summed over 平日 and over 土日祝 days (a day written again replaces its entry, and its
+old values leave the sums as its new ones enter them):
+a year view reads 12 rollups and prices a year of half-hours from 2 × 48 sums per month.
+
+Idempotent: a day document is the state recomputed from the stored readings, and a rollup's sums change by the
+difference between a day's entry in that same document and its new values, so a batch applied twice (a
+redelivery after a crash between the writes) writes the same documents again. Readings the
+API published but had not stored when it crashed are stored by the daily usage group, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from ppa_contracts.topics import METERING_READINGS
+from ppa_metering.daily_projection import _READINGS_TYPE, DailyProjection, Device
+from ppa_metering.devices import DeviceRegistry
+from ppa_metering.domain.calendar import HOLIDAY, WEEKDAY, day_class
+from ppa_metering.domain.intervals import SLOTS, IntervalDay, compute_intervals
+from ppa_metering.domain.readings import CHANNELS
+from ppa_metering.store import ReadingStore
+from ppa_runtime.consumer import ConsumerSpec
+from ppa_runtime.docstore import Collection
+
+INTERVALS = "interval_usage"
+MONTHS = "interval_months"
+INTERVAL_STATES = "interval_state"
+ZERO = Decimal("0.000")
+
+
+def day_doc(d: Device, day: IntervalDay) -> dict[str, Any]:
+    return {"_id": f"{d.serial}|{day.date.isoformat()}", "serial_number": d.serial,
+            "agency_id": d.customer["agency_id"], "customer_number": d.customer["customer_number"],
+            "date": day.date.isoformat(), "estimated": day.estimated, "reset": day.reset,
+            "channels": {c: [str(v) for v in values] for c, values in day.channels.items()}}
+
+
+def rolled_up(month_id: str, d: Device, before: dict[str, Any] | None, days: list[IntervalDay]) -> dict[str, Any]:
+    """The month's rollup with these days put in, each replacing its earlier entry: the sums lose the entry's
+    old values and gain its new ones, both read from and written to the one document (a repeat changes nothing)."""
+    before = before or {}
+    entries = dict(before.get("days", {}))
+    totals = {c: Decimal(before.get("totals", {}).get(c, "0")) for c in CHANNELS}
+    imports = {k: [Decimal(v) for v in before.get("import_by_class", {}).get(k, ())] or [ZERO] * SLOTS
+               for k in (WEEKDAY, HOLIDAY)}
+    for day in days:
+        key = f"{day.date.day:02d}"
+        old = entries.get(key)
+        if old is not None:
+            for c in CHANNELS:
+                totals[c] -= Decimal(old["totals"][c])
+            sums = imports[old["class"]]
+            for i, v in enumerate(old["import"]):
+                if v != "0.000":
+                    sums[i] -= Decimal(v)
+        entry = entries[key] = {"class": day_class(day.date), "estimated": day.estimated,
+                                "totals": {c: str(day.total(c)) for c in CHANNELS},
+                                "import": [str(v) for v in day.channels["grid_import"]]}
+        for c in CHANNELS:
+            totals[c] += Decimal(entry["totals"][c])
+        sums = imports[entry["class"]]
+        for i, v in enumerate(day.channels["grid_import"]):
+            if v:
+                sums[i] += v
+    return {"_id": month_id, "serial_number": d.serial, "agency_id": d.customer["agency_id"],
+            "customer_number": d.customer["customer_number"], "month": month_id.split("|")[1],
+            "days": dict(sorted(entries.items())), "totals": {c: str(v) for c, v in totals.items()},
+            "import_by_class": {k: [str(v) for v in sums] for k, sums in imports.items()}}
+
+
+class IntervalProjection(DailyProjection):
+    """Applies reading batches to `interval_usage` (device × day) and `interval_months` (device × month)."""
+
+    def __init__(self, store: ReadingStore, intervals: Collection, months: Collection, states: Collection,
+                 devices: DeviceRegistry) -> None:
+        super().__init__(None, store, intervals, states, devices)
+        self.months = months
+
+    async def setup(self) -> None:
+        """Point reads by `_id` only: no index to make."""
+
+    async def derive(self, devices: list[Device], affected: dict[str, set[date]]) -> None:
+        docs: list[dict[str, Any]] = []
+        by_month: dict[str, tuple[Device, list[IntervalDay]]] = {}
+        for d in devices:
+            for day in compute_intervals(d.window(affected[d.serial]), only=affected[d.serial]).values():
+                docs.append(day_doc(d, day))
+                by_month.setdefault(f"{d.serial}|{day.date:%Y-%m}", (d, []))[1].append(day)
+        before = await self.months.get_many(list(by_month))
+        rollups = [rolled_up(month_id, d, before.get(month_id), days) for month_id, (d, days) in by_month.items()]
+        await asyncio.gather(self.daily.replace_many(docs), self.months.replace_many(rollups),
+                             self.states.replace_many([{"_id": d.serial, "channels": bounds} for d in devices
+                                                       if (bounds := d.advanced_bounds()) != d.bounds]))
+
+    async def day(self, serial: str, day: date) -> dict[str, Any] | None:
+        """One device's half-hours of a JST day (one point read)."""
+        return await self.daily.get(f"{serial}|{day.isoformat()}")
+
+    async def days(self, serial: str, first: date, last: date) -> list[dict[str, Any]]:
+        """The stored days of a range (one read of at most a month's ids), in date order."""
+        ids, day = [], first
+        while day <= last:
+            ids.append(f"{serial}|{day.isoformat()}")
+            day = date.fromordinal(day.toordinal() + 1)
+        found = await self.daily.get_many(ids)
+        return [found[i] for i in ids if i in found]
+
+    async def months_of(self, serial: str, months: list[str]) -> list[dict[str, Any]]:
+        """The rollups of these YYYY-MM months that exist, in the given order."""
+        found = await self.months.get_many([f"{serial}|{m}" for m in months])
+        return [found[f"{serial}|{m}"] for m in months if f"{serial}|{m}" in found]
+
+    def spec(self) -> ConsumerSpec:
+        return ConsumerSpec(
+            group="metering.interval-usage", name=INTERVALS, topics=[METERING_READINGS],
+            collections=[INTERVALS, MONTHS, INTERVAL_STATES], setup=self.setup, dedupe=False,
+            handlers={_READINGS_TYPE: self.on_event}, on_batch=self.on_batch, batch_size=50)
