@@ -28,7 +28,7 @@
 #                          reads and writes are index point operations as on MongoDB; `upstream` builds it as is.
 #   FERRETDB_BACKEND       sqlite|postgresql (default sqlite). postgresql: Debian's PostgreSQL (apt-get installs
 #                          it if missing), a private cluster initialised under <workdir>/postgresql, listening on a
-#                          free loopback port and a socket in that directory only; run by the `postgres` user when
+#                          free loopback port only (no unix socket); run by the `postgres` user when
 #                          started as root (PostgreSQL refuses root). `stop` stops FerretDB, then the cluster.
 #   FERRETDB_PG_POOL       FerretDB's PostgreSQL connection pool size (pool_max_conns; default 400, FerretDB's
 #                          own is 50; the cluster accepts that many plus 20). FerretDB 1.24 keeps one pooled
@@ -259,11 +259,11 @@ pg_start() {
         runuser -u postgres -- test -w "$dir" || die "the postgres user cannot write $dir (a parent directory is closed to it)"
     fi
     port="$(free_port)"
-    # trust: the cluster listens on loopback and on a socket in its own directory only, for this run's FerretDB
+    # trust: a throw-away cluster on loopback only, as FerretDB itself (no unix socket: its path could be too long)
     as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
         { tail -n 20 "$dir/initdb.log" >&2; die "initdb failed"; }
     as_pg "$bin/pg_ctl" start -w -t "$START_TIMEOUT" -D "$dir/data" -l "$dir/postgresql.log" \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=$((PG_POOL + 20))" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c max_connections=$((PG_POOL + 20))" \
         >/dev/null || { tail -n 20 "$dir/postgresql.log" >&2; die "PostgreSQL failed to start"; }
     head -n 1 "$dir/data/postmaster.pid" >"$work/postgres.pid"
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres ferretdb || die "createdb failed"
