@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start/stop a real FerretDB (MongoDB wire protocol) server on loopback for CI,
-# backed by its SQLite handler (no PostgreSQL, no Docker).
+# backed by its SQLite handler (default) or by a private PostgreSQL cluster (no Docker).
 #
 #   bash .ci/ferretdb.sh start <workdir>   # prints MONGODB_URI=... as last line
 #   bash .ci/ferretdb.sh start-tls <workdir>
@@ -26,6 +26,18 @@
 #                          so every find, update and delete by `_id` scans and parses the whole collection.
 #                          `fixed` builds it with the lookup spelled as the index is (one constant), so `_id`
 #                          reads and writes are index point operations as on MongoDB; `upstream` builds it as is.
+#   FERRETDB_BACKEND       sqlite|postgresql (default sqlite). postgresql: Debian's PostgreSQL (apt-get installs
+#                          it if missing), a private cluster initialised under <workdir>/postgresql, listening on a
+#                          free loopback port only (no unix socket); run by the `postgres` user when
+#                          started as root (PostgreSQL refuses root). `stop` stops FerretDB, then the cluster.
+#   FERRETDB_PG_POOL       FerretDB's PostgreSQL connection pool size (pool_max_conns; default 400, FerretDB's
+#                          own is 50; the cluster accepts that many plus 20). FerretDB 1.24 keeps one pooled
+#                          connection per statement of an `update` command that matched a document until the
+#                          command ends, and needs one more to write: once those reach the pool size, every
+#                          command waits for a connection forever (docs/mongodb-server.md). The projections'
+#                          bulk replaces hold one statement per device or customer, so the pool must exceed
+#                          the largest of them, plus what runs beside it. Connections are opened on demand.
+#   FERRETDB_DEBUG_ADDR    FerretDB's debug HTTP listener (pprof, metrics), e.g. 127.0.0.1:8088 (default off)
 set -euo pipefail
 
 FERRETDB_VERSION="${FERRETDB_VERSION:-v1.24.2}"
@@ -35,6 +47,11 @@ START_TIMEOUT="${FERRETDB_START_TIMEOUT:-60}"
 # error) as ~150 log lines; "error" keeps the log to real problems.
 LOG_LEVEL="${FERRETDB_LOG_LEVEL:-error}"
 ID_INDEX="${FERRETDB_ID_INDEX:-fixed}"
+BACKEND="${FERRETDB_BACKEND:-sqlite}"
+PG_POOL="${FERRETDB_PG_POOL:-400}"
+DEBUG_ADDR="${FERRETDB_DEBUG_ADDR:--}"
+case "$BACKEND" in sqlite|postgresql) ;; *) echo "ferretdb.sh: FERRETDB_BACKEND must be sqlite or postgresql" >&2; exit 1 ;; esac
+case "$PG_POOL" in ''|*[!0-9]*) echo "ferretdb.sh: FERRETDB_PG_POOL must be a number" >&2; exit 1 ;; esac
 case "$ID_INDEX" in fixed|upstream) ;; *) echo "ferretdb.sh: FERRETDB_ID_INDEX must be fixed or upstream" >&2; exit 1 ;; esac
 BIN_DIR="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/bin"
 [ "$ID_INDEX" = fixed ] && BIN_DIR="$CACHE_ROOT/ferretdb-$FERRETDB_VERSION/bin-id-index"
@@ -192,6 +209,76 @@ sys.exit(1)
 PY
 }
 
+# ---------------------------------------------------------------- postgresql
+# The newest installed PostgreSQL's bin directory; Debian's package is installed if there is none.
+pg_bindir() {
+    local d
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        export DEBIAN_FRONTEND=noninteractive
+        { $sudo apt-get install -y -q postgresql >/dev/null 2>&1 ||
+          { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q postgresql >/dev/null; }; } ||
+            die "could not install PostgreSQL (apt-get install postgresql)"
+        d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    fi
+    [ -n "$d" ] && [ -x "$d/initdb" ] || die "no initdb under /usr/lib/postgresql/*/bin"
+    echo "$d"
+}
+
+# as_pg <command...>: PostgreSQL refuses to run as root, so root runs it as the package's `postgres` user.
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_start <workdir>: a fresh private cluster under <workdir>/postgresql; prints its port.
+pg_start() {
+    local work="$1" bin dir port
+    bin="$(pg_bindir)"
+    dir="$work/postgresql"
+    if [ -d "$dir/data" ]; then
+        as_pg "$bin/pg_ctl" stop -D "$dir/data" -m immediate >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        getent passwd postgres >/dev/null || die "no postgres user (Debian's postgresql package makes it)"
+        chown postgres: "$dir"
+        # The postgres user must reach <workdir>: directories of ours on the way that others cannot
+        # search (mktemp makes them 0700) get search permission only (o+x: no listing).
+        local d="$dir"
+        while d="$(dirname "$d")" && [ "$d" != / ]; do
+            runuser -u postgres -- test -x "$d" && continue
+            [ -O "$d" ] && chmod o+x "$d"
+        done
+        runuser -u postgres -- test -w "$dir" || die "the postgres user cannot write $dir (a parent directory is closed to it)"
+    fi
+    port="$(free_port)"
+    # trust: a throw-away cluster on loopback only, as FerretDB itself (no unix socket: its path could be too long)
+    as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+        { tail -n 20 "$dir/initdb.log" >&2; die "initdb failed"; }
+    as_pg "$bin/pg_ctl" start -w -t "$START_TIMEOUT" -D "$dir/data" -l "$dir/postgresql.log" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c max_connections=$((PG_POOL + 20))" \
+        >/dev/null || { tail -n 20 "$dir/postgresql.log" >&2; die "PostgreSQL failed to start"; }
+    head -n 1 "$dir/data/postmaster.pid" >"$work/postgres.pid"
+    as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres ferretdb || die "createdb failed"
+    echo "$port"
+}
+
+pg_stop() {
+    local work="$1" dir="$1/postgresql"
+    [ -d "$dir/data" ] || return 0
+    local bin
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    [ -n "$bin" ] && as_pg "$bin/pg_ctl" stop -D "$dir/data" -m fast -t 30 >/dev/null 2>&1 || true
+    rm -f "$work/postgres.pid"
+}
+
 # ---------------------------------------------------------------- commands
 # start <workdir> plain|tls
 start() {
@@ -224,12 +311,19 @@ start() {
              --listen-tls-key-file="$work/tls/server.key")
     fi
 
+    local handler=(--handler=sqlite --sqlite-url="file:$data/")
+    if [ "$BACKEND" = postgresql ]; then
+        local pgport
+        pgport="$(pg_start "$work")" || die "PostgreSQL failed to start"
+        handler=(--handler=postgresql
+                 --postgresql-url="postgres://postgres@127.0.0.1:$pgport/ferretdb?pool_max_conns=$PG_POOL")
+    fi
+
     setsid "$BIN" \
-        --handler=sqlite \
-        --sqlite-url="file:$data/" \
+        "${handler[@]}" \
         --listen-addr="127.0.0.1:$port" \
         --state-dir="$state" \
-        --debug-addr=- \
+        --debug-addr="$DEBUG_ADDR" \
         --telemetry=disable \
         --log-level="$LOG_LEVEL" \
         "${tls[@]}" \
@@ -253,6 +347,12 @@ start() {
 stop() {
     local work="$1"
     [ -d "$work" ] || return 0
+    stop_ferretdb "$work"
+    pg_stop "$work"
+}
+
+stop_ferretdb() {
+    local work="$1"
     local pidfile="$work/ferretdb.pid" pid
     [ -f "$pidfile" ] || return 0
     pid="$(cat "$pidfile")"

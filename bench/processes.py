@@ -99,8 +99,9 @@ class Platform:
         return {self._name(c): _cpu(p.pid) for c, p in zip(self.commands, self.procs)}
 
     def cpu_others(self) -> dict[str, float]:
-        """CPU seconds of the servers named in `others` so far (with their children's, e.g. the broker's JVM)."""
-        return {name: _cpu(pid) for name, pid in self.others.items()}
+        """CPU seconds of the servers named in `others` so far, with their children's: PostgreSQL's backends
+        (one process per connection) count while they run, not only once they exit."""
+        return {name: _cpu_tree(pid) for name, pid in self.others.items()}
 
     def metrics_urls(self) -> dict[str, str]:
         """Each process's Prometheus endpoint, by command: the API's port, a worker's health port."""
@@ -174,3 +175,23 @@ def _cpu(pid: int) -> float:
     """User + system CPU seconds of a process so far, its waited-for children's included."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_tree(pid: int) -> float:
+    """CPU seconds of a process and of its live descendants (each with its own waited-for children's)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += _cpu(p)
+        except OSError:
+            continue
+        todo.extend(parents.get(p, []))
+    return total
