@@ -104,7 +104,9 @@ class KafkaSubscription(ConsumerRebalanceListener):
         batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         if not batches:
             return []
-        await self.in_hand.acquire()
+        took = not self.in_hand.locked()  # else records fetched before are still in hand (not committed yet)
+        if took:
+            await self.in_hand.acquire()
         if self.revoked:  # fetched before the hand-over began: the partitions' next member reads them again
             batches = {tp: messages for tp, messages in batches.items() if tp not in self.revoked}
         out: list[Record] = []
@@ -120,7 +122,7 @@ class KafkaSubscription(ConsumerRebalanceListener):
                     out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
                     out.append(Record(topic, partition, m.offset, raw=raw))
-        if not out:
+        if not out and took:
             self.in_hand.release()
         return out
 
