@@ -1,9 +1,12 @@
 """Kafka: a member of a consumer group gives its partitions up only once the batch in hand is committed, so when
-a second member joins, no record is applied by both and the first member's commit is not refused."""
+a second member joins, no record is applied by both and the first member's commit is not refused; a member dropped
+from the group while it held a batch (a stall past its session) has that commit refused without failing, and the
+records come again."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -80,4 +83,34 @@ async def test_a_joining_member_waits_for_the_batch_in_hand_and_no_record_is_app
     finally:
         await first.close()
         await second.close()
+        await drop_namespace(settings)
+
+
+async def test_a_member_dropped_from_the_group_mid_batch_goes_on_and_its_records_come_again(servers, tmp_path):
+    settings = make_settings("distributed", tmp_path, servers)
+    bus = KafkaBus(servers["kafka"], settings.namespace)
+    # the broker's shortest session: a stalled member is dropped after 6 s without a heartbeat
+    bus.consumer_settings.update(session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    await bus.start()
+    try:
+        await bus.publish(IDENTITY_AGENCY, [registered(i) for i in range(EVENTS)])
+        sub = await bus.subscribe(GROUP, [IDENTITY_AGENCY])
+        in_hand = await fetch_some(sub)
+        time.sleep(8)  # the whole process stalls (no heartbeat) past its session, as under a long pause
+        await sub.commit(in_hand)  # refused by the group: logged, not raised
+        committed = {(p.topic, p.partition): p.committed for p in await bus.lag(GROUP, [IDENTITY_AGENCY])}
+        assert all(committed.get((r.topic, r.partition), 0) <= r.offset for r in in_hand)
+
+        again: list = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while len({r.envelope.id for r in again}) < EVENTS and loop.time() < deadline:
+            got = await sub.fetch(timeout=0.5, max_records=EVENTS)
+            again += got
+            await sub.commit(got)
+        assert {r.envelope.id for r in in_hand} <= {r.envelope.id for r in again}  # delivered again
+        assert len({r.envelope.id for r in again}) == EVENTS
+        await sub.close()
+    finally:
+        await bus.close()
         await drop_namespace(settings)
