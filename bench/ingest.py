@@ -54,8 +54,8 @@ class Work:
 class Fleet:
     """Simulated homes whose registers continue from one slice of days to the next."""
 
-    def __init__(self, homes: int, start: date, seed: int) -> None:
-        self.specs = [home_spec(seed, start, i) for i in range(1, homes + 1)]
+    def __init__(self, homes: int, start: date, seed: int, first: int = 1) -> None:
+        self.specs = [home_spec(seed, start, i) for i in range(first, first + homes)]
         self.seed = seed
         self.start = start
         self.day = 0

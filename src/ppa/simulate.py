@@ -527,7 +527,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SimulationError("--agency-email and --agency-password are needed (to register the customers "
                               "or to read their device auth codes)")
     weather = weather_series(args.seed, start, days)
-    specs = [home_spec(args.seed, start, i) for i in range(1, homes + 1)]
+    first = args.first_home
+    if first + homes - 1 > 9999:
+        raise SimulationError(f"--first-home {first} with --homes {homes} goes past home 9999")
+    specs = [home_spec(args.seed, start, i) for i in range(first, first + homes)]
     totals = Totals()
     expected: dict[str, dict] = {}
     planned = {"duplicate_batches": 0, "late_batches": 0, "shuffled_batches": 0, "expected_duplicates": 0}
@@ -604,6 +607,9 @@ def add_parser(sub) -> None:
                                    "through the device API (with duplicates, late and out-of-order batches "
                                    "unless --no-anomalies). Prints a JSON summary.")
     p.add_argument("--homes", type=_positive(9999), default=10, help="number of homes (default 10)")
+    p.add_argument("--first-home", type=_positive(9999), default=1,
+                   help="number of the first home (default 1): simulators that share a platform send disjoint "
+                        "homes, e.g. --first-home 1 and --first-home 101 with --homes 100")
     p.add_argument("--days", type=_positive(3660), default=31, help="number of days (default 31)")
     p.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD (JST)")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the platform (default http://127.0.0.1:8000)")

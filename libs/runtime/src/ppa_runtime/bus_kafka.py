@@ -11,9 +11,10 @@ from functools import lru_cache
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import InvalidPartitionsError, KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (CommitFailedError, IllegalStateError, InvalidPartitionsError, KafkaConnectionError,
+                             TopicAlreadyExistsError)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -65,16 +66,49 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
-class KafkaSubscription:
-    """A member of a Kafka consumer group; commits only what the caller says is done."""
+class KafkaSubscription(ConsumerRebalanceListener):
+    """A member of a Kafka consumer group; commits only what the caller says is done.
 
-    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer, shard: Shard | None = None) -> None:
+    Partitions move between members when one joins or leaves (a crash: once its session times out). A batch in
+    hand when that begins is applied and committed before the partitions are given up (`on_partitions_revoked`
+    waits for it; the group waits for every member to give its partitions up), so a partition has one member
+    applying its records at a time: a device's daily usage keeps one writer. Records fetched once the hand-over
+    began are dropped unapplied; the partition's next member reads them again from the last commit. A commit
+    refused all the same (this member was dropped from the group: it took longer than its session) is logged
+    and passed over: those records come again to the partition's new member, and applying them twice is
+    harmless (handlers are idempotent)."""
+
+    def __init__(self, bus: KafkaBus, consumer: AIOKafkaConsumer, shard: Shard | None = None,
+                 group: str = "") -> None:
         self.bus = bus
         self.consumer = consumer
         self.shard = shard
+        self.group = group
+        self.in_hand = asyncio.Lock()  # held from a fetch that returned records until their commit
+        self.revoked: set[TopicPartition] = set()  # given up, until the group assigns partitions again
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.revoked = set(revoked)
+        if revoked:
+            async with self.in_hand:  # the batch in hand is applied and committed first
+                pass
+            log.info("partitions_revoked", group=self.group,
+                     partitions=sorted(f"{self.bus.logical(tp.topic)}/{tp.partition}" for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.revoked = set()
+        log.info("partitions_assigned", group=self.group,
+                 partitions=sorted(f"{self.bus.logical(tp.topic)}/{tp.partition}" for tp in assigned))
 
     async def fetch(self, timeout: float, max_records: int = 500) -> list[Record]:
         batches = await self.consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        if not batches:
+            return []
+        took = not self.in_hand.locked()  # else records fetched before are still in hand (not committed yet)
+        if took:
+            await self.in_hand.acquire()
+        if self.revoked:  # fetched before the hand-over began: the partitions' next member reads them again
+            batches = {tp: messages for tp, messages in batches.items() if tp not in self.revoked}
         out: list[Record] = []
         shard = self.shard
         for tp, messages in batches.items():
@@ -88,24 +122,36 @@ class KafkaSubscription:
                     out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
                     out.append(Record(topic, partition, m.offset, raw=raw))
+        if not out and took:
+            self.in_hand.release()
         return out
 
     async def commit(self, records: list[Record]) -> None:
-        last: dict[tuple[str, int], int] = {}
-        for r in records:
-            position = (r.topic, r.partition)
-            if r.offset >= last.get(position, -1):
-                last[position] = r.offset
-        if last:
-            # the commit's metadata says when, so a dashboard can tell a stalled group from an idle one
-            now = datetime.now(UTC).isoformat()
-            await self.consumer.commit({TopicPartition(self.bus.physical(topic), partition): (offset + 1, now)
-                                        for (topic, partition), offset in last.items()})
+        try:
+            last: dict[tuple[str, int], int] = {}
+            for r in records:
+                position = (r.topic, r.partition)
+                if r.offset >= last.get(position, -1):
+                    last[position] = r.offset
+            if last:
+                # the commit's metadata says when, so a dashboard can tell a stalled group from an idle one
+                now = datetime.now(UTC).isoformat()
+                try:
+                    await self.consumer.commit({TopicPartition(self.bus.physical(topic), partition): (offset + 1, now)
+                                                for (topic, partition), offset in last.items()})
+                except (CommitFailedError, IllegalStateError) as exc:
+                    log.warning("commit_refused_after_rebalance", group=self.group,
+                                records=len(records), error=repr(exc))
+        finally:
+            if self.in_hand.locked():
+                self.in_hand.release()
 
     async def complete(self, records: list[Record]) -> list[Record]:
         return records  # fetched whole
 
     async def close(self) -> None:
+        if self.in_hand.locked():  # a batch that failed midway: the partitions' next member reads it again
+            self.in_hand.release()
         await self.consumer.stop()
 
 
@@ -311,15 +357,16 @@ class KafkaBus:
                         picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> KafkaSubscription:
         # `fields` are picked from each record's decoded JSON (the broker hands over whole records)
         consumer = AIOKafkaConsumer(
-            *[self.physical(t) for t in topics],
             **self.connection,
             group_id=f"{self.namespace}{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **self.consumer_settings,
         )
+        subscription = KafkaSubscription(self, consumer, shard, group)
+        consumer.subscribe([self.physical(t) for t in topics], listener=subscription)
         await consumer.start()
-        return KafkaSubscription(self, consumer, shard)
+        return subscription
 
     async def replay(self, topic: str, handle: Callable[[Record], Awaitable[None]]) -> int:
         consumer = AIOKafkaConsumer(**self.connection, group_id=None, enable_auto_commit=False,
