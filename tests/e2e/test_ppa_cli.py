@@ -115,11 +115,11 @@ def test_refused_settings_or_an_unreachable_server_stop_ppa_with_one_clear_line(
     secret = "pw-never-shown-4b2d"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGODB_"))}
     env.update(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_USERNAME="ppa",
-               KAFKA_SASL_PASSWORD=secret, PPA_DATA_DIR=str(tmp_path),
+               KAFKA_SASL_PASSWORD=secret, PPA_DATA_DIR=str(tmp_path), PPA_SECRET_KEY="k" * 40,
                MONGODB_URI=f"mongodb://ppa:{secret}@127.0.0.1:1/?serverSelectionTimeoutMS=2000")
     refused = subprocess.run([PPA, "worker", "identity"], env=env, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 1
-    assert refused.stderr.startswith("ppa: configuration refused: KAFKA_SASL_MECHANISM must be one of PLAIN")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("ppa: cannot start: KAFKA_SASL_MECHANISM must be one of PLAIN")
     unreachable = subprocess.run([PPA, "worker", "identity"], env={**env, "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"},
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1
