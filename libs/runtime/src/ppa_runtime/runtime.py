@@ -5,6 +5,7 @@ from __future__ import annotations
 from ppa_runtime.bus import EventBus
 from ppa_runtime.docstore import DocStore
 from ppa_runtime.eventstore import EventStore
+from ppa_runtime.readiness import Readiness
 from ppa_runtime.settings import Settings
 
 
@@ -16,6 +17,7 @@ class Runtime:
         self.bus: EventBus
         self._dbs: dict[str, object] = {}
         self._mongo = None
+        self.readiness = Readiness({})  # the embedded runtime's stores and log are files of this process
 
     @property
     def kind(self) -> str:
@@ -34,6 +36,7 @@ class Runtime:
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
             await bus.start()
             rt.bus = bus
+            rt.readiness = Readiness({"kafka": bus.probe, "mongodb": rt._ping_mongo})
         else:
             from ppa_runtime.bus_sqlite import SqliteBus
 
@@ -41,6 +44,12 @@ class Runtime:
             await bus.start()
             rt.bus = bus
         return rt
+
+    async def _ping_mongo(self) -> None:
+        import pymongo
+
+        with pymongo.timeout(self.readiness.timeout):  # server selection included, which waits 30 s by default
+            await self._mongo.admin.command("ping")
 
     def _sqlite(self, name: str):
         from ppa_runtime.sqlite import SqliteDb

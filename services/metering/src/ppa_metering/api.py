@@ -16,6 +16,7 @@ from ppa_metering.ingest import Ingestion
 from ppa_runtime import metrics
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
+from ppa_runtime.readiness import Readiness, store_deadline
 
 
 class Rejected(BaseModel):
@@ -37,15 +38,22 @@ class DayPublic(BaseModel):
     estimated: bool
 
 
-def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection) -> APIRouter:
+def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection, readiness: Readiness) -> APIRouter:
     """Routes bound to the metering service."""
     r = APIRouter(prefix="/api/v1")
 
     @r.post("/devices/{serial_number}/readings", status_code=202, response_model=BatchAccepted, tags=["devices"],
-            summary="Push a batch of cumulative register readings (Authorization: Bearer <auth code>)")
+            summary="Push a batch of cumulative register readings (Authorization: Bearer <auth code>)",
+            responses={503: {"description": "Kafka or MongoDB unreachable: nothing was stored; send the same batch "
+                                            "again after Retry-After seconds (repeats count as duplicates)"}})
     async def push(serial_number: str, request: Request, authorization: str = Header("")) -> JSONResponse:
+        # a broker or database known to be down: 503 at once (a fleet retrying must not queue up behind timeouts)
+        readiness.refuse_if_down()
         scheme, _, code = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not code or await devices.authenticate(serial_number, code.strip()) is None:
+        with store_deadline(ingestion.timeout):
+            device = (await devices.authenticate(serial_number, code.strip())
+                      if scheme.lower() == "bearer" and code else None)
+        if device is None:
             raise Problem(401, "Unauthorized", "製造番号または認証コードが正しくありません。")
         try:
             body = orjson.loads(await request.body())

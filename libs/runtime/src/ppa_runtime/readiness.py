@@ -1,0 +1,131 @@
+"""Is this process ready to serve: its external dependencies (Kafka, MongoDB) answer, checked cheaply.
+
+Each dependency has a probe (one small request, bounded by PROBE_TIMEOUT). A result is reused for CACHE_SECONDS and
+concurrent callers share one probe in flight, so a storm of readiness probes or device requests asks the broker at
+most about once a second. A dependency's state carries the time it changed, so the operators' pages can say since
+when it is down. Requests that find a dependency unreachable raise `Unavailable`, which the HTTP layer answers as
+503 with Retry-After: the caller may send the same request again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+PROBE_TIMEOUT = 1.0
+CACHE_SECONDS = 1.0
+RETRY_AFTER_SECONDS = 5
+
+Probe = Callable[[], Awaitable[None]]
+
+
+class Unavailable(Exception):
+    """A dependency did not answer in time: nothing was changed that a retry would count twice."""
+
+    def __init__(self, dependency: str, detail: str = "") -> None:
+        super().__init__(f"{dependency} is unreachable{': ' + detail if detail else ''}")
+        self.dependency = dependency
+
+
+@dataclass(frozen=True)
+class DependencyState:
+    """One dependency as last probed: up or not, since when, and the probe's error."""
+
+    name: str
+    up: bool
+    since: datetime
+    error: str | None = None
+
+
+class Readiness:
+    """The probes of a process's dependencies, with their last results."""
+
+    def __init__(self, probes: dict[str, Probe], timeout: float = PROBE_TIMEOUT, cache: float = CACHE_SECONDS) -> None:
+        self.probes = probes
+        self.timeout = timeout
+        self.cache = cache
+        self._states: dict[str, DependencyState] = {}
+        self._checked_at = float("-inf")
+        self._running: asyncio.Task | None = None
+
+    @property
+    def states(self) -> list[DependencyState]:
+        """The last known state of each dependency (probed or not yet)."""
+        return [self._states[n] for n in self.probes if n in self._states]
+
+    async def check(self) -> list[DependencyState]:
+        """Every dependency's state, probed again when the last probe is older than the cache time."""
+        if not self.probes:
+            return []
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._checked_at >= self.cache:
+            if self._running is None or self._running.done():
+                self._running = asyncio.create_task(self._probe_all(), name="readiness-probe")
+            # shielded: a caller that gives up (its own request cancelled) does not cancel the others' probe
+            await asyncio.shield(self._running)
+        return self.states
+
+    def known_down(self) -> list[str]:
+        """The dependencies the last probe found down, without waiting; starts a probe when that one is old."""
+        if not self.probes:
+            return []
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._checked_at >= self.cache and (self._running is None or self._running.done()):
+            self._running = asyncio.create_task(self._probe_all(), name="readiness-probe")
+        return [s.name for s in self.states if not s.up]
+
+    def refuse_if_down(self) -> None:
+        """Raise Unavailable for the first dependency known to be down (fast refusal, no waiting)."""
+        down = self.known_down()
+        if down:
+            raise Unavailable(down[0])
+
+    async def _probe_all(self) -> None:
+        names = list(self.probes)
+        results = await asyncio.gather(*(self._probe(n) for n in names))
+        self._checked_at = asyncio.get_running_loop().time()
+        now = datetime.now(UTC)
+        for name, error in zip(names, results, strict=True):
+            before = self._states.get(name)
+            up = error is None
+            if before is None or before.up != up:
+                (log.info if up else log.warning)("dependency_up" if up else "dependency_down", dependency=name,
+                                                  error=error)
+                self._states[name] = DependencyState(name, up, now, error)
+            elif error != before.error:
+                self._states[name] = DependencyState(name, up, before.since, error)
+
+    async def _probe(self, name: str) -> str | None:
+        try:
+            await asyncio.wait_for(self.probes[name](), self.timeout)
+        except TimeoutError:
+            return f"no answer in {self.timeout:g} s"
+        except Exception as exc:  # any failure to answer means not ready; the text is for operators
+            return f"{type(exc).__name__}: {exc}"[:300]
+        return None
+
+
+@contextmanager
+def store_deadline(seconds: float) -> Iterator[None]:
+    """Document store operations in this block give up after `seconds` in all and raise Unavailable("mongodb").
+
+    pymongo waits 30 s for an unreachable server by default; a device must hear back sooner. The embedded store
+    (SQLite, in process) is not affected.
+    """
+    import pymongo
+    from pymongo.errors import ConnectionFailure, PyMongoError
+
+    with pymongo.timeout(seconds):
+        try:
+            yield
+        except PyMongoError as exc:
+            if isinstance(exc, ConnectionFailure) or getattr(exc, "timeout", False):
+                raise Unavailable("mongodb", type(exc).__name__) from exc
+            raise
