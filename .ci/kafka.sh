@@ -5,10 +5,12 @@
 #
 #   bash .ci/kafka.sh start <workdir>   # prints KAFKA_BOOTSTRAP_SERVERS=... last
 #   bash .ci/kafka.sh stop  <workdir>
+#   bash .ci/kafka.sh restart <workdir> # after stop: the same broker again, same
+#                                       # ports, its data kept (outage tests)
 #
 # Jars are cached in ~/.cache/ppa-ci/kafka-<version>/libs; a second run does
 # no downloads (mvn is not even started). Each `start` formats a fresh, empty
-# log directory under <workdir>.
+# log directory under <workdir>; `stop` keeps it for `restart`.
 #
 # Environment overrides:
 #   KAFKA_VERSION        (default 4.4.0)
@@ -36,7 +38,7 @@ DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop <workdir>"; }
+usage() { die "usage: $0 start|stop|restart <workdir>"; }
 
 # ---------------------------------------------------------------- jars
 fetch_jars() {
@@ -249,20 +251,37 @@ logger.raftserver.name = kafka.server.KafkaRaftServer
 logger.raftserver.level = INFO
 EOF
 
+    format_storage "$work" "$cid"
+    launch "$work" "$bport"
+}
+
+jvm_of() {
+    local work="$1"
     # shellcheck disable=SC2206 # word splitting of the *_OPTS is intended
-    local jvm=(java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS
+    JVM=(java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS
         -Djava.awt.headless=true
         -Dlog4j2.configurationFile="$work/kafka-log4j2.properties"
         -Dkafka.logs.dir="$work"
         -cp "$LIBS/*")
+}
 
-    if ! "${jvm[@]}" kafka.tools.StorageTool format --standalone \
+format_storage() {
+    local work="$1" cid="$2"
+    jvm_of "$work"
+    if ! "${JVM[@]}" kafka.tools.StorageTool format --standalone \
             -t "$cid" -c "$work/server.properties" >"$work/kafka-format.log" 2>&1; then
         cat "$work/kafka-format.log" >&2
         die "kafka storage format failed"
     fi
+}
 
-    setsid "${jvm[@]}" kafka.Kafka "$work/server.properties" </dev/null >"$out" 2>&1 &
+# Start the broker of <workdir> on <port> (its server.properties and log directory as they are) and wait for it.
+launch() {
+    local work="$1" bport="$2"
+    local pidfile="$work/kafka.pid" envfile="$work/kafka.env"
+    local log="$work/kafka-server.log" out="$work/kafka-stdout.log"
+    jvm_of "$work"
+    setsid "${JVM[@]}" kafka.Kafka "$work/server.properties" </dev/null >"$out" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
 
@@ -277,6 +296,22 @@ EOF
 
     echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$bport" >"$envfile"
     echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$bport"
+}
+
+# The broker that `stop` ended, again: same ports, same data (what a broker restart after an outage is).
+restart() {
+    local work="$1"
+    [ -f "$work/server.properties" ] && [ -d "$work/kafka-data" ] || die "$work: no broker was started there"
+    work="$(cd "$work" && pwd)"
+    if [ -f "$work/kafka.pid" ] && is_ours "$(cat "$work/kafka.pid")"; then
+        sed -n 's/^export //p' "$work/kafka.env" | tail -n 1
+        return 0
+    fi
+    fetch_jars
+    local bport
+    bport="$(sed -n 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$work/server.properties")"
+    [ -n "$bport" ] || die "$work/server.properties: no PLAINTEXT listener"
+    launch "$work" "$bport"
 }
 
 stop() {
@@ -304,5 +339,6 @@ stop() {
 case "$1" in
     start) start "$2" ;;
     stop) stop "$2" ;;
+    restart) restart "$2" ;;
     *) usage ;;
 esac

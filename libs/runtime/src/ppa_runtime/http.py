@@ -58,9 +58,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         log.warning("dependency_unavailable", dependency=exc.dependency, path=request.url.path, error=str(exc))
-        return problem_response(503, "Service Unavailable",
-                                f"{exc.dependency} に接続できないため受け付けられませんでした。しばらくしてから再送してください。",
-                                request, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        detail = f"{exc.dependency} に接続できないため受け付けられませんでした。しばらくしてから再送してください。"
+        return problem_response(503, "Service Unavailable", detail, request, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                                 extensions={"dependency": exc.dependency})
 
     @app.exception_handler(RequestValidationError)
