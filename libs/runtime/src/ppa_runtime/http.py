@@ -59,8 +59,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         log.warning("dependency_unavailable", dependency=exc.dependency, path=request.url.path, error=str(exc))
         detail = f"{exc.dependency} に接続できないため受け付けられませんでした。しばらくしてから再送してください。"
-        return problem_response(503, "Service Unavailable", detail, request, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                                extensions={"dependency": exc.dependency})
+        return problem_response(503, "Service Unavailable", detail, request,
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, extensions={"dependency": exc.dependency})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
