@@ -2,7 +2,8 @@
 
 Each dependency has a probe (one small request, bounded by PROBE_TIMEOUT). A result is reused for CACHE_SECONDS and
 concurrent callers share one probe in flight, so a storm of readiness probes or device requests asks the broker at
-most about once a second. A dependency's state carries the time it changed, so the operators' pages can say since
+most about once a second. A refused connection marks the dependency down at once; a probe that was only slow
+(a busy server) does so when the one before it failed too, so one slow answer does not take the process out. A dependency's state carries the time it changed, so the operators' pages can say since
 when it is down. Requests that find a dependency unreachable raise `Unavailable`, which the HTTP layer answers as
 503 with Retry-After: the caller may send the same request again later.
 """
@@ -52,6 +53,7 @@ class Readiness:
         self.timeout = timeout
         self.cache = cache
         self._states: dict[str, DependencyState] = {}
+        self._failed: dict[str, bool] = {}  # whether the previous probe failed, up or down
         self._checked_at = float("-inf")
         self._running: asyncio.Task | None = None
 
@@ -92,9 +94,10 @@ class Readiness:
         results = await asyncio.gather(*(self._probe(n) for n in names))
         self._checked_at = asyncio.get_running_loop().time()
         now = datetime.now(UTC)
-        for name, error in zip(names, results, strict=True):
+        for name, (error, slow) in zip(names, results, strict=True):
             before = self._states.get(name)
-            up = error is None
+            up = error is None or (slow and not self._failed.get(name) and before is not None and before.up)
+            self._failed[name] = error is not None
             if before is None or before.up != up:
                 (log.info if up else log.warning)("dependency_up" if up else "dependency_down", dependency=name,
                                                   error=error)
@@ -102,14 +105,15 @@ class Readiness:
             elif error != before.error:
                 self._states[name] = DependencyState(name, up, before.since, error)
 
-    async def _probe(self, name: str) -> str | None:
+    async def _probe(self, name: str) -> tuple[str | None, bool]:
+        """The probe's error (None: it answered) and whether it was only slow."""
         try:
             await asyncio.wait_for(self.probes[name](), self.timeout)
         except TimeoutError:
-            return f"no answer in {self.timeout:g} s"
+            return f"no answer in {self.timeout:g} s", True
         except Exception as exc:  # any failure to answer means not ready; the text is for operators
-            return f"{type(exc).__name__}: {exc}"[:300]
-        return None
+            return f"{type(exc).__name__}: {exc}"[:300], bool(getattr(exc, "timeout", False))
+        return None, False
 
 
 @contextmanager

@@ -6,7 +6,7 @@ Only sessions of kind "operator" pass. An agency's or owner's session, or any be
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from ppa_gateway.web import current_session, render
 from ppa_runtime.ops.audit import Operator
 from ppa_runtime.ops.console import OpsConsole
+from ppa_runtime.readiness import DependencyState
 
 JST = ZoneInfo("Asia/Tokyo")
 CSRF_FAILED = "画面の有効期限が切れました。もう一度操作してください。"
@@ -43,8 +44,23 @@ class NotOperator(Exception):
         self.response = response
 
 
+def outages(request: Request) -> list[DependencyState]:
+    """The dependencies (Kafka, MongoDB) the last probe found down, each with the time it went down."""
+    return [s for s in request.app.state.host.runtime.readiness.states if not s.up]
+
+
 async def operator_session(request: Request, json_reply: bool = False) -> dict:
-    """The operator's session, or NotOperator carrying the reply (403, or the login page)."""
+    """The operator's session, or NotOperator carrying the reply (403, the login page, or 503 when the store
+    that holds the sessions is down: then the page says since when, to anyone)."""
+    await request.app.state.host.runtime.readiness.check()  # bounded and cached: at most one probe a second
+    stores_down = [s for s in outages(request) if s.name == "mongodb"]
+    if stores_down:
+        context = {"title": "障害発生中", "outages": stores_down, "now": datetime.now(UTC), "jst": jst, "span": span}
+        if json_reply:
+            raise NotOperator(JSONResponse({"title": "Service Unavailable", "status": 503,
+                                            "detail": "mongodb に接続できません。"}, status_code=503,
+                                           media_type="application/problem+json"))
+        raise NotOperator(render(request, "ops/outage.html", context, 503))
     session = await current_session(request)
     if session is not None and session["kind"] == "operator" and "authorization" not in request.headers:
         return session
@@ -105,4 +121,5 @@ def page(request: Request, template: str, session: dict, context: dict[str, Any]
     done = DONE.get(request.query_params.get("done", ""))
     messages = [{"kind": "ok", "text": done}] if done else []
     return render(request, template, {"session": session, "csrf": session["csrf"], "messages": messages,
-                                      "jst": jst, "span": span, **context}, status)
+                                      "jst": jst, "span": span, "outages": outages(request),
+                                      "now": datetime.now(UTC), **context}, status)
