@@ -4,10 +4,12 @@
 #
 #   bash .ci/ferretdb.sh start <workdir>   # prints MONGODB_URI=... as last line
 #   bash .ci/ferretdb.sh stop  <workdir>
+#   bash .ci/ferretdb.sh restart <workdir>  # after stop: the same server again,
+#                                           # same port, its data kept (outage tests)
 #
 # The binary is built once with the go tool (Go module proxy only) and cached
 # under ~/.cache/ppa-ci/ferretdb-<version>/bin; later runs do not rebuild.
-# Each `start` uses a fresh, empty data directory under <workdir>.
+# Each `start` uses a fresh, empty data directory under <workdir>; `stop` keeps it for `restart`.
 #
 # Environment overrides:
 #   FERRETDB_VERSION   (default v1.24.2 - the newest v1.24.x on the proxy)
@@ -27,7 +29,7 @@ BIN="$BIN_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|stop <workdir>"; }
+usage() { die "usage: $0 start|stop|restart <workdir>"; }
 
 # ---------------------------------------------------------------- build
 # build_from <module-src-dir> <output-binary> <env assignments...>
@@ -187,17 +189,25 @@ start() {
     data="$work/ferretdb-data"
     state="$work/ferretdb-state"
     rm -rf "$data" "$state"
+    rm -f "$log"
     mkdir -p "$data" "$state"
 
+    launch "$work" "$port"
+}
+
+# Serve <workdir>'s data on <port> and wait for it.
+launch() {
+    local work="$1" port="$2"
+    local pidfile="$work/ferretdb.pid" envfile="$work/ferretdb.env" log="$work/ferretdb.log"
     setsid "$BIN" \
         --handler=sqlite \
-        --sqlite-url="file:$data/" \
+        --sqlite-url="file:$work/ferretdb-data/" \
         --listen-addr="127.0.0.1:$port" \
-        --state-dir="$state" \
+        --state-dir="$work/ferretdb-state" \
         --debug-addr=- \
         --telemetry=disable \
         --log-level="$LOG_LEVEL" \
-        </dev/null >"$log" 2>&1 &
+        </dev/null >>"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
 
@@ -209,8 +219,22 @@ start() {
     fi
 
     local uri="mongodb://127.0.0.1:$port/"
+    echo "$port" >"$work/ferretdb.port"
     echo "export MONGODB_URI=$uri" >"$envfile"
     echo "MONGODB_URI=$uri"
+}
+
+# The server that `stop` ended, again: same port, same data (what a database restart after an outage is).
+restart() {
+    local work="$1"
+    [ -f "$work/ferretdb.port" ] || die "$work: no server was started there"
+    work="$(cd "$work" && pwd)"
+    if [ -f "$work/ferretdb.pid" ] && is_ours "$(cat "$work/ferretdb.pid")"; then
+        sed -n 's/^export //p' "$work/ferretdb.env" | tail -n 1
+        return 0
+    fi
+    build
+    launch "$work" "$(cat "$work/ferretdb.port")"
 }
 
 stop() {
@@ -238,5 +262,6 @@ stop() {
 case "$1" in
     start) start "$2" ;;
     stop) stop "$2" ;;
+    restart) restart "$2" ;;
     *) usage ;;
 esac

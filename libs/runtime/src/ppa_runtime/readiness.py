@@ -3,8 +3,8 @@
 Each dependency has a probe (one small request, bounded by PROBE_TIMEOUT). A result is reused for CACHE_SECONDS and
 concurrent callers share one probe in flight, so a storm of readiness probes or device requests asks the broker at
 most about once a second. A refused connection marks the dependency down at once; a probe that was only slow
-(a busy server) does so when the one before it failed too, so one slow answer does not take the process out. A dependency's state carries the time it changed, so the operators' pages can say since
-when it is down. Requests that find a dependency unreachable raise `Unavailable`, which the HTTP layer answers as
+(a busy server) does so when the one before it failed too, so one slow answer does not take the process out.
+A dependency's state carries the time it changed, so the operators' pages can say since when it is down. Requests that find a dependency unreachable raise `Unavailable`, which the HTTP layer answers as
 503 with Retry-After: the caller may send the same request again later.
 """
 

@@ -46,8 +46,21 @@ class Runtime:
         return rt
 
     async def _ping_mongo(self) -> None:
+        import asyncio
+
         import pymongo
 
+        # nothing listening at any known address: down at once (pymongo would call it a selection timeout)
+        addresses = list(self._mongo.topology_description.server_descriptions())
+        refused = 0
+        for host, port in addresses:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+            except ConnectionRefusedError:
+                refused += 1
+        if addresses and refused == len(addresses):
+            raise ConnectionRefusedError(f"no MongoDB server listens at {addresses}")
         with pymongo.timeout(self.readiness.timeout):  # server selection included, which waits 30 s by default
             await self._mongo.admin.command("ping")
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     consumer_shards: str = Field("", validation_alias=AliasChoices("PPA_CONSUMER_SHARDS"))
     # how long a device's request waits for Kafka (its batch acknowledged) and for MongoDB before it is answered
     # 503 with Retry-After (ppa_runtime.readiness); the producer alone would wait 40 s, pymongo 30 s
-    dependency_timeout_seconds: float = Field(1.5, gt=0,
+    dependency_timeout_seconds: float = Field(1.0, gt=0,
                                               validation_alias=AliasChoices("PPA_DEPENDENCY_TIMEOUT_SECONDS"))
 
     @model_validator(mode="after")

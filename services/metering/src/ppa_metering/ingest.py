@@ -46,7 +46,7 @@ def batch_data(serial: str, rows: list[Row]) -> dict[str, Any]:
 class Ingestion:
     """The write path of the device API."""
 
-    def __init__(self, bus: EventBus, store: ReadingStore, timeout: float = 1.5) -> None:
+    def __init__(self, bus: EventBus, store: ReadingStore, timeout: float = 1.0) -> None:
         self.bus = bus
         self.store = store
         self.timeout = timeout
