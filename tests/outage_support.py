@@ -43,7 +43,9 @@ class Server:
         self.address = ""
 
     async def run(self, command: str) -> str:
-        proc = await asyncio.create_subprocess_exec("bash", str(self.script), command, str(self.work),
+        # a small heap: this broker serves one test beside the shared one
+        env = {**os.environ, "KAFKA_HEAP_OPTS": os.environ.get("PPA_TEST_KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m")}
+        proc = await asyncio.create_subprocess_exec("bash", str(self.script), command, str(self.work), env=env,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode != 0:
