@@ -216,24 +216,28 @@ class KafkaBus:
         await asyncio.gather(*futures)
 
     async def probe(self) -> None:
-        """Ask a bootstrap broker for the cluster's brokers (no topics: a small answer) over a new connection;
-        raises when none answers. A connection of its own: a stuck probe must not close the producer's."""
+        """Ask a bootstrap broker for the cluster's brokers (no topics: a small answer) over a new connection.
+
+        ConnectionError when no broker takes a connection (unreachable); TimeoutError (from the caller's bound)
+        when one does but does not answer (busy or hung). A connection of its own: a stuck probe must not close
+        the producer's."""
+        from ppa_runtime.readiness import CONNECT_TIMEOUT
+
         errors = []
         for server in self.bootstrap.split(","):
             host, _, port = server.strip().rpartition(":")
             try:
-                conn = await create_conn(host, int(port), client_id="ppa-readiness", request_timeout_ms=1000)
+                conn = await asyncio.wait_for(
+                    create_conn(host, int(port), client_id="ppa-readiness", request_timeout_ms=10_000), CONNECT_TIMEOUT)
             except (OSError, KafkaError, TimeoutError) as exc:
                 errors.append(f"{server}: {type(exc).__name__}")
                 continue
             try:
                 await conn.send(MetadataRequest([]))
                 return
-            except (KafkaError, TimeoutError) as exc:
-                errors.append(f"{server}: {type(exc).__name__}")
             finally:
                 conn.close()
-        raise ConnectionError(f"no Kafka broker answers ({'; '.join(errors)})")
+        raise ConnectionError(f"no Kafka broker reachable ({'; '.join(errors)})")
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
                         picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> KafkaSubscription:

@@ -2,10 +2,15 @@
 
 Each dependency has a probe (one small request, bounded by PROBE_TIMEOUT). A result is reused for CACHE_SECONDS and
 concurrent callers share one probe in flight, so a storm of readiness probes or device requests asks the broker at
-most about once a second. A refused connection marks the dependency down at once; a probe that was only slow
-(a busy server) does so when the one before it failed too, so one slow answer does not take the process out.
-A dependency's state carries the time it changed, so the operators' pages can say since when it is down. Requests that find a dependency unreachable raise `Unavailable`, which the HTTP layer answers as
-503 with Retry-After: the caller may send the same request again later.
+most about once a second. A connection refused (or not made in CONNECT_TIMEOUT) marks the dependency down at once:
+nothing listens. A server that takes the connection but answers slowly is busy, not gone: it is marked down only
+when it has answered no probe for SLOW_DOWN_AFTER seconds (a hung process), so load does not take the process out.
+A dependency's state carries the time it changed, so the operators' pages can say since when it is down.
+
+A request waiting on a dependency (`watch`) gives up as soon as the probes find it down, not after a fixed time:
+under load a healthy MongoDB or broker may take more than a second to answer, and that must not look like an
+outage. It then raises `Unavailable`, which the HTTP layer answers as 503 with Retry-After: the caller may send the
+same request again later.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 
@@ -23,6 +29,11 @@ log = structlog.get_logger(__name__)
 PROBE_TIMEOUT = 1.0
 CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 5
+CONNECT_TIMEOUT = 0.5  # a loopback or in-cluster connection takes milliseconds; none by then: unreachable
+SLOW_DOWN_AFTER = 10.0
+WATCH_EVERY = 0.2  # how often a waiting request looks at the probes' verdict
+
+T = TypeVar("T")
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -48,12 +59,15 @@ class DependencyState:
 class Readiness:
     """The probes of a process's dependencies, with their last results."""
 
-    def __init__(self, probes: dict[str, Probe], timeout: float = PROBE_TIMEOUT, cache: float = CACHE_SECONDS) -> None:
+    def __init__(self, probes: dict[str, Probe], roles: dict[str, str] | None = None, timeout: float = PROBE_TIMEOUT,
+                 cache: float = CACHE_SECONDS, slow_down_after: float = SLOW_DOWN_AFTER) -> None:
         self.probes = probes
+        self.roles = roles or {}  # "bus" / "store" → the dependency that plays it ("kafka", "mongodb")
         self.timeout = timeout
         self.cache = cache
         self._states: dict[str, DependencyState] = {}
-        self._failed: dict[str, bool] = {}  # whether the previous probe failed, up or down
+        self.slow_down_after = slow_down_after
+        self._slow_since: dict[str, float] = {}  # when the probes of a dependency began to go unanswered
         self._checked_at = float("-inf")
         self._running: asyncio.Task | None = None
 
@@ -89,15 +103,38 @@ class Readiness:
         if down:
             raise Unavailable(down[0])
 
+    async def watch(self, role: str, awaitable: Awaitable[T]) -> T:
+        """Await a step that needs the dependency playing `role` ("bus", "store"); Unavailable as soon as that
+        dependency is known down (the step is cancelled). An in-process one (no probe) is simply awaited."""
+        dependency = self.roles.get(role)
+        if dependency is None or dependency not in self.probes:
+            return await awaitable
+        task = asyncio.ensure_future(awaitable)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=WATCH_EVERY)
+                if done:
+                    return task.result()
+                if dependency in self.known_down():
+                    raise Unavailable(dependency)
+        finally:
+            if not task.done():
+                task.cancel()
+
     async def _probe_all(self) -> None:
         names = list(self.probes)
+        started = asyncio.get_running_loop().time()
         results = await asyncio.gather(*(self._probe(n) for n in names))
         self._checked_at = asyncio.get_running_loop().time()
         now = datetime.now(UTC)
         for name, (error, slow) in zip(names, results, strict=True):
             before = self._states.get(name)
-            up = error is None or (slow and not self._failed.get(name) and before is not None and before.up)
-            self._failed[name] = error is not None
+            if slow:
+                since = self._slow_since.setdefault(name, started)
+                up = before is not None and before.up and started - since < self.slow_down_after
+            else:
+                self._slow_since.pop(name, None)
+                up = error is None
             if before is None or before.up != up:
                 (log.info if up else log.warning)("dependency_up" if up else "dependency_down", dependency=name,
                                                   error=error)
@@ -117,19 +154,12 @@ class Readiness:
 
 
 @contextmanager
-def store_deadline(seconds: float) -> Iterator[None]:
-    """Document store operations in this block give up after `seconds` in all and raise Unavailable("mongodb").
+def store_errors() -> Iterator[None]:
+    """A document store that lost its server (a dropped connection, no server to select) raises Unavailable
+    ("mongodb") in this block instead of its driver's error. The embedded store (SQLite) raises none of them."""
+    from pymongo.errors import ConnectionFailure
 
-    pymongo waits 30 s for an unreachable server by default; a device must hear back sooner. The embedded store
-    (SQLite, in process) is not affected.
-    """
-    import pymongo
-    from pymongo.errors import ConnectionFailure, PyMongoError
-
-    with pymongo.timeout(seconds):
-        try:
-            yield
-        except PyMongoError as exc:
-            if isinstance(exc, ConnectionFailure) or getattr(exc, "timeout", False):
-                raise Unavailable("mongodb", type(exc).__name__) from exc
-            raise
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise Unavailable("mongodb", type(exc).__name__) from exc

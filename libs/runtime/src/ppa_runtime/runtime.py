@@ -17,6 +17,7 @@ class Runtime:
         self.bus: EventBus
         self._dbs: dict[str, object] = {}
         self._mongo = None
+        self._mongo_probe = None
         self.readiness = Readiness({})  # the embedded runtime's stores and log are files of this process
 
     @property
@@ -36,7 +37,10 @@ class Runtime:
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace)
             await bus.start()
             rt.bus = bus
-            rt.readiness = Readiness({"kafka": bus.probe, "mongodb": rt._ping_mongo})
+            rt.readiness = Readiness({"kafka": bus.probe, "mongodb": rt._ping_mongo},
+                                     roles={"bus": "kafka", "store": "mongodb"})
+            # the probe's own client: a ping must not wait behind the requests' connections when they are all busy
+            rt._mongo_probe = AsyncMongoClient(settings.mongodb_uri, maxPoolSize=1, serverSelectionTimeoutMS=1000)
         else:
             from ppa_runtime.bus_sqlite import SqliteBus
 
@@ -50,19 +54,21 @@ class Runtime:
 
         import pymongo
 
-        # nothing listening at any known address: down at once (pymongo would call it a selection timeout)
-        addresses = list(self._mongo.topology_description.server_descriptions())
-        refused = 0
+        from ppa_runtime.readiness import CONNECT_TIMEOUT
+
+        # nothing listening at any known address: down at once (pymongo would wait and call it a timeout)
+        addresses = list(self._mongo_probe.topology_description.server_descriptions())
+        unreachable = []
         for host, port in addresses:
             try:
-                _, writer = await asyncio.open_connection(host, port)
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
                 writer.close()
-            except ConnectionRefusedError:
-                refused += 1
-        if addresses and refused == len(addresses):
-            raise ConnectionRefusedError(f"no MongoDB server listens at {addresses}")
+            except (OSError, TimeoutError) as exc:
+                unreachable.append(f"{host}:{port}: {type(exc).__name__}")
+        if addresses and len(unreachable) == len(addresses):
+            raise ConnectionError(f"no MongoDB server reachable ({'; '.join(unreachable)})")
         with pymongo.timeout(self.readiness.timeout):  # server selection included, which waits 30 s by default
-            await self._mongo.admin.command("ping")
+            await self._mongo_probe.admin.command("ping")
 
     def _sqlite(self, name: str):
         from ppa_runtime.sqlite import SqliteDb
@@ -100,5 +106,6 @@ class Runtime:
         await self.bus.close()
         if self._mongo is not None:
             await self._mongo.close()
+            await self._mongo_probe.close()
         for db in self._dbs.values():
             db.close()

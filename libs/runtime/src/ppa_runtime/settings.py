@@ -36,9 +36,9 @@ class Settings(BaseSettings):
     # consumer groups that run as shards, `group=count` separated by commas (e.g. billing.invoice-list=2): each
     # shard its own consumer, which `ppa worker SERVICE --shard I` runs alone (ppa_runtime.consumer.Shard)
     consumer_shards: str = Field("", validation_alias=AliasChoices("PPA_CONSUMER_SHARDS"))
-    # how long a device's request waits for Kafka (its batch acknowledged) and for MongoDB before it is answered
-    # 503 with Retry-After (ppa_runtime.readiness); the producer alone would wait 40 s, pymongo 30 s
-    dependency_timeout_seconds: float = Field(1.0, gt=0,
+    # the most a device's batch waits for the broker's acknowledgement before the device is answered 503 with
+    # Retry-After; a broker or database found unreachable is given up on at once (ppa_runtime.readiness)
+    dependency_timeout_seconds: float = Field(10.0, gt=0,
                                               validation_alias=AliasChoices("PPA_DEPENDENCY_TIMEOUT_SECONDS"))
 
     @model_validator(mode="after")

@@ -16,7 +16,6 @@ from ppa_metering.ingest import Ingestion
 from ppa_runtime import metrics
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
-from ppa_runtime.readiness import Readiness, store_deadline
 
 
 class Rejected(BaseModel):
@@ -38,7 +37,7 @@ class DayPublic(BaseModel):
     estimated: bool
 
 
-def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection, readiness: Readiness) -> APIRouter:
+def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection) -> APIRouter:
     """Routes bound to the metering service."""
     r = APIRouter(prefix="/api/v1")
 
@@ -48,11 +47,10 @@ def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection
                                             "again after Retry-After seconds (repeats count as duplicates)"}})
     async def push(serial_number: str, request: Request, authorization: str = Header("")) -> JSONResponse:
         # a broker or database known to be down: 503 at once (a fleet retrying must not queue up behind timeouts)
-        readiness.refuse_if_down()
+        ingestion.readiness.refuse_if_down()
         scheme, _, code = authorization.partition(" ")
-        with store_deadline(ingestion.timeout):
-            device = (await devices.authenticate(serial_number, code.strip())
-                      if scheme.lower() == "bearer" and code else None)
+        device = (await ingestion.stored(devices.authenticate(serial_number, code.strip()))
+                  if scheme.lower() == "bearer" and code else None)
         if device is None:
             raise Problem(401, "Unauthorized", "製造番号または認証コードが正しくありません。")
         try:

@@ -23,7 +23,8 @@ class MeteringService(Service):
         self.devices = DeviceRegistry(self.docs.collection(DEVICES), self.docs.collection(SERIALS),
                                       self.docs.collection(DELETIONS))
         self.store = ReadingStore(self.docs.collection(READINGS))
-        self.ingestion = Ingestion(runtime.bus, self.store, runtime.settings.dependency_timeout_seconds)
+        self.ingestion = Ingestion(runtime.bus, self.store, runtime.readiness,
+                                   runtime.settings.dependency_timeout_seconds)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
         self.agency_credentials = AgencyCredentials(self.name, self.docs)  # retires tokens on a password change
@@ -35,7 +36,7 @@ class MeteringService(Service):
     def routers(self) -> list[APIRouter]:
         from ppa_metering.api import router
 
-        return [router(self.devices, self.ingestion, self.daily, self.runtime.readiness)]
+        return [router(self.devices, self.ingestion, self.daily)]
 
     def consumers(self) -> list[ConsumerSpec]:
         return [self.devices.spec(), self.daily.spec(), self.agency_credentials.spec()]
