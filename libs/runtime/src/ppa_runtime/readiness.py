@@ -30,7 +30,7 @@ PROBE_TIMEOUT = 1.0
 CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 5
 CONNECT_TIMEOUT = 0.5  # a loopback or in-cluster connection takes milliseconds; none by then: unreachable
-SLOW_DOWN_AFTER = 10.0
+SLOW_DOWN_AFTER = 30.0
 WATCH_EVERY = 0.2  # how often a waiting request looks at the probes' verdict
 
 T = TypeVar("T")
