@@ -122,7 +122,7 @@ class Fleet:
 
     async def refused(self, dependency: str, stopped: float) -> None:
         """While `dependency` is away (since monotonic `stopped`): the device, /readyz and /livez."""
-        # the readiness cache still says "up" (probed a moment ago): this batch meets the silence itself
+        # the last verdict still says "up": this batch is refused while it waits on the dependency (Readiness.watch)
         first, took = await timed(self.push(AFTERNOON))
         assert first.status_code == 503, first.text
         assert took <= DEVICE_DEADLINE, f"the device waited {took:.2f} s"
