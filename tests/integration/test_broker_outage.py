@@ -54,4 +54,8 @@ async def test_a_broker_outage_is_named_refused_quickly_and_the_retry_counts_onc
             row = re.search(r'<tr class="(\w+)" data-dependency="kafka">(.*?)</tr>', ops, re.S)
             assert row.group(1) == "down" and "接続できません" in row.group(2)
             assert 'data-dependency="mongodb"' in ops and "表示できません" in ops
+            for path in ("/ops/events", "/ops/dead-letters"):  # they read the broker: a page saying so instead
+                refused = await f.client.get(path)
+                assert refused.status_code == 503 and outage_banner(refused.text)[0] == "kafka", path
+                assert "イベント・デッドレター" in refused.text
         await f.recovered()
