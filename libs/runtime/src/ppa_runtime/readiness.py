@@ -2,9 +2,10 @@
 
 Each dependency has a probe (one small request, bounded by PROBE_TIMEOUT). A result is reused for CACHE_SECONDS and
 concurrent callers share one probe in flight, so a storm of readiness probes or device requests asks the broker at
-most about once a second. A connection refused (or not made in CONNECT_TIMEOUT) marks the dependency down at once:
-nothing listens. A server that takes the connection but answers slowly is busy, not gone: it is marked down only
-when it has answered no probe for SLOW_DOWN_AFTER seconds (a hung process), so load does not take the process out.
+most about once a second. A refused connection (or no route) marks the dependency down at once: nothing listens.
+A probe that only runs out of time may be a busy server or this process's own busy event loop, not a missing
+server: the dependency is marked down only when it has answered no probe for SLOW_DOWN_AFTER seconds (a hung
+process, a network that drops packets), so load does not take the process out.
 A dependency's state carries the time it changed, so the operators' pages can say since when it is down.
 
 A request waiting on a dependency (`watch`) gives up as soon as the probes find it down, not after a fixed time:
@@ -29,7 +30,6 @@ log = structlog.get_logger(__name__)
 PROBE_TIMEOUT = 1.0
 CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 5
-CONNECT_TIMEOUT = 0.5  # a loopback or in-cluster connection takes milliseconds; none by then: unreachable
 SLOW_DOWN_AFTER = 30.0
 WATCH_EVERY = 0.2  # how often a waiting request looks at the probes' verdict
 

@@ -54,16 +54,15 @@ class Runtime:
 
         import pymongo
 
-        from ppa_runtime.readiness import CONNECT_TIMEOUT
-
-        # nothing listening at any known address: down at once (pymongo would wait and call it a timeout)
+        # nothing listening at any known address: down at once (pymongo would wait and call it a timeout); a
+        # connection that takes long is left to the probe's bound (Readiness: slow, not refused)
         addresses = list(self._mongo_probe.topology_description.server_descriptions())
         unreachable = []
         for host, port in addresses:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+                _, writer = await asyncio.open_connection(host, port)
                 writer.close()
-            except (OSError, TimeoutError) as exc:
+            except OSError as exc:
                 unreachable.append(f"{host}:{port}: {type(exc).__name__}")
         if addresses and len(unreachable) == len(addresses):
             raise ConnectionError(f"no MongoDB server reachable ({'; '.join(unreachable)})")
