@@ -50,7 +50,7 @@ ENV PATH="/app/.venv/bin:${PATH}" \
 
 USER 10001:10001
 
-# API processes listen on 8000, workers serve /healthz and /metrics on 8081.
+# API processes listen on 8000, workers serve /livez, /readyz and /metrics on 8081.
 EXPOSE 8000 8081
 
 ENTRYPOINT ["ppa"]

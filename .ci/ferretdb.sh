@@ -5,6 +5,8 @@
 #   bash .ci/ferretdb.sh start <workdir>   # prints MONGODB_URI=... as last line
 #   bash .ci/ferretdb.sh start-tls <workdir>
 #   bash .ci/ferretdb.sh stop  <workdir>
+#   bash .ci/ferretdb.sh restart <workdir>  # after stop: the same server again,
+#                                           # same port, its data kept (outage tests; SQLite, plain)
 #
 # `start-tls` also listens with TLS (a throw-away CA and server certificate
 # made by .ci/tls.sh under <workdir>/tls) and its MONGODB_URI is the TLS one,
@@ -59,7 +61,7 @@ BIN="$BIN_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|start-tls|stop <workdir>"; }
+usage() { die "usage: $0 start|start-tls|stop|restart <workdir>"; }
 
 # ---------------------------------------------------------------- build
 # build_from <module-src-dir> <output-binary> <env assignments...>
@@ -339,6 +341,7 @@ start() {
     fi
 
     local uri="mongodb://127.0.0.1:$port/"
+    echo "$port" >"$work/ferretdb.port"
     [ "$mode" = tls ] && uri="mongodb://127.0.0.1:$tport/?tls=true&tlsCAFile=$work/tls/ca.pem"
     echo "export MONGODB_URI='$uri'" >"$envfile"  # quoted: the TLS one has an &
     echo "MONGODB_URI=$uri"
@@ -371,10 +374,44 @@ stop_ferretdb() {
     rm -f "$pidfile" "$work/ferretdb.env"
 }
 
+# The server that `stop` ended, again: same port, same data (what a database restart after an outage is).
+restart() {
+    local work="$1"
+    [ -f "$work/ferretdb.port" ] || die "$work: no server was started there"
+    work="$(cd "$work" && pwd)"
+    local pidfile="$work/ferretdb.pid" envfile="$work/ferretdb.env" log="$work/ferretdb.log"
+    if [ -f "$pidfile" ] && is_ours "$(cat "$pidfile")"; then
+        sed -n 's/^export //p' "$envfile" | tail -n 1
+        return 0
+    fi
+    [ "$BACKEND" = sqlite ] || die "restart serves the SQLite backend only"
+    build
+    local port
+    port="$(cat "$work/ferretdb.port")"
+    setsid "$BIN" \
+        --handler=sqlite \
+        --sqlite-url="file:$work/ferretdb-data/" \
+        --listen-addr="127.0.0.1:$port" \
+        --state-dir="$work/ferretdb-state" \
+        --debug-addr=- \
+        --telemetry=disable \
+        --log-level="$LOG_LEVEL" \
+        </dev/null >>"$log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+    if ! wait_ready "$port" "$pid" "$START_TIMEOUT"; then
+        tail -n 50 "$log" >&2 || true
+        die "FerretDB failed to start again"
+    fi
+    echo "export MONGODB_URI='mongodb://127.0.0.1:$port/'" >"$envfile"
+    echo "MONGODB_URI=mongodb://127.0.0.1:$port/"
+}
+
 [ $# -eq 2 ] || usage
 case "$1" in
     start) start "$2" plain ;;
     start-tls) start "$2" tls ;;
     stop) stop "$2" ;;
+    restart) restart "$2" ;;
     *) usage ;;
 esac

@@ -6,6 +6,8 @@
 #   bash .ci/kafka.sh start <workdir>   # prints KAFKA_BOOTSTRAP_SERVERS=... last
 #   bash .ci/kafka.sh start-sasl-ssl <workdir>
 #   bash .ci/kafka.sh stop  <workdir>
+#   bash .ci/kafka.sh restart <workdir> # after stop: the same broker again, same
+#                                       # ports, its data kept (outage tests; plain)
 #
 # `start-sasl-ssl` starts a broker whose client listener is SASL_SSL with
 # SCRAM-SHA-512 and a required client certificate, the ways managed services
@@ -47,7 +49,7 @@ DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 
-usage() { die "usage: $0 start|start-sasl-ssl|stop <workdir>"; }
+usage() { die "usage: $0 start|start-sasl-ssl|stop|restart <workdir>"; }
 
 # ---------------------------------------------------------------- jars
 fetch_jars() {
@@ -351,10 +353,44 @@ stop() {
     rm -f "$pidfile" "$work/kafka.env" "$work/kafka-password"
 }
 
+# The broker that `stop` ended, again: same ports, same data (what a broker restart after an outage is).
+restart() {
+    local work="$1"
+    [ -f "$work/server.properties" ] && [ -d "$work/kafka-data" ] || die "$work: no broker was started there"
+    work="$(cd "$work" && pwd)"
+    local pidfile="$work/kafka.pid" envfile="$work/kafka.env"
+    local log="$work/kafka-server.log" out="$work/kafka-stdout.log"
+    if [ -f "$pidfile" ] && is_ours "$(cat "$pidfile")"; then
+        sed -n 's/^export //p' "$envfile" | tail -n 1
+        return 0
+    fi
+    grep -q '^listeners=PLAINTEXT://[^,]*,CONTROLLER' "$work/server.properties" || die "restart serves a plain broker only"
+    fetch_jars
+    local bport
+    bport="$(sed -n 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$work/server.properties")"
+    [ -n "$bport" ] || die "$work/server.properties: no PLAINTEXT listener"
+    # shellcheck disable=SC2206 # word splitting of the *_OPTS is intended
+    local jvm=(java $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS
+        -Djava.awt.headless=true
+        -Dlog4j2.configurationFile="$work/kafka-log4j2.properties"
+        -Dkafka.logs.dir="$work"
+        -cp "$LIBS/*")
+    setsid "${jvm[@]}" kafka.Kafka "$work/server.properties" </dev/null >"$out" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+    if ! wait_ready "$bport" "$pid" "$START_TIMEOUT"; then
+        tail -n 50 "$log" >&2 2>/dev/null || true
+        die "Kafka failed to start again"
+    fi
+    echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$bport" >"$envfile"
+    echo "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$bport"
+}
+
 [ $# -eq 2 ] || usage
 case "$1" in
     start) start "$2" plain ;;
     start-sasl-ssl) start "$2" sasl_ssl ;;
     stop) stop "$2" ;;
+    restart) restart "$2" ;;
     *) usage ;;
 esac

@@ -99,8 +99,10 @@ async def _api(args: argparse.Namespace) -> None:
 
 async def _worker(args: argparse.Namespace) -> None:
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from ppa_runtime.probes import health_router
 
     settings = settings_of(args)
     runtime = await Runtime.open(settings)
@@ -111,10 +113,7 @@ async def _worker(args: argparse.Namespace) -> None:
         part = "" if args.shard is None else f", shard {args.shard}"
         print(f"{args.service} worker running ({runtime.kind}{part})", flush=True)
         app = FastAPI(openapi_url=None)
-
-        @app.get("/healthz")
-        async def healthz() -> JSONResponse:
-            return JSONResponse({"ready": host.ready()}, status_code=200 if host.ready() else 503)
+        app.include_router(health_router(host))
 
         @app.get("/metrics")
         async def metrics() -> Response:

@@ -218,10 +218,12 @@ def test_deployment_probes_resources_secret_and_security(name: str) -> None:
     (container,) = pod["containers"]
     _, health_port = PROCESSES[name]
 
-    for probe in ("readinessProbe", "livenessProbe"):
+    # liveness (and the startup probe that holds it off) must not fail for a Kafka or MongoDB outage: restarting
+    # cures nothing then; readiness does, so no traffic reaches a pod that cannot serve it
+    for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
         assert probe in container, f"{name}: no {probe}"
         http = container[probe]["httpGet"]
-        assert http["path"] == "/healthz", f"{name}: {probe} path"
+        assert http["path"] == path, f"{name}: {probe} path"
         assert port_number(container, http["port"]) == health_port, f"{name}: {probe} port"
 
     resources = container["resources"]
@@ -459,7 +461,7 @@ def test_compose_app_service_health_env_and_dependencies(name: str) -> None:
 
     test = svc["healthcheck"]["test"]
     text = " ".join(test) if isinstance(test, list) else test
-    assert f":{port}/healthz" in text, f"{name}: healthcheck must hit /healthz on {port}"
+    assert f":{port}/readyz" in text, f"{name}: healthcheck must hit /readyz on {port}"
     assert "curl" not in text and "wget" not in text, f"{name}: the slim image has neither curl nor wget"
     assert "python" in text
 

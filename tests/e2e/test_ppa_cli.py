@@ -1,7 +1,9 @@
-"""`ppa up` as a person runs it: prints the portal URL, answers /healthz, stops on Ctrl-C, keeps state."""
+"""`ppa up` as a person runs it: prints the portal URL, answers /healthz, stops on Ctrl-C, keeps state; a worker's
+health port."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -58,6 +60,7 @@ def test_ppa_up_serves_stops_cleanly_and_keeps_state(tmp_path, monkeypatch):
                 pass
             time.sleep(0.1)
         assert get(f"http://127.0.0.1:{port}/healthz") == 200
+        assert get(f"http://127.0.0.1:{port}/livez") == 200 and get(f"http://127.0.0.1:{port}/readyz") == 200
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
@@ -67,6 +70,31 @@ def test_ppa_up_serves_stops_cleanly_and_keeps_state(tmp_path, monkeypatch):
     bad = subprocess.run([PPA, "agency", "create", "--email", "x@example.jp", "--password", "short",
                           "--company", "社", "--data-dir", str(data)], capture_output=True, text=True)
     assert bad.returncode == 2 and "半角英数字8文字以上" in bad.stderr
+
+
+def test_a_worker_serves_liveness_and_readiness_on_its_health_port(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    port = free_port()
+    proc = subprocess.Popen([PPA, "worker", "notify", "--health-port", str(port), "--health-host", "127.0.0.1",
+                             "--data-dir", str(tmp_path / "ppa")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout is not None and "notify worker running" in proc.stdout.readline()
+        for _ in range(100):
+            try:
+                if get(f"http://127.0.0.1:{port}/readyz") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            body = json.loads(r.read())
+        assert body["status"] == "ok" and body["services"] == ["notify"] and body["dependencies"] == {}
+        assert get(f"http://127.0.0.1:{port}/livez") == 200 and get(f"http://127.0.0.1:{port}/healthz") == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
 
 
 def test_the_operator_resets_an_agencys_password_from_the_command_line(tmp_path, monkeypatch):

@@ -35,6 +35,30 @@ async def test_healthz_is_503_until_every_service_is_ready(client):
     assert set(after.json()["services"]) == {"identity", "linking", "metering", "billing", "notify"}
 
 
+async def test_liveness_and_readiness_are_apart(client, runtime_kind):
+    assert (await client.get("/livez")).json() == {"status": "alive"}  # alive before it is ready
+    starting = await client.get("/readyz")
+    assert starting.status_code == 503 and starting.headers["content-type"] == "application/problem+json"
+    assert starting.json()["detail"] == "起動中です。" and starting.json()["down"] == []
+    assert int(starting.headers["retry-after"]) > 0
+    await client.host.start()
+    for _ in range(100):
+        ready = await client.get("/readyz")
+        if ready.status_code == 200:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.1)
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    dependencies = ready.json()["dependencies"]
+    if runtime_kind == "distributed":
+        assert {name: d["up"] for name, d in dependencies.items()} == {"kafka": True, "mongodb": True}
+    else:  # SQLite files of this process: nothing outside to wait for
+        assert dependencies == {}
+    assert (await client.get("/healthz")).json() == ready.json()
+    assert (await client.get("/livez")).status_code == 200
+
+
 async def test_request_id_is_echoed_or_made(client):
     given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"

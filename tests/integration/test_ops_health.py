@@ -138,3 +138,16 @@ async def test_rebuild_from_the_page_gives_the_read_model_built_live(runtime, pa
         assert "error=unknown" in unknown.headers["location"]
     finally:
         await worker.stop()
+
+
+async def test_the_health_page_shows_each_dependency_and_no_outage_while_they_answer(runtime, pages):
+    client, _ = pages
+    html = (await client.get("/ops/health")).text
+    section = re.search(r'<section id="dependencies">.*?</section>', html, re.S).group(0)
+    if runtime.kind == "distributed":
+        for name in ("kafka", "mongodb"):
+            row = re.search(rf'<tr class="(\w+)" data-dependency="{name}">.*?</tr>', section, re.S)
+            assert row.group(1) == "ok" and "正常" in row.group(0)
+    else:
+        assert "外部の依存先はありません" in section
+    assert 'class="outage"' not in html

@@ -179,8 +179,9 @@ class Tail(Protocol):
 
 
 class EventBus(Protocol):
-    async def publish(self, topic: str, events: list[Envelope]) -> None:
-        """Durably publish events, keyed by their subject, in order."""
+    async def publish(self, topic: str, events: list[Envelope], timeout: float | None = None) -> None:
+        """Durably publish events, keyed by their subject, in order; with `timeout`, raise
+        ppa_runtime.readiness.Unavailable when the bus has not taken them after that many seconds."""
         ...
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),

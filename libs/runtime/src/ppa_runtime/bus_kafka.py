@@ -13,16 +13,19 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.conn import create_conn
 from aiokafka.errors import (CommitFailedError, IllegalStateError, InvalidPartitionsError, KafkaConnectionError,
-                             TopicAlreadyExistsError)
+                             KafkaError, KafkaTimeoutError, TopicAlreadyExistsError)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.protocol.metadata import MetadataRequest
 
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.consumer import Shard
 from ppa_runtime.kafka_security import topics_refused, unreachable
+from ppa_runtime.readiness import Unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -320,8 +323,24 @@ class KafkaBus:
             for p in sorted(d["partitions"], key=lambda p: p["partition"])
         ]
 
-    async def publish(self, topic: str, events: list[Envelope]) -> None:
+    async def publish(self, topic: str, events: list[Envelope], timeout: float | None = None) -> None:
+        """Send and wait until the broker has every event; with `timeout`, Unavailable("kafka") after that long.
+
+        Without a timeout the producer waits its own request timeout (40 s) for an unreachable broker. Events still
+        in the producer's buffer when the timeout strikes may reach the topic later: a caller that retries publishes
+        them again, so consumers see them twice (they are idempotent)."""
         assert self.producer is not None, "bus not started"
+        try:
+            await asyncio.wait_for(self._send_all(topic, events), timeout)
+        except TimeoutError as exc:
+            raise Unavailable("kafka", f"no acknowledgement in {timeout:g} s") from exc
+        except KafkaError as exc:
+            if exc.retriable or isinstance(exc, KafkaTimeoutError):  # the broker, not the events: try again later
+                raise Unavailable("kafka", type(exc).__name__) from exc
+            raise
+
+    async def _send_all(self, topic: str, events: list[Envelope]) -> None:
+        assert self.producer is not None
         physical = self.physical(topic)
         if len(events) >= OWN_BATCHES_FROM:
             futures = await self._send_batches(physical, events)
@@ -352,6 +371,28 @@ class KafkaBus:
         # a partition's next batch waits until its earlier ones are taken for sending: order holds
         return [await self.producer.send_batch(batch, topic, partition=partition)
                 for partition, own in batches.items() for batch in own]
+
+    async def probe(self) -> None:
+        """Ask a bootstrap broker for the cluster's brokers (no topics: a small answer) over a new connection.
+
+        ConnectionError when every broker refuses the connection (unreachable); the caller's bound when one is slow
+        to connect or to answer (busy or hung). A connection of its own: a stuck probe must not close the
+        producer's."""
+        errors = []
+        for server in self.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                conn = await create_conn(host, int(port), client_id="ppa-readiness", request_timeout_ms=10_000,
+                                         **self.security)  # TLS / SASL as every other client
+            except (OSError, KafkaError) as exc:
+                errors.append(f"{server}: {type(exc).__name__}")
+                continue
+            try:
+                await conn.send(MetadataRequest([]))
+                return
+            finally:
+                conn.close()
+        raise ConnectionError(f"no Kafka broker reachable ({'; '.join(errors)})")
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),
                         picked_only: frozenset[str] = frozenset(), shard: Shard | None = None) -> KafkaSubscription:

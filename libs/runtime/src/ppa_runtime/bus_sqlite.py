@@ -301,7 +301,8 @@ class SqliteBus:
             await self.db.script(_INDEXES)
             self._ready = True
 
-    async def publish(self, topic: str, events: list[Envelope]) -> None:
+    async def publish(self, topic: str, events: list[Envelope], timeout: float | None = None) -> None:
+        # an in-process file: no outage to wait out, so no timeout to apply
         if not events:
             return
         rows = [(e.subject, e.to_json().decode()) for e in events]

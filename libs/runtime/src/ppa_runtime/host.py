@@ -102,8 +102,14 @@ class Host:
 
     def ready(self) -> bool:
         """True once every service started and every consumer is attached to its group."""
-        crashed = any(t.done() for t in self._tasks) and not self._stop.is_set()
-        return self.started and not crashed and all(c.running for c in self.consumers)
+        return self.started and not self.crashed_tasks() and all(c.running for c in self.consumers)
+
+    def crashed_tasks(self) -> list[str]:
+        """The background tasks that ended before the host was stopped (on an error): only a restart brings
+        them back."""
+        if self._stop.is_set():
+            return []
+        return [t.get_name() for t in self._tasks if t.done()]
 
     async def stop(self) -> None:
         """Let the background loops finish their current batch, then return."""

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ppa_runtime import metrics
 from ppa_runtime.context import correlated
+from ppa_runtime.readiness import RETRY_AFTER_SECONDS, Unavailable
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
@@ -35,13 +36,15 @@ class Problem(Exception):
 
 def problem_response(status: int, title: str, detail: str, request: Request | None = None,
                      errors: list[dict[str, Any]] | None = None, type_: str = "about:blank",
-                     headers: dict[str, str] | None = None) -> JSONResponse:
-    """A problem+json response."""
+                     headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None) -> JSONResponse:
+    """A problem+json response; `extensions` are further members of the body (RFC 9457 §3.2)."""
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if request is not None:
         body["instance"] = request.url.path
     if errors:
         body["errors"] = errors
+    if extensions:
+        body.update(extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -61,6 +64,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, request, exc.errors, exc.type)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        log.warning("dependency_unavailable", dependency=exc.dependency, path=request.url.path, error=str(exc))
+        detail = f"{exc.dependency} に接続できないため受け付けられませんでした。しばらくしてから再送してください。"
+        return problem_response(503, "Service Unavailable", detail, request,
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, extensions={"dependency": exc.dependency})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

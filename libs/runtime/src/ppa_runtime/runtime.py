@@ -6,6 +6,7 @@ from ppa_runtime.bus import EventBus
 from ppa_runtime.docstore import DocStore
 from ppa_runtime.eventstore import EventStore
 from ppa_runtime.keys import SigningKeys, signing_keys
+from ppa_runtime.readiness import Readiness
 from ppa_runtime.settings import Settings
 
 
@@ -22,6 +23,8 @@ class Runtime:
         self.bus: EventBus
         self._dbs: dict[str, object] = {}
         self._mongo = None
+        self._mongo_probe = None
+        self.readiness = Readiness({})  # the embedded runtime's stores and log are files of this process
 
     @property
     def kind(self) -> str:
@@ -49,6 +52,10 @@ class Runtime:
                 await rt._mongo.close()
                 raise
             rt.bus = bus
+            rt.readiness = Readiness({"kafka": bus.probe, "mongodb": rt._probe_mongo},
+                                     roles={"bus": "kafka", "store": "mongodb"})
+            # the probe's own client: a ping must not wait behind the requests' connections when they are all busy
+            rt._mongo_probe = AsyncMongoClient(settings.mongodb_uri_value, maxPoolSize=1, serverSelectionTimeoutMS=1000)
         else:
             from ppa_runtime.bus_sqlite import SqliteBus
 
@@ -69,6 +76,29 @@ class Runtime:
             # the topology description that follows the reason is long and says nothing more
             reason = str(e).split(", Topology Description:")[0]
             raise MongoUnreachable(f"MongoDB refused or did not answer: {reason}") from None
+
+    async def _probe_mongo(self) -> None:
+        """Readiness: is MongoDB there (refused at once, slow within the probe's bound)?"""
+        import asyncio
+
+        import pymongo
+
+        # nothing listening at any known address: down at once (pymongo would wait and call it a timeout); a
+        # connection that takes long is left to the probe's bound (Readiness: slow, not refused)
+        addresses = list(self._mongo_probe.topology_description.server_descriptions())
+        unreachable = []
+        for host, port in addresses:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+            except OSError as exc:
+                unreachable.append(f"{host}:{port}: {type(exc).__name__}")
+        if addresses and len(unreachable) == len(addresses):
+            raise ConnectionError(f"no MongoDB server reachable ({'; '.join(unreachable)})")
+        # `hello`, what drivers monitor servers with: under a benchmark's write load FerretDB left `ping` unanswered
+        # for over 10 s though it was there
+        with pymongo.timeout(self.readiness.timeout):  # server selection included, which waits 30 s by default
+            await self._mongo_probe.admin.command("hello")
 
     def _sqlite(self, name: str):
         from ppa_runtime.sqlite import SqliteDb
@@ -106,5 +136,6 @@ class Runtime:
         await self.bus.close()
         if self._mongo is not None:
             await self._mongo.close()
+            await self._mongo_probe.close()
         for db in self._dbs.values():
             db.close()

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # unset: the catalog's counts. A topic's dead-letter topic has its count unless named itself. Existing
     # topics are grown to a larger count, never shrunk (docs/bus.md: what a new count does to keys and order)
     topic_partitions: str = Field("", validation_alias=AliasChoices("PPA_TOPIC_PARTITIONS"))
+    # the most a device's batch waits for the broker's acknowledgement before the device is answered 503 with
+    # Retry-After; a broker or database found unreachable is given up on at once (ppa_runtime.readiness)
+    dependency_timeout_seconds: float = Field(10.0, gt=0,
+                                              validation_alias=AliasChoices("PPA_DEPENDENCY_TIMEOUT_SECONDS"))
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

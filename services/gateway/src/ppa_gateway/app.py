@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +14,7 @@ from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
 from ppa_runtime.headers import SecurityHeadersMiddleware
 from ppa_runtime.limits import BodyLimitMiddleware
+from ppa_runtime.probes import health_router
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -51,15 +50,7 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
-        ready = host.ready()
-        body: dict[str, Any] = {
-            "status": "ok" if ready else "starting",
-            "runtime": host.runtime.kind,
-            "services": [s.name for s in host.services],
-        }
-        return JSONResponse(body, status_code=200 if ready else 503)
+    app.include_router(health_router(host))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

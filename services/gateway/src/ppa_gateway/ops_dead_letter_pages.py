@@ -7,7 +7,7 @@ import json
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ppa_gateway.ops_web import CSRF_FAILED, OperatorPage, console, page, who
+from ppa_gateway.ops_web import CSRF_FAILED, NEEDS_BUS, OperatorPage, console, page, who
 from ppa_gateway.web import csrf_ok
 from ppa_runtime.ops.deadletters import (
     InvalidReason,
@@ -18,7 +18,7 @@ from ppa_runtime.ops.deadletters import (
     dead_letter_topics,
 )
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=NEEDS_BUS)
 
 
 async def _letters_page(request: Request, session: dict, error: str | None = None, error_key: str = "",

@@ -29,11 +29,15 @@ def _bars(per_minute: list[int], width: int = 180, height: int = 32) -> dict[str
 async def health_page(request: Request, session: OperatorPage) -> Response:
     ops = console(request)
     now = datetime.now(UTC)
-    rates = await ops.health.rates(now)
-    groups = await ops.health.groups(now)
-    projections = await ops.health.projections()
+    dependencies = await ops.host.runtime.readiness.check()
+    # every figure below asks the broker: with it down they would wait for its timeouts, and say nothing new
+    bus_down = any(d.name == "kafka" and not d.up for d in dependencies)
+    rates = [] if bus_down else await ops.health.rates(now)
+    groups = [] if bus_down else await ops.health.groups(now)
+    projections = [] if bus_down else await ops.health.projections()
     return page(request, "ops/health.html", session, {
         "title": "ヘルス", "active": "health", "now": now, "rates": [(r, _bars(r.per_minute)) for r in rates],
+        "dependencies": dependencies, "bus_down": bus_down,
         "groups": groups, "projections": projections, "jobs": ops.rebuilds.jobs,
         "stall_seconds": int(ops.health.stall_after.total_seconds()),
         "error": request.query_params.get("error"),

@@ -20,7 +20,7 @@ from ppa_contracts import dlq
 from ppa_gateway.ops_dead_letter_pages import router as dead_letter_router
 from ppa_gateway.ops_health_pages import router as health_router
 from ppa_gateway.ops_mail_pages import router as mail_router
-from ppa_gateway.ops_web import CSRF_FAILED, OperatorJson, OperatorPage, console, jst, page
+from ppa_gateway.ops_web import CSRF_FAILED, NEEDS_BUS, OperatorJson, OperatorPage, console, jst, page
 from ppa_gateway.web import COOKIE, csrf_ok, current_session, identity, render_with_csrf, set_cookie
 from ppa_runtime.auth import LoginLocked
 from ppa_runtime.bus import Record
@@ -98,7 +98,7 @@ def _shown(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "time_jst": jst(item["time"]), "json": json.dumps(item["envelope"], ensure_ascii=False, indent=2)}
 
 
-@router.get("/ops/events", response_class=HTMLResponse)
+@router.get("/ops/events", response_class=HTMLResponse, dependencies=NEEDS_BUS)
 async def events_page(request: Request, session: OperatorPage) -> Response:
     flt = _filter(request)
     window = request.query_params.get("window", "1h")
@@ -116,7 +116,7 @@ async def events_page(request: Request, session: OperatorPage) -> Response:
     })
 
 
-@router.get("/ops/events/stream")
+@router.get("/ops/events/stream", dependencies=NEEDS_BUS)
 async def events_stream(request: Request, _operator: OperatorJson) -> Response:
     """Server-sent events: every matching record appended from `since` (ms) or from now on."""
     flt = _filter(request)
@@ -153,7 +153,7 @@ async def events_stream(request: Request, _operator: OperatorJson) -> Response:
     return EventSourceResponse(stream(), ping=15)
 
 
-@router.get("/ops/events/{topic}/{partition}/{offset}", response_class=HTMLResponse)
+@router.get("/ops/events/{topic}/{partition}/{offset}", response_class=HTMLResponse, dependencies=NEEDS_BUS)
 async def event_detail(request: Request, session: OperatorPage, topic: str, partition: int, offset: int) -> Response:
     record = await record_at(console(request).bus, topic, partition, offset) if topic in all_topics() else None
     if record is None:

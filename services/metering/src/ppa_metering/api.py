@@ -42,10 +42,16 @@ def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection
     r = APIRouter(prefix="/api/v1")
 
     @r.post("/devices/{serial_number}/readings", status_code=202, response_model=BatchAccepted, tags=["devices"],
-            summary="Push a batch of cumulative register readings (Authorization: Bearer <auth code>)")
+            summary="Push a batch of cumulative register readings (Authorization: Bearer <auth code>)",
+            responses={503: {"description": "Kafka or MongoDB unreachable: nothing was stored; send the same batch "
+                                            "again after Retry-After seconds (repeats count as duplicates)"}})
     async def push(serial_number: str, request: Request, authorization: str = Header("")) -> JSONResponse:
+        # a broker or database known to be down: 503 at once (a fleet retrying must not queue up behind timeouts)
+        ingestion.readiness.refuse_if_down()
         scheme, _, code = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not code or await devices.authenticate(serial_number, code.strip()) is None:
+        device = (await ingestion.stored(devices.authenticate(serial_number, code.strip()))
+                  if scheme.lower() == "bearer" and code else None)
+        if device is None:
             raise Problem(401, "Unauthorized", "製造番号または認証コードが正しくありません。")
         try:
             body = orjson.loads(await request.body())

@@ -24,7 +24,8 @@ class MeteringService(Service):
         self.devices = DeviceRegistry(self.docs.collection(DEVICES), self.docs.collection(SERIALS),
                                       self.docs.collection(DELETIONS))
         self.store = ReadingStore(self.docs.collection(READINGS))
-        self.ingestion = Ingestion(runtime.bus, self.store)
+        self.ingestion = Ingestion(runtime.bus, self.store, runtime.readiness,
+                                   runtime.settings.dependency_timeout_seconds)
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
         self.intervals = IntervalProjection(self.store, self.docs.collection(INTERVALS), self.docs.collection(MONTHS),
