@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -135,7 +136,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     distributed = args.runtime == "distributed"
     settings = Settings(data_dir=data, namespace=f"benchenergy{uuid.uuid4().hex[:8]}_", log_level="WARNING",
                         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") if distributed else None,
-                        mongodb_uri=os.environ.get("MONGODB_URI") if distributed else None)
+                        mongodb_uri=os.environ.get("MONGODB_URI") if distributed else None,
+                        # one process: a key of its own (Kafka + MongoDB processes refuse to start without one)
+                        secret_key=os.environ.get("PPA_SECRET_KEY") or secrets.token_urlsafe(48))
     runtime = await Runtime.open(settings)
     host = build_host(runtime, ["identity", "billing", "metering"])
     app = create_app(host)
