@@ -43,7 +43,7 @@ from ppa_contracts.identity import AgencyProfile
 from ppa_gateway.app import create_app
 from ppa_metering.daily_projection import Device
 from ppa_metering.domain.intervals import SLOTS, IntervalDay
-from ppa_metering.interval_projection import day_doc, rolled_up
+from ppa_metering.interval_projection import day_doc, packed, rolled_up
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.settings import Settings
 
@@ -92,7 +92,7 @@ def templates(agency_id: str) -> list[dict[str, Any]]:
     by_month: dict[int, list[IntervalDay]] = {}
     for day in year_days():
         by_month.setdefault(day.month, []).append(day_of(day, 0))
-    return [rolled_up(f"TEMPLATE|{YEAR}-{m:02d}", d, None, days) for m, days in sorted(by_month.items())]
+    return [packed(rolled_up(f"TEMPLATE|{YEAR}-{m:02d}", d, None, days)) for m, days in sorted(by_month.items())]
 
 
 async def load(metering, agency_id: str, homes: int, batch: int = 500) -> float:
@@ -165,9 +165,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         result["load_seconds"] = round(await load(metering, agency_id, args.homes), 1)
         home = device("BENCH-HOME", agency_id, "1199999999")
         days = [day_of(day, 7) for day in year_days()]
-        await metering.intervals.daily.replace_many([day_doc(home, d) for d in days])
+        await metering.intervals.daily.replace_many([packed(day_doc(home, d)) for d in days])
         await metering.intervals.months.replace_many([
-            rolled_up(f"BENCH-HOME|{YEAR}-{m:02d}", home, None, [d for d in days if d.date.month == m])
+            packed(rolled_up(f"BENCH-HOME|{YEAR}-{m:02d}", home, None, [d for d in days if d.date.month == m]))
             for m in range(1, 13)])
 
         await identity.owners.register(OWNER, PASSWORD, PASSWORD, "192.0.2.1")

@@ -107,3 +107,46 @@ async def test_a_rebuild_gives_the_half_hours_and_rollups_built_live(site):
     [rebuilt] = await intervals.months_of(device["serial"], ["2024-05"])
     assert rebuilt == live
     assert await intervals.days(device["serial"], date(2024, 5, 1), date(2024, 5, 31)) == live_days
+
+
+async def test_documents_are_stored_packed_and_a_rollup_written_unpacked_before_is_revised_in_place(site):
+    """A day's channels and a rollup's days and sums are kept as JSON text (a MongoDB-protocol server returns a few
+    strings instead of ~1,600 values); a rollup stored in the earlier, unpacked form still reads and a new day
+    enters its sums."""
+    from datetime import datetime, timedelta, timezone
+
+    from ppa_metering.domain.intervals import compute_intervals
+    from ppa_metering.domain.readings import Reading
+    from ppa_metering.interval_projection import rolled_up
+
+    device = await customer_with_device(site)
+    serial = device["serial"]
+    metering = site.host.service("metering")
+    intervals = metering.intervals
+    jst = timezone(timedelta(hours=9))
+
+    class Home:
+        pass
+
+    Home.serial, Home.customer = serial, await metering.devices.authenticate(serial, device["code"])
+    old_day = compute_intervals([Reading("grid_import", datetime(2024, 6, 3, 7, tzinfo=jst), Decimal("10.0"), None),
+                                 Reading("grid_import", datetime(2024, 6, 3, 7, 30, tzinfo=jst), Decimal("10.5"),
+                                         None)])
+    await intervals.months.replace_many([rolled_up(f"{serial}|2024-06", Home, None, list(old_day.values()))])
+    auth = {"Authorization": f"Bearer {device['code']}"}
+    readings = half_hourly("2024-06-10", 14, "grid_import", ["200.0", "201.0"])
+    assert (await site.client.post(f"/api/v1/devices/{serial}/readings", json={"readings": readings},
+                                   headers=auth)).status_code == 202
+
+    async def revised():
+        [month] = await intervals.months_of(serial, ["2024-06"]) or [None]
+        return month if month and "10" in month["days"] else None
+
+    month = await eventually(revised, timeout=60)
+    assert month["days"]["03"]["totals"]["grid_import"] == "0.500"  # the entry written before is kept
+    assert month["totals"]["grid_import"] == "1.500" and month["import_by_class"]["weekday"][14] == "1.500"
+    stored = await intervals.months.get(f"{serial}|2024-06")
+    assert isinstance(stored["d"], str) and isinstance(stored["i"], str) and "days" not in stored
+    day = await intervals.daily.get(f"{serial}|2024-06-10")
+    assert isinstance(day["h"], str) and "channels" not in day
+    assert (await intervals.day(serial, date(2024, 6, 10)))["channels"]["grid_import"][14] == "1.000"
