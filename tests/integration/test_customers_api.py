@@ -295,3 +295,23 @@ async def test_a_late_event_of_a_deleted_customer_does_not_bring_it_back(runtime
             got = await p.client.get(f"/api/v1/customers/{number}", headers=a)
             assert got.status_code == 200 and got.json()["name"] == "佐藤 一郎"
             assert got.json()["auth_code"] == again.json()["auth_code"]
+
+
+async def test_a_customer_registered_before_serial_claims_existed_gets_its_claim_and_keeps_its_serial(runtime):
+    """Serial uniqueness is read from the claims by `_id` (no scan of the customers): a customer stored without a
+    claim (an install from before claims) has one made at start, once, so its serial is still refused to others."""
+    async with portal(runtime, ["identity", "billing"]) as p:
+        a = await token(p.client, "a@example.jp")
+        assert (await p.client.post("/api/v1/customers", json=SEED, headers=a)).status_code == 201
+        customers = p.host.service("billing").customers
+        await customers.serials.delete({"_id": SEED["serial_number"]})
+        await customers.serials.delete({"_id": "~claims-backfilled"})
+        await customers.setup()
+        claim = await customers.serials.get(SEED["serial_number"])
+        assert claim is not None and claim["stream"].endswith(SEED["customer_number"])
+        again = await p.client.post("/api/v1/customers", json={**SEED, "customer_number": "1120230032"}, headers=a)
+        assert again.status_code == 409 and again.json()["errors"] == SERIAL_TAKEN
+        # once per install: a claim removed after the marker is not made again at the next start
+        await customers.serials.delete({"_id": SEED["serial_number"]})
+        await customers.setup()
+        assert await customers.serials.get(SEED["serial_number"]) is None

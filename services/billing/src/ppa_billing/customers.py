@@ -25,6 +25,7 @@ CUSTOMERS = "customers"
 DELETIONS = "customer_deletions"  # customer id → the version it was deleted at: older events of it are late
 AUTH_CODES = "auth_codes"
 SERIALS = "serial_claims"  # serial number → the customer stream holding it (a command-side guard, not a projection)
+CLAIMS_BACKFILLED = "~claims-backfilled"  # outside SERIAL_NUMBER's alphabet
 CLAIM_IN_FLIGHT_SECONDS = 60  # a claim whose holder has not (yet) registered the serial is kept this long
 SERIAL_TAKEN = "この製造番号は既に登録されています。"
 NUMBER_TAKEN = "この顧客番号は既に登録されています。"
@@ -87,6 +88,23 @@ class Customers:
         await self.coll.ensure_index("agency_id", "customer_number", unique=True)
         await self.coll.ensure_index("serial_number", unique=True)
         await self.coll.ensure_index("agency_id", "registered_at")
+        await self._backfill_claims()
+
+    async def _backfill_claims(self) -> None:
+        """Customers registered before serial claims existed get theirs, once per install (a marker that no serial
+        number can spell records it), so `_serial_held` sees every registered serial."""
+        if await self.serials.get(CLAIMS_BACKFILLED) is not None:
+            return
+        for doc in await self.coll.find({}):
+            try:
+                await self.serials.insert({"_id": doc["serial_number"], "stream": stream_of(doc["agency_id"],
+                                           doc["customer_number"]), "at": time.time()})
+            except DuplicateKey:
+                pass
+        try:
+            await self.serials.insert({"_id": CLAIMS_BACKFILLED})
+        except DuplicateKey:
+            pass
 
     async def _free_version(self, stream: str) -> int:
         """The version a customer number is registered at: 0, or after the history of a deleted customer. A live
@@ -111,11 +129,11 @@ class Customers:
         errors: dict[str, str] = {}
         if await self.coll.get(f"{agency_id}:{customer.customer_number}") is not None:
             errors["customer_number"] = NUMBER_TAKEN
-        if await self.coll.count({"serial_number": customer.serial_number}):
+        stream = stream_of(agency_id, customer.customer_number)
+        if await self._serial_held(customer.serial_number, stream):
             errors["serial_number"] = SERIAL_TAKEN
         if errors:
             raise CustomerConflict(errors)
-        stream = stream_of(agency_id, customer.customer_number)
         version = await self._free_version(stream)
         await self._claim_serial(customer.serial_number, stream)
         try:
@@ -127,6 +145,19 @@ class Customers:
             raise CustomerConflict({"customer_number": NUMBER_TAKEN}) from exc
         await self.codes.replace({"_id": stream, "auth_code": customer.auth_code})
         return await self.get(agency_id, customer.customer_number)
+
+    async def _serial_held(self, serial: str, stream: str) -> bool:
+        """Whether another customer stream holds the serial (read by `_id`: a count over the customers would scan
+        them on a MongoDB-protocol server without secondary-index pushdown, once per registration)."""
+        claim = await self.serials.get(serial)
+        return claim is not None and claim["stream"] != stream and await self._claim_live(serial, claim)
+
+    async def _claim_live(self, serial: str, claim: dict[str, Any]) -> bool:
+        """A claim stands while its holder has the serial, or while its registration may still be in flight."""
+        agency_id, number = claim["stream"].removeprefix("customer:").rsplit(":", 1)
+        holder = await self.coll.get(f"{agency_id}:{number}")
+        return (holder is not None and holder["serial_number"] == serial) or \
+            time.time() - claim["at"] < CLAIM_IN_FLIGHT_SECONDS
 
     async def _claim_serial(self, serial: str, stream: str) -> None:
         """Hold a serial number for a customer stream, or raise CustomerConflict when another one holds it."""
@@ -140,10 +171,7 @@ class Customers:
             return await self._claim_serial(serial, stream)
         if claim["stream"] == stream:
             return
-        agency_id, number = claim["stream"].removeprefix("customer:").rsplit(":", 1)
-        holder = await self.coll.get(f"{agency_id}:{number}")
-        if (holder is not None and holder["serial_number"] == serial) or \
-                time.time() - claim["at"] < CLAIM_IN_FLIGHT_SECONDS:
+        if await self._claim_live(serial, claim):
             raise CustomerConflict({"serial_number": SERIAL_TAKEN})
         # a stale claim: its holder let the serial go or never registered (a crash in between); take it over
         if not await self.serials.update({"_id": serial, "stream": claim["stream"], "at": claim["at"]},
@@ -167,7 +195,7 @@ class Customers:
         stream = stream_of(agency_id, number)
         moved = changed.serial_number != customer.serial_number
         if moved:
-            if await self.coll.count({"serial_number": changed.serial_number}):
+            if await self._serial_held(changed.serial_number, stream):
                 raise CustomerConflict({"serial_number": SERIAL_TAKEN})
             await self._claim_serial(changed.serial_number, stream)
         try:
