@@ -2,9 +2,9 @@
 
 Builds the platform in this process (embedded runtime, or distributed with KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI),
 serves the gateway on a loopback port, registers one PPA customer and an owner who proves its device, then loads
-metering's half-hour projection straight into its collections: a year of month rollups for every one of N homes
-(the documents the views read: one per home and month, written by the projection's own `rolled_up`) and a year
-of day documents for the measured home. Going through the device API would take hours for a year of 10,000
+metering's half-hour projection straight into its collections: a year of month rollups and the year's summary for
+every one of N homes (the documents the views read, made by the projection's own functions) and a year of day
+documents for the measured home. Going through the device API would take hours for a year of 10,000
 homes (48 × 5 registers a day each). Then `hey` (a second process) requests the year view and the month view of
 the measured home with the owner's session cookie: p50/p99 and requests per second. Prints one JSON document.
 
@@ -43,7 +43,8 @@ from ppa_contracts.identity import AgencyProfile
 from ppa_gateway.app import create_app
 from ppa_metering.daily_projection import Device
 from ppa_metering.domain.intervals import SLOTS, IntervalDay
-from ppa_metering.interval_projection import day_doc, packed, rolled_up
+from ppa_metering.interval_projection import day_doc, month_summary, packed, rolled_up, unpacked, year_doc
+from ppa_runtime.metrics import MONGODB_COMMANDS
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.settings import Settings
 
@@ -95,24 +96,57 @@ def templates(agency_id: str) -> list[dict[str, Any]]:
     return [packed(rolled_up(f"TEMPLATE|{YEAR}-{m:02d}", d, None, days)) for m, days in sorted(by_month.items())]
 
 
+def year_of(serial: str, rollups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The year summary the projection keeps beside these (packed) month rollups of one home."""
+    return year_doc(serial, str(YEAR), {r["month"]: month_summary(unpacked(r)) for r in rollups})
+
+
 async def load(metering, agency_id: str, homes: int, batch: int = 500) -> float:
-    """Every home's year of month rollups; returns seconds taken."""
+    """Every home's year of month rollups and its year summary; returns seconds taken."""
     started = time.perf_counter()
     months = templates(agency_id)
     pending: list[dict[str, Any]] = []
+    years: list[dict[str, Any]] = []
     for i in range(homes):
         serial = f"BENCH{i:06d}"
-        for m in months:
-            pending.append({**m, "_id": f"{serial}|{m['month']}", "serial_number": serial,
-                            "customer_number": f"11{i:08d}"})
+        mine = [{**m, "_id": f"{serial}|{m['month']}", "serial_number": serial, "customer_number": f"11{i:08d}"}
+                for m in months]
+        pending += mine
+        years.append(year_of(serial, mine))
         if len(pending) >= batch:
-            await metering.intervals.months.replace_many(pending)
-            pending = []
+            await asyncio.gather(metering.intervals.months.replace_many(pending),
+                                 metering.intervals.years.replace_many(years))
+            pending, years = [], []
         if i and i % 1000 == 0:
             progress(f"{i} homes loaded")
     if pending:
-        await metering.intervals.months.replace_many(pending)
+        await asyncio.gather(metering.intervals.months.replace_many(pending),
+                             metering.intervals.years.replace_many(years))
     return time.perf_counter() - started
+
+
+def commands_sent() -> float:
+    """MongoDB commands this process has sent (round trips), all kinds."""
+    return sum(sample.value for metric in MONGODB_COMMANDS.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
+
+
+async def one_at_a_time(url: str, cookie: str, pages: dict[str, str], distributed: bool,
+                        n: int = 30) -> dict[str, Any]:
+    """Each view requested n times in a row by one client: the latency without queueing, and (distributed) the
+    MongoDB round trips one request makes."""
+    out: dict[str, Any] = {"requests_each": n}
+    async with httpx.AsyncClient(headers={"Cookie": cookie}) as client:
+        for name, page_url in pages.items():
+            before, times = commands_sent(), []
+            for _ in range(n):
+                started = time.perf_counter()
+                assert (await client.get(page_url)).status_code == 200
+                times.append((time.perf_counter() - started) * 1000)
+            out[name] = {"p50_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)}
+            if distributed:
+                out[name]["mongodb_commands_per_request"] = round((commands_sent() - before) / n, 1)
+    return out
 
 
 def hey_load(hey: str, url: str, cookie: str, seconds: int, concurrency: int) -> dict[str, Any]:
@@ -166,9 +200,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         home = device("BENCH-HOME", agency_id, "1199999999")
         days = [day_of(day, 7) for day in year_days()]
         await metering.intervals.daily.replace_many([packed(day_doc(home, d)) for d in days])
-        await metering.intervals.months.replace_many([
-            packed(rolled_up(f"BENCH-HOME|{YEAR}-{m:02d}", home, None, [d for d in days if d.date.month == m]))
-            for m in range(1, 13)])
+        rollups = [packed(rolled_up(f"BENCH-HOME|{YEAR}-{m:02d}", home, None, [d for d in days if d.date.month == m]))
+                   for m in range(1, 13)]
+        await metering.intervals.months.replace_many(rollups)
+        await metering.intervals.years.replace_many([year_of("BENCH-HOME", rollups)])
 
         await identity.owners.register(OWNER, PASSWORD, PASSWORD, "192.0.2.1")
         async with httpx.AsyncClient(base_url=url) as client:
@@ -202,6 +237,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats("ppa_|jinja|sqlite|decimal", 40)
         pages = {"year_view": f"{url}/mypage/energy/{product_id}?view=year&at={YEAR}",
                  "month_view": f"{url}/mypage/energy/{product_id}?view=month&at={YEAR}-05"}
+        result["one_at_a_time"] = await one_at_a_time(url, cookie, pages, distributed)
         result["load"] = {"tool": "hey", "seconds_each": args.seconds, "concurrency": args.concurrency}
         for name, page_url in pages.items():
             progress(f"hey: {name}")

@@ -45,3 +45,29 @@ async def test_the_retired_daily_usage_copy_line_names_and_index_are_dropped_and
 
     await BillingService(runtime).start()  # started again: nothing left to drop, nothing fails
     assert await lines.count() == 1
+
+
+async def test_lines_from_before_the_months_per_customer_are_found_by_customer_after_start(runtime):
+    """A customer's lines are read by `_id` through its months (no query over the lines): lines an earlier version
+    wrote get their months at the first start, and a later line adds its month."""
+    from ppa_billing.invoice_list import MONTHS_OF, customer_lines
+
+    docs = runtime.docstore("billing")
+    lines, months_of = docs.collection(LINES), docs.collection(MONTHS_OF)
+    old = [{"_id": f"agency-1:{m}:1100000001", "agency_id": "agency-1", "month": m,
+            "customer_number": "1100000001", "days": {}, "listed": False} for m in ("2024/01", "2024/03")]
+    other = {"_id": "agency-1:2024/01:1100000002", "agency_id": "agency-1", "month": "2024/01",
+             "customer_number": "1100000002", "days": {}, "listed": False}
+    await lines.insert_many([*old, other])
+    assert await customer_lines(lines, months_of, "agency-1", ["1100000001"]) == []  # not yet indexed
+
+    service = BillingService(runtime)
+    await service.start()
+    assert await customer_lines(lines, months_of, "agency-1", ["1100000001"]) == old
+    assert await customer_lines(lines, months_of, "agency-1", ["1100000001", "1100000002"], "2024/01",
+                                "2024/02") == [old[0], other]
+    assert await customer_lines(lines, months_of, "agency-2", ["1100000001"]) == []  # another agency's: none
+    # a line the month list creates later is found too
+    await service.invoice_list.on_daily_batch([("agency-1", "1100000001", "2024-05-10", "3.00", "1.00", 1)])
+    found = await customer_lines(lines, months_of, "agency-1", ["1100000001"])
+    assert found[:2] == old and len(found) == 3 and "2024-05-10" in found[2]["days"]

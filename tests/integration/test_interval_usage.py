@@ -112,7 +112,7 @@ async def test_a_rebuild_gives_the_half_hours_and_rollups_built_live(site):
 async def test_documents_are_stored_packed_and_a_rollup_written_unpacked_before_is_revised_in_place(site):
     """A day's channels and a rollup's days and sums are kept as JSON text (a MongoDB-protocol server returns a few
     strings instead of ~1,600 values); a rollup stored in the earlier, unpacked form still reads and a new day
-    enters its sums."""
+    enters its sums; the year's summary (one read for a year view) starts from the months stored before it."""
     from datetime import datetime, timedelta, timezone
 
     from ppa_metering.domain.intervals import compute_intervals
@@ -132,7 +132,15 @@ async def test_documents_are_stored_packed_and_a_rollup_written_unpacked_before_
     old_day = compute_intervals([Reading("grid_import", datetime(2024, 6, 3, 7, tzinfo=jst), Decimal("10.0"), None),
                                  Reading("grid_import", datetime(2024, 6, 3, 7, 30, tzinfo=jst), Decimal("10.5"),
                                          None)])
-    await intervals.months.replace_many([rolled_up(f"{serial}|2024-06", Home, None, list(old_day.values()))])
+    april = compute_intervals([Reading("pv_generation", datetime(2024, 4, 8, 12, tzinfo=jst), Decimal("5.0"), None),
+                               Reading("pv_generation", datetime(2024, 4, 8, 12, 30, tzinfo=jst), Decimal("7.5"),
+                                       None)])
+    await intervals.months.replace_many([rolled_up(f"{serial}|2024-06", Home, None, list(old_day.values())),
+                                         rolled_up(f"{serial}|2024-04", Home, None, list(april.values()))])
+    # no year summary yet (data from before it): the year is read from its rollups
+    assert [(m["month"], m["totals"]["grid_import"], m["totals"]["pv_generation"])
+            for m in await intervals.year_of(serial, 2024)] == [("2024-04", "0.000", "2.500"),
+                                                                  ("2024-06", "0.500", "0.000")]
     auth = {"Authorization": f"Bearer {device['code']}"}
     readings = half_hourly("2024-06-10", 14, "grid_import", ["200.0", "201.0"])
     assert (await site.client.post(f"/api/v1/devices/{serial}/readings", json={"readings": readings},
@@ -150,3 +158,11 @@ async def test_documents_are_stored_packed_and_a_rollup_written_unpacked_before_
     day = await intervals.daily.get(f"{serial}|2024-06-10")
     assert isinstance(day["h"], str) and "channels" not in day
     assert (await intervals.day(serial, date(2024, 6, 10)))["channels"]["grid_import"][14] == "1.000"
+    # the year's summary, made from the stored months when the batch touched 2024, then kept with June's rollup
+    summary = await intervals.years.get(f"{serial}|2024")
+    assert isinstance(summary["m"], str)
+    year = await intervals.year_of(serial, 2024)
+    assert [(m["month"], m["totals"]["grid_import"], m["totals"]["pv_generation"]) for m in year] == [
+        ("2024-04", "0.000", "2.500"), ("2024-06", "1.500", "0.000")]
+    assert year[1]["import_by_class"] == month["import_by_class"] and year[1]["estimated"] is False
+    assert year[1]["customer_number"] == device["number"]

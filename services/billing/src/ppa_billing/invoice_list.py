@@ -10,6 +10,11 @@ daily usage, customers, settings and invoice events; each handler recomputes wha
 line's own days and the current customer and settings, so redelivery and any order of topics end the same.
 A closing-day change re-files every day of the agency into the months of the new setting.
 
+A customer's lines are found through `invoice_line_months` (per customer, the months it has lines in), then read
+by `_id`: a query on the lines by customer would scan them all on a MongoDB-protocol server that serves only
+`_id` from an index (FerretDB 1.24), once per customer edit and per 請求一覧 view. The months are written before
+the lines they name, so a crash in between leaves a month without its line (skipped), never a line unlisted.
+
 The group may run as shards (`PPA_CONSUMER_SHARDS=billing.invoice-list=N`), split by the last digit of the
 totals bucket (the customer number's 7th digit, the 4th from the end of an invoice number too): a customer's
 lines and its bucket's documents still have one writer, and a settings change is re-filed by every shard for
@@ -44,12 +49,14 @@ from ppa_contracts.metering import DailyUsageComputed, DailyUsageRevised
 from ppa_contracts.topics import BILLING_CUSTOMER, BILLING_INVOICE, BILLING_SETTINGS, METERING_DAILY_USAGE
 from ppa_runtime.bus import Record
 from ppa_runtime.consumer import ConsumerSpec, current_shard
-from ppa_runtime.docstore import DocStore
+from ppa_runtime.docstore import Collection, DocStore
 
 LINES = "invoice_lines"
 SEARCH = "invoice_line_search"  # per totals bucket: one text of its listed lines' numbers, names and kana
 BUCKETS = "invoice_line_buckets"
 SUMS = "invoice_month_sums"
+MONTHS_OF = "invoice_line_months"  # per customer (`agency:number`): the months it has lines in
+INDEXED = "~indexed"  # marks that every line written before the months existed is in them (no customer id spells it)
 TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
 ZERO2 = Decimal("0.00")
 CENTI = Decimal("0.01")
@@ -74,6 +81,16 @@ def bucket_of(customer_number: str) -> str:
 
 def line_id(agency_id: str, month: str, customer_number: str) -> str:
     return f"{agency_id}:{month}:{customer_number}"
+
+
+async def customer_lines(lines: Collection, months_of: Collection, agency_id: str, numbers: list[str],
+                         first: str = "", last: str = "9999/99") -> list[dict[str, Any]]:
+    """The lines of these customers of an agency in the billing months first..last ("YYYY/MM"), by `_id`."""
+    found = await months_of.get_many([f"{agency_id}:{n}" for n in numbers])
+    ids = [line_id(agency_id, m, n) for n in numbers for m in found.get(f"{agency_id}:{n}", {}).get("months", ())
+           if first <= m <= last]
+    stored = await lines.get_many(ids) if ids else {}
+    return [stored[i] for i in ids if i in stored]
 
 
 def search_row(line: dict[str, Any]) -> str:
@@ -113,6 +130,7 @@ class InvoiceList:
         self.search = docs.collection(SEARCH)
         self.buckets = docs.collection(BUCKETS)
         self.sums = docs.collection(SUMS)
+        self.months_of = docs.collection(MONTHS_OF)
         self.customers = customers
         self.settings = settings
         # issuing: days of an agency's customers changed (a change after issue makes a revision)
@@ -123,6 +141,31 @@ class InvoiceList:
         await self.lines.ensure_index("agency_id", "customer_number", "month")
         await self.search.ensure_index("agency_id", "month")
         await self.sums.ensure_index("agency_id", "month")
+        await self._index_existing()
+
+    async def _index_existing(self) -> None:
+        """Lines written before `invoice_line_months` existed get their months, once per install."""
+        if await self.months_of.get(INDEXED) is not None:
+            return
+        months: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for line in await self.lines.find({}, without=("days", "draft", "issued")):
+            months[(line["agency_id"], line["customer_number"])].add(line["month"])
+        await self._add_months(months)
+        await self.months_of.replace({"_id": INDEXED})
+
+    async def _add_months(self, months: dict[tuple[str, str], set[str]]) -> None:
+        """Put these months into their customers' month lists (before the lines are written)."""
+        if not months:
+            return
+        found = await self.months_of.get_many([f"{a}:{n}" for a, n in months])
+        out = []
+        for (agency_id, number), new in months.items():
+            have = set(found.get(f"{agency_id}:{number}", {}).get("months", ()))
+            if not new <= have:
+                out.append({"_id": f"{agency_id}:{number}", "agency_id": agency_id, "customer_number": number,
+                            "months": sorted(have | new)})
+        if out:
+            await self.months_of.replace_many(out)
 
     # computing lines
     @staticmethod
@@ -236,10 +279,14 @@ class InvoiceList:
         stored = await self.lines.get_many(list(incoming))
         customers = await self.customers.coll.get_many(list({f"{a}:{c}" for a, _, c in keys.values()}))
         out = []
+        created: dict[tuple[str, str], set[str]] = defaultdict(set)
         touched: dict[str, dict[str, set[str]]] = defaultdict(dict)
         for lid, days in incoming.items():
             agency_id, month, number = keys[lid]
-            line = stored.get(lid) or self._new_line(agency_id, month, number, settings[agency_id].closing_day)
+            line = stored.get(lid)
+            if line is None:
+                line = self._new_line(agency_id, month, number, settings[agency_id].closing_day)
+                created[(agency_id, number)].add(month)
             kept = line["days"]
             for iso, (generation, sold_kwh, version) in days.items():
                 old = kept.get(iso)
@@ -251,6 +298,7 @@ class InvoiceList:
             self._refresh(line, customers.get(f"{agency_id}:{number}"), settings[agency_id])
             out.append(line)
             touched[agency_id].setdefault(number, set()).update(days)
+        await self._add_months(created)
         await self._save(out)
         # Always, not only when a day changed: a crash after the save must still revise on redelivery.
         if self.on_days_changed is not None:
@@ -260,7 +308,7 @@ class InvoiceList:
     # customers and settings
     async def recompute_customer(self, agency_id: str, customer_number: str) -> None:
         """Recompute every line of a customer with the current customer and settings."""
-        lines = await self.lines.find({"agency_id": agency_id, "customer_number": customer_number})
+        lines = await customer_lines(self.lines, self.months_of, agency_id, [customer_number])
         if not lines:
             return
         customer = await self.customers.coll.get(f"{agency_id}:{customer_number}")
@@ -298,6 +346,10 @@ class InvoiceList:
                     self._refresh(line, customers.get(f"{agency_id}:{number}"), settings)
                 new_lines += refiled.values()
                 gone += [line["_id"] for line in lines if line["_id"] not in refiled]
+            created: dict[tuple[str, str], set[str]] = defaultdict(set)
+            for line in new_lines:
+                created[(agency_id, line["customer_number"])].add(line["month"])
+            await self._add_months(created)
             await self.lines.replace_many(new_lines)
             if gone:
                 await self.lines.delete({"_id": {"$in": gone}})
@@ -341,8 +393,10 @@ class InvoiceList:
         """Keep the issued figures (or the void) on the invoice's line, once per stream version."""
         lid = line_id(event.agency_id, event.month, event.customer_number)
         settings = await self.settings.get(event.agency_id)
-        line = await self.lines.get(lid) or self._new_line(event.agency_id, event.month, event.customer_number,
-                                                          settings.closing_day)
+        line = await self.lines.get(lid)
+        if line is None:
+            line = self._new_line(event.agency_id, event.month, event.customer_number, settings.closing_day)
+            await self._add_months({(event.agency_id, event.customer_number): {event.month}})
         issued = line.get("issued") or {"v": 0, "status": "issued", "figures": None}
         if version <= issued["v"]:
             return await self._save([line])  # a repeat: the line is already right; its entry is set again
@@ -417,6 +471,6 @@ class InvoiceList:
         return ConsumerSpec(
             group="billing.invoice-list", name=LINES,
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
-            collections=[LINES, SEARCH, BUCKETS, SUMS], setup=self.setup, dedupe=False, batch_size=5000,
+            collections=[LINES, SEARCH, BUCKETS, SUMS, MONTHS_OF], setup=self.setup, dedupe=False, batch_size=5000,
             handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS, picked_only=_DAILY_TYPES,
             split_by=SPLIT_BY)

@@ -32,7 +32,7 @@ from ppa_billing.domain.invoice import (
     included_consumption_tax,
 )
 from ppa_billing.exports import in_chunks
-from ppa_billing.invoice_list import searchable
+from ppa_billing.invoice_list import customer_lines, searchable
 from ppa_contracts.billing import InvoiceDay, InvoiceFigures
 from ppa_runtime.docstore import Collection
 
@@ -135,8 +135,10 @@ class Invoices:
     """The invoices (drafts or issued revisions) computed from the daily usage the month list keeps."""
 
     def __init__(self, customers: Collection, issued: Collection, settings: AgencySettings,
-                 lines: Collection, sums: Collection, search: Collection, buckets: Collection) -> None:
+                 lines: Collection, sums: Collection, search: Collection, buckets: Collection,
+                 months_of: Collection) -> None:
         self.lines = lines  # the month list's projection (ppa_billing.invoice_list), with each line's days
+        self.months_of = months_of  # its months per customer (the lines of a customer by `_id`)
         self.search = search  # its search entries, per totals bucket
         self.buckets = buckets  # its totals entries, per bucket
         self.sums = sums
@@ -154,13 +156,10 @@ class Invoices:
         if not customer_numbers:
             return {}
         before = (start.year, start.month - 1) if start.month > 1 else (start.year - 1, 12)
-        flt: dict[str, Any] = {
-            "agency_id": agency_id, "month": {"$gte": f"{before[0]:04d}/{before[1]:02d}",
-                                              "$lte": f"{end.year:04d}/{end.month:02d}"},
-            "customer_number": customer_numbers[0] if len(customer_numbers) == 1 else {"$in": customer_numbers}}
         low, high = start.isoformat(), end.isoformat()
         out: dict[str, dict[date, tuple[DailyUsage, int]]] = {}
-        for line in await self.lines.find(flt):
+        for line in await customer_lines(self.lines, self.months_of, agency_id, customer_numbers,
+                                         f"{before[0]:04d}/{before[1]:02d}", f"{end.year:04d}/{end.month:02d}"):
             days = out.setdefault(line["customer_number"], {})
             for iso, (gen, sold, usage, version) in line.get("days", {}).items():
                 if low <= iso <= high:
@@ -386,7 +385,7 @@ class Invoices:
         if customer is None:
             raise InvoiceNotFound(customer_number)
         settings = await self.settings.get(agency_id)
-        lines = await self.lines.find({"agency_id": agency_id, "customer_number": customer_number})
+        lines = await customer_lines(self.lines, self.months_of, agency_id, [customer_number])
         issued = {d["month"]: d for d in await self.issued.find({"agency_id": agency_id,
                                                                  "customer_number": customer_number})}
         months = {month_of(date.fromisoformat(day), settings.closing_day) for line in lines for day in line["days"]}

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import CUSTOMERS, Customers
-from ppa_billing.invoice_list import BUCKETS, LINES, SEARCH, SUMS, InvoiceList
+from ppa_billing.invoice_list import BUCKETS, LINES, MONTHS_OF, SEARCH, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
 from ppa_billing.portal import BillingPortal
@@ -30,7 +30,7 @@ class BillingService(Service):
         self.invoices = Invoices(self.docs.collection(CUSTOMERS),
                                  self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),
                                  self.docs.collection(SUMS), self.docs.collection(SEARCH),
-                                 self.docs.collection(BUCKETS))
+                                 self.docs.collection(BUCKETS), self.docs.collection(MONTHS_OF))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
         self.invoice_list.on_days_changed = self.issuing.on_days_changed

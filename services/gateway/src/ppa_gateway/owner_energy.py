@@ -251,16 +251,16 @@ def range_view(p: Period, rollups: Sequence[Mapping], prices: ElectricityPrices,
     return _view(p, rows, totals, prices, imports, battery)
 
 
-def year_view(p: Period, rollups: Sequence[Mapping], prices: ElectricityPrices, battery: bool) -> EnergyView:
-    """A row per month with data, from the 12 month rollups; the year's fees from their sums."""
+def year_view(p: Period, months: Sequence[Mapping], prices: ElectricityPrices, battery: bool) -> EnergyView:
+    """A row per month with data, from the months' summaries (metering's `month_summary`); the year's fees from
+    their sums."""
     rows: list[Row] = []
     totals = _empty()
     imports = {WEEKDAY: [ZERO] * SLOTS, HOLIDAY: [ZERO] * SLOTS}
-    for rollup in rollups:
+    for rollup in months:
         values = {c: Decimal(rollup["totals"][c]) for c in CHANNELS}
         month = int(rollup["month"][5:7])
-        rows.append(Row(f"{month}月", rollup["month"], series_of(values),
-                        any(e.get("estimated") for e in rollup["days"].values())))
+        rows.append(Row(f"{month}月", rollup["month"], series_of(values), bool(rollup["estimated"])))
         totals = {c: totals[c] + values[c] for c in CHANNELS}
         for k in (WEEKDAY, HOLIDAY):
             imports[k] = [a + Decimal(b) for a, b in zip(imports[k], rollup["import_by_class"][k], strict=True)]

@@ -2,7 +2,7 @@
 the chart, a table with totals, 売電料金・買電料金 from the owner's 電力料金情報, 見守りサービス, and the CSV of
 what is shown. A product that is not one of the session's owner's proved homes is a 404, whoever asks.
 
-Reads: a day is one document, a month one rollup, a year 12 rollups (metering's half-hour projection); only
+Reads: a day is one document, a month one rollup, a year one summary (metering's half-hour projection); only
 documents of the proved customer count (a serial later given to another customer shows nothing of it).
 """
 
@@ -65,8 +65,8 @@ async def _energy(request: Request, home: Home, p: Period, battery: bool, prices
     if p.view == "range":
         rollups = [r for r in await intervals.months_of(home.serial_number, p.touched_months()) if _ours(r, home)]
         return range_view(p, rollups, prices, battery)
-    rollups = [r for r in await intervals.months_of(home.serial_number, p.months()) if _ours(r, home)]
-    return year_view(p, rollups, prices, battery)
+    months = [m for m in await intervals.year_of(home.serial_number, p.first.year) if _ours(m, home)]
+    return year_view(p, months, prices, battery)
 
 
 async def proved_home_or_page(request: Request, product_id: str):

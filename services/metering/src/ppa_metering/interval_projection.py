@@ -7,7 +7,10 @@ document holds 48 half-hours per channel (kWh as text): a day view is one point 
 Per device and month one rollup holds each day's totals and its grid import per half-hour, and the month's totals
 and its import per half-hour summed over 平日 and over 土日祝 days (a day written again replaces its entry, and its
 old values leave the sums as its new ones enter them):
-a year view reads 12 rollups and prices a year of half-hours from 2 × 48 sums per month.
+and per device and year one summary holds each month's totals and sums (no days): a year view is one point read
+and prices a year of half-hours from 2 × 48 sums per month. A year's summary is made from the stored rollups the
+first time a batch touches that year, then kept with each rollup written; without one (data from before it) a year
+view reads the 12 rollups.
 
 Stored packed: the arrays and the per-day entries of a document are kept as one JSON text each (`h` for a day's
 channels, `d` and `i` for a rollup's days and sums), which the accessors unpack. A MongoDB-protocol server then
@@ -41,6 +44,7 @@ from ppa_runtime.docstore import Collection
 
 INTERVALS = "interval_usage"
 MONTHS = "interval_months"
+YEARS = "interval_years"
 INTERVAL_STATES = "interval_state"
 ZERO = Decimal("0.000")
 PACKED = {"channels": "h", "days": "d", "import_by_class": "i"}
@@ -102,13 +106,27 @@ def rolled_up(month_id: str, d: Device, before: dict[str, Any] | None, days: lis
             "import_by_class": {k: [str(v) for v in sums] for k, sums in imports.items()}}
 
 
+def month_summary(rollup: dict[str, Any]) -> dict[str, Any]:
+    """What a year view needs of an (unpacked) month rollup: its totals, sums, whether a day is estimated, and whose."""
+    return {"month": rollup["month"], "agency_id": rollup["agency_id"], "customer_number": rollup["customer_number"],
+            "totals": rollup["totals"], "import_by_class": rollup["import_by_class"],
+            "estimated": any(e.get("estimated") for e in rollup["days"].values())}
+
+
+def year_doc(serial: str, year: str, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The stored summary of a device's year: its months' summaries (by YYYY-MM) as one JSON text."""
+    return {"_id": f"{serial}|{year}", "serial_number": serial, "year": year,
+            "m": orjson.dumps(dict(sorted(summaries.items()))).decode()}
+
+
 class IntervalProjection(DailyProjection):
     """Applies reading batches to `interval_usage` (device × day) and `interval_months` (device × month)."""
 
     def __init__(self, store: ReadingStore, intervals: Collection, months: Collection, states: Collection,
-                 devices: DeviceRegistry) -> None:
+                 devices: DeviceRegistry, years: Collection) -> None:
         super().__init__(None, store, intervals, states, devices)
         self.months = months
+        self.years = years
 
     async def setup(self) -> None:
         """Point reads by `_id` only: no index to make."""
@@ -120,10 +138,23 @@ class IntervalProjection(DailyProjection):
             for day in compute_intervals(d.window(affected[d.serial]), only=affected[d.serial]).values():
                 docs.append(day_doc(d, day))
                 by_month.setdefault(f"{d.serial}|{day.date:%Y-%m}", (d, []))[1].append(day)
-        before = await self.months.get_many(list(by_month))
-        rollups = [packed(rolled_up(month_id, d, unpacked(before.get(month_id)), days))
+        year_ids = sorted({month_id[:-3] for month_id in by_month})  # "serial|YYYY"
+        before, years_before = await asyncio.gather(self.months.get_many(list(by_month)),
+                                                    self.years.get_many(year_ids))
+        rollups = [rolled_up(month_id, d, unpacked(before.get(month_id)), days)
                    for month_id, (d, days) in by_month.items()]
-        await asyncio.gather(self.daily.replace_many([packed(doc) for doc in docs]), self.months.replace_many(rollups),
+        years = {yid: orjson.loads(doc["m"]) for yid, doc in years_before.items()}
+        for yid in year_ids:
+            if yid not in years:  # the year's first summary: from the months stored so far
+                serial, year = yid.rsplit("|", 1)
+                years[yid] = {r["month"]: month_summary(r) for r in await self.months_of(
+                    serial, [f"{year}-{m:02d}" for m in range(1, 13)])}
+        for rollup in rollups:
+            years[rollup["_id"][:-3]][rollup["month"]] = month_summary(rollup)
+        await asyncio.gather(self.daily.replace_many([packed(doc) for doc in docs]),
+                             self.months.replace_many([packed(r) for r in rollups]),
+                             self.years.replace_many([year_doc(*yid.rsplit("|", 1), summaries)
+                                                      for yid, summaries in years.items()]),
                              self.states.replace_many([{"_id": d.serial, "channels": bounds} for d in devices
                                                        if (bounds := d.advanced_bounds()) != d.bounds]))
 
@@ -145,8 +176,16 @@ class IntervalProjection(DailyProjection):
         found = await self.months.get_many([f"{serial}|{m}" for m in months])
         return [unpacked(found[f"{serial}|{m}"]) for m in months if f"{serial}|{m}" in found]
 
+    async def year_of(self, serial: str, year: int) -> list[dict[str, Any]]:
+        """The month summaries of a year (`month_summary`), in month order: one point read, or the 12 rollups
+        when the year has no summary yet."""
+        doc = await self.years.get(f"{serial}|{year:04d}")
+        if doc is not None:
+            return list(orjson.loads(doc["m"]).values())
+        return [month_summary(r) for r in await self.months_of(serial, [f"{year:04d}-{m:02d}" for m in range(1, 13)])]
+
     def spec(self) -> ConsumerSpec:
         return ConsumerSpec(
             group="metering.interval-usage", name=INTERVALS, topics=[METERING_READINGS],
-            collections=[INTERVALS, MONTHS, INTERVAL_STATES], setup=self.setup, dedupe=False,
+            collections=[INTERVALS, MONTHS, YEARS, INTERVAL_STATES], setup=self.setup, dedupe=False,
             handlers={_READINGS_TYPE: self.on_event}, on_batch=self.on_batch, batch_size=50)

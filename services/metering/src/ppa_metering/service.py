@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from ppa_metering.daily_projection import DAILY, STATES, DailyProjection
 from ppa_metering.devices import DELETIONS, DEVICES, SERIALS, DeviceRegistry
 from ppa_metering.ingest import Ingestion
-from ppa_metering.interval_projection import INTERVAL_STATES, INTERVALS, MONTHS, IntervalProjection
+from ppa_metering.interval_projection import INTERVAL_STATES, INTERVALS, MONTHS, YEARS, IntervalProjection
 from ppa_metering.store import READINGS, ReadingStore
 from ppa_runtime.auth import AgencyPasswords
 from ppa_runtime.consumer import ConsumerSpec
@@ -29,7 +29,8 @@ class MeteringService(Service):
         self.daily = DailyProjection(runtime.bus, self.store, self.docs.collection(DAILY),
                                      self.docs.collection(STATES), self.devices)
         self.intervals = IntervalProjection(self.store, self.docs.collection(INTERVALS), self.docs.collection(MONTHS),
-                                            self.docs.collection(INTERVAL_STATES), self.devices)
+                                            self.docs.collection(INTERVAL_STATES), self.devices,
+                                            self.docs.collection(YEARS))
         self.agency_credentials = AgencyPasswords(self.name, self.docs)  # tokens of current passwords only
 
     async def start(self) -> None:
