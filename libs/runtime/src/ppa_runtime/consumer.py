@@ -135,6 +135,7 @@ class Consumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        metrics.consumer_started(self.spec.group, self.spec.topics, list(self.spec.handlers))
         sub = await self.bus.subscribe(self.group, self.spec.topics, self.spec.fields, self.spec.picked_only,
                                        shard=self.shard)
         self.running = True
