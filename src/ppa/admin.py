@@ -30,7 +30,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
         reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors(include_input=False))
         print(f"ppa: cannot start: {reasons}", file=sys.stderr)
         raise SystemExit(2) from None
-    ppa_logging.configure(settings.log_level, settings.log_json)
+    ppa_logging.configure(settings.log_level, settings.log_json, settings.log_repeat_seconds)
     return settings
 
 

@@ -66,3 +66,16 @@ def test_grafana_dashboard_is_json_and_queries_exported_metrics():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all({"h", "w", "x", "y"} <= set(p["gridPos"]) for p in dashboard["panels"])
+
+
+def test_grafana_dashboard_declares_every_data_source_it_uses_and_no_other():
+    text = (OBS / "grafana" / "ppa-dashboard.json").read_text()
+    dashboard = json.loads(text)
+    inputs = {i["name"] for i in dashboard.get("__inputs", [])}
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    used = set(re.findall(r"\$\{(\w+)\}", text))
+    assert inputs <= used, f"declared, never used: {sorted(inputs - used)}"
+    assert used <= inputs | variables, f"used, never declared: {sorted(used - inputs - variables)}"
+    sources = [p["datasource"] for p in dashboard["panels"] if "datasource" in p]
+    sources += [v["datasource"] for v in dashboard["templating"]["list"] if "datasource" in v]
+    assert sources and all(s == {"type": "prometheus", "uid": "${datasource}"} for s in sources)

@@ -352,3 +352,28 @@ async def test_racing_writers_never_lose_an_acknowledged_append(runtime):
     assert [e.id for e in stored] == acknowledged or sorted(e.id for e in stored) == sorted(acknowledged)
     assert [e.aggregateversion for e in stored] == list(range(1, len(stored) + 1))
     assert len(stored) == len(acknowledged) >= 15
+
+
+async def test_a_record_without_attributes_is_dead_lettered_with_a_subject_and_its_bytes(runtime):
+    import base64
+
+    async def handler(payload, env):
+        raise AssertionError("no event to apply")
+
+    await publish_broken(runtime, IDENTITY_AGENCY, "legacy-7", b"\x00not json", [])
+    group = "test-no-attributes"
+    consumer = Consumer(ConsumerSpec(group, [IDENTITY_AGENCY], {AgencyRegistered.event_type(): handler}), runtime.bus,
+                        runtime.docstore("testsvc").collection("inbox"), max_attempts=3, backoff=0.01)
+    await run_consumer_until(consumer, lambda: consumer.applied >= 1)
+    sub = await runtime.bus.subscribe("test-no-attributes-reader", [dlq(IDENTITY_AGENCY)])
+    try:
+        (record,) = await drain(sub, 1)
+    finally:
+        await sub.close()
+    letter = record.envelope.payload()
+    assert letter.consumer_group == group and letter.error.startswith("ValidationError: ")
+    if runtime.kind == "distributed":  # the record as the broker had it: its key is the letter's subject too
+        assert record.envelope.subject == letter.original_key == "legacy-7"
+        assert base64.b64decode(letter.original_value_base64) == b"\x00not json" and letter.original_headers == []
+    else:  # the embedded log keeps structured JSON only: where the record was is its subject
+        assert record.envelope.subject == f"{IDENTITY_AGENCY}/0/{letter.original_offset}"

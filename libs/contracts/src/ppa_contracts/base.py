@@ -33,6 +33,11 @@ class Payload(BaseModel):
         return f"jp.ppa.{cls.event_service}.{cls.event_name}.v{cls.event_version}"
 
 
+def schema_id(event_type: str) -> str:
+    """The `$id` of an event type's JSON Schema (docs/events/schemas/<type>.json): its CloudEvents `dataschema`."""
+    return f"urn:ppa:event:{event_type}"
+
+
 def event_class(event_type: str) -> type[Payload] | None:
     """The payload class registered for a CloudEvents type, if any."""
     return _REGISTRY.get(event_type)

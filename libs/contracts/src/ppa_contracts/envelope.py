@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from ppa_contracts.base import Payload, event_class
+from ppa_contracts.base import Payload, event_class, schema_id
 
 _HEADER_ATTRS = (
-    "id", "source", "type", "specversion", "time", "subject",
+    "id", "source", "type", "specversion", "time", "subject", "dataschema",
     "correlationid", "causationid", "aggregateversion", "schemaversion",
 )
 _ATTR_OF_HEADER = {f"ce_{attr}": attr for attr in _HEADER_ATTRS} | {"content-type": "datacontenttype"}
@@ -37,6 +37,7 @@ class Envelope(BaseModel):
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     subject: str
     datacontenttype: str = "application/json"
+    dataschema: str | None = None  # the id of the type's JSON Schema (docs/events/schemas), `schema_id`
     correlationid: str
     causationid: str | None = None
     aggregateversion: int | None = None
@@ -58,6 +59,7 @@ class Envelope(BaseModel):
             source=f"/ppa/{payload.event_service}",
             type=payload.event_type(),
             subject=subject,
+            dataschema=schema_id(payload.event_type()),
             correlationid=correlation_id,
             causationid=causation_id,
             aggregateversion=aggregate_version,
@@ -79,7 +81,9 @@ class Envelope(BaseModel):
         headers = [("content-type", f["datacontenttype"].encode()), ("ce_id", f["id"].encode()),
                    ("ce_source", f["source"].encode()), ("ce_type", f["type"].encode()),
                    ("ce_specversion", f["specversion"].encode()), ("ce_time", f["time"].isoformat().encode()),
-                   ("ce_subject", f["subject"].encode()), ("ce_correlationid", f["correlationid"].encode())]
+                   ("ce_subject", f["subject"].encode()), ("ce_correlationid", f["correlationid"].encode()),
+                   # events stored before the attribute existed get it on the wire all the same
+                   ("ce_dataschema", (f["dataschema"] or schema_id(f["type"])).encode())]
         if f["causationid"] is not None:
             headers.append(("ce_causationid", f["causationid"].encode()))
         if f["aggregateversion"] is not None:

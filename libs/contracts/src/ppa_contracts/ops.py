@@ -5,12 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from ppa_contracts.base import Payload
 from ppa_contracts.topics import OPS_AUDIT
 
 
+class RecordHeader(BaseModel):
+    """One header of a Kafka record as it was read: its value as text, or in base64 when it is not UTF-8."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: str | None = None
+    value_base64: str | None = None
+
+
 class DeadLetter(Payload):
-    """An event a consumer group could not apply after its retries; carries the original."""
+    """An event a consumer group could not apply after its retries; carries the original.
+
+    `original` is the record's structured-mode JSON (attributes and `data`) as far as it could be read. Read from
+    Kafka, the record itself is kept too: its key, every header, and its value when that is not JSON (as JSON it
+    is `original.data`), text where it is UTF-8, else base64 (the `_base64` fields)."""
 
     event_service: ClassVar[str] = "platform"
     event_name: ClassVar[str] = "dead_letter"
@@ -19,8 +35,14 @@ class DeadLetter(Payload):
     original: dict[str, Any]
     original_topic: str
     consumer_group: str
-    error: str
+    error: str  # the failure reason: the exception's type and message (validation errors without the input)
     attempts: int
+    original_partition: int | None = None
+    original_offset: int | None = None
+    original_key: str | None = None
+    original_key_base64: str | None = None
+    original_headers: list[RecordHeader] | None = None
+    original_value_base64: str | None = None  # the value's bytes, when they are no JSON
 
 
 class DeadLetterReplayed(Payload):

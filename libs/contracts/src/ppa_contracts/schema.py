@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from ppa_contracts.base import payload_classes
+from ppa_contracts.base import payload_classes, schema_id
 from ppa_contracts.topics import TOPICS, dlq
 
 _CE_HEADERS = {
@@ -27,6 +27,7 @@ _CE_HEADERS = {
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_subject": {"type": "string", "description": "aggregate id, also the Kafka key"},
+        "ce_dataschema": {"type": "string", "description": "the $id of the event type's JSON Schema"},
         "ce_correlationid": {"type": "string"},
         "ce_causationid": {"type": "string"},
         "ce_aggregateversion": {"type": "string"},
@@ -68,7 +69,7 @@ def render() -> dict[str, str]:
             "payload": {"$ref": f"#/components/schemas/{cls.__name__}"},
         }
         standalone = cls.model_json_schema(mode="serialization")
-        standalone["$id"] = f"urn:ppa:event:{event_type}"
+        standalone["$id"] = schema_id(event_type)
         files[f"schemas/{event_type}.json"] = json.dumps(standalone, ensure_ascii=False, indent=2) + "\n"
     for topic in TOPICS.values():
         for name, desc in ((topic.name, topic.description), (dlq(topic.name), f"Dead letters of {topic.name}.")):

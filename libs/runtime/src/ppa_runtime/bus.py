@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from ppa_runtime.consumer import Shard
 
 
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A record's key, headers and value bytes, as read from the broker."""
+
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    value: bytes | None
+
+
 class Record:
     """One event as read from a topic partition.
 
@@ -26,17 +35,19 @@ class Record:
     decoding too when the log has read the values for them.
     """
 
-    __slots__ = ("topic", "partition", "offset", "skip", "_envelope", "_raw", "_text", "_picked")
+    __slots__ = ("topic", "partition", "offset", "skip", "wire", "_envelope", "_raw", "_text", "_picked")
 
     def __init__(self, topic: str, partition: int, offset: int, envelope: Envelope | None = None, *,
                  raw: dict[str, Any] | None = None, text: str | None = None,
-                 picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None, skip: bool = False) -> None:
+                 picked: tuple[tuple[str, ...], tuple[Any, ...]] | None = None, skip: bool = False,
+                 wire: Wire | None = None) -> None:
         if envelope is None and raw is None and text is None and picked is None:
             raise ValueError("a record needs its envelope, its decoded JSON, its JSON text or picked values")
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.skip = skip  # another shard's: handed over only to be committed with the rest (Shard)
+        self.wire = wire  # the record as a broker handed it over, where there is one (a dead letter keeps it)
         self._envelope = envelope
         self._raw = raw
         self._text = text

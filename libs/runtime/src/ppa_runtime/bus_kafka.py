@@ -22,7 +22,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
-from ppa_runtime.bus import GroupLag, Position, Record, Start
+from ppa_runtime.bus import GroupLag, Position, Record, Start, Wire
 from ppa_runtime.consumer import Shard
 from ppa_runtime.kafka_security import topics_refused, unreachable
 from ppa_runtime.readiness import Unavailable
@@ -117,14 +117,15 @@ class KafkaSubscription(ConsumerRebalanceListener):
         for tp, messages in batches.items():
             topic, partition = self.bus.logical(tp.topic), tp.partition
             if shard is None:
-                out += [Record(topic, partition, m.offset, raw=kafka_attributes(m.headers, m.value)) for m in messages]
+                out += [Record(topic, partition, m.offset, raw=kafka_attributes(m.headers, m.value),
+                               wire=Wire(m.key, tuple(m.headers), m.value)) for m in messages]
                 continue
             for m in messages:
                 raw = kafka_attributes(m.headers, m.value)
                 if not shard.owns(topic, str(raw.get("subject") or "")):
                     out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
-                    out.append(Record(topic, partition, m.offset, raw=raw))
+                    out.append(Record(topic, partition, m.offset, raw=raw, wire=Wire(m.key, tuple(m.headers), m.value)))
         if not out and took:
             self.in_hand.release()
         return out

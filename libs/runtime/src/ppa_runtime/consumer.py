@@ -9,18 +9,21 @@ dead-lettered. Idempotence: handlers with `dedupe` record each applied event id 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 import structlog
 from pydantic import ValidationError
 
 from ppa_contracts import Envelope, Payload, dlq
 from ppa_contracts.envelope import new_id
-from ppa_contracts.ops import DeadLetter
+from ppa_contracts.ops import DeadLetter, RecordHeader
 from ppa_runtime import metrics
-from ppa_runtime.bus import EventBus, Record
+from ppa_runtime.bus import EventBus, Record, Wire
 from ppa_runtime.context import correlated
 from ppa_runtime.docstore import Collection, DuplicateKey
 
@@ -135,6 +138,7 @@ class Consumer:
         self.running = False
 
     async def run(self, stop: asyncio.Event) -> None:
+        metrics.consumer_started(self.spec.group, self.spec.topics, list(self.spec.handlers))
         sub = await self.bus.subscribe(self.group, self.spec.topics, self.spec.fields, self.spec.picked_only,
                                        shard=self.shard)
         self.running = True
@@ -230,11 +234,15 @@ class Consumer:
             error = f"{type(exc).__name__}: {exc}"
         original = record.as_json()
         letter = DeadLetter(original=original, original_topic=record.topic, consumer_group=self.spec.group,
-                            error=error[:2000], attempts=attempts)
+                            error=error[:2000], attempts=attempts, original_partition=record.partition,
+                            original_offset=record.offset, **_as_read(record.wire))
+        key = letter.original_key or ""
         if env is not None:
             subject, correlation, cause, kind = env.subject, env.correlationid, env.id, env.type
         else:
-            subject, cause, kind = _text(original.get("subject")), None, _text(original.get("type"))
+            # a dead letter is a CloudEvent too: its subject (and so its key) is never empty
+            subject = _text(original.get("subject")) or key or f"{record.topic}/{record.partition}/{record.offset}"
+            cause, kind = None, _text(original.get("type"))
             correlation = _text(original.get("correlationid")) or new_id()
         await self.bus.publish(
             dlq(record.topic), [Envelope.wrap(letter, subject=subject, correlation_id=correlation, causation_id=cause)])
@@ -245,6 +253,32 @@ class Consumer:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _text_or_base64(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode(), None
+    except UnicodeDecodeError:
+        return None, base64.b64encode(raw).decode()
+
+
+def _as_read(wire: Wire | None) -> dict[str, Any]:
+    """A dead letter's copy of the record as the broker handed it over: key, headers, and value unless it is JSON
+    (that is `original.data` already)."""
+    if wire is None:
+        return {}
+    out: dict[str, Any] = {}
+    if wire.key is not None:
+        out["original_key"], out["original_key_base64"] = _text_or_base64(wire.key)
+    out["original_headers"] = [RecordHeader(name=name, **dict(zip(("value", "value_base64"), _text_or_base64(raw),
+                                                                  strict=True)))
+                               for name, raw in wire.headers]
+    if wire.value:
+        try:
+            orjson.loads(wire.value)
+        except orjson.JSONDecodeError:
+            out["original_value_base64"] = base64.b64encode(wire.value).decode()
+    return out
 
 
 async def apply_versioned(coll: Collection, doc_id: str, version: int, update: dict) -> bool:

@@ -8,6 +8,7 @@ import structlog
 
 from ppa_runtime import metrics
 from ppa_runtime.consumer import Consumer, shards_of
+from ppa_runtime.logging import flush_repeats
 from ppa_runtime.relay import OutboxRelay
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.service import Service
@@ -68,6 +69,7 @@ class Host:
                         self._spawn(loop(self._stop), f"background:{svc.name}:{loop.__name__}")
             if self.consumers and settings.lag_sample_seconds > 0:
                 self._spawn(self._sample_lag(settings.lag_sample_seconds), "lag-sampler")
+        self._spawn(flush_repeats(self._stop), "log-repeats")
         self.started = True
         log.info("host_started", services=[s.name for s in self.services], workers=self.workers,
                  runtime=self.runtime.kind)

@@ -21,3 +21,35 @@ CONSUMER_BATCHES = Counter("ppa_consumer_batches_total", "Fetched batches a cons
                            ["group"])
 MONGODB_COMMANDS = Counter("ppa_mongodb_commands_total", "Commands sent to MongoDB (round trips), by command name",
                            ["command"])
+
+
+# A labelled counter has no series until its labels are first used, and a series that is born at 1 shows no
+# `increase()`: an alert on the first dead letter or failed mail of a process would never fire. Every series a
+# rule in deploy/observability/rules.yml watches is therefore created at 0 as soon as its labels are known.
+
+def consumer_started(group: str, topics: list[str], event_types: list[str]) -> None:
+    """A consumer group's series at 0: consumed, duplicates and dead letters per topic, errors per event type."""
+    CONSUMER_BATCHES.labels(group)
+    for topic in topics:
+        EVENTS_CONSUMED.labels(group, topic)
+        EVENTS_DUPLICATE.labels(group, topic)
+        DEAD_LETTERS.labels(group, topic)
+    for event_type in event_types:
+        HANDLER_ERRORS.labels(group, event_type)
+
+
+def mailer_started(templates: list[str]) -> None:
+    for template in templates:
+        for outcome in ("sent", "failed"):
+            EMAILS.labels(template, outcome)
+
+
+def readings_api_started() -> None:
+    for outcome in ("accepted", "duplicate", "rejected"):
+        READINGS.labels(outcome)
+
+
+def projections_known(projections: list[str]) -> None:
+    for projection in projections:
+        for outcome in ("done", "failed"):
+            PROJECTION_REBUILDS.labels(projection, outcome)

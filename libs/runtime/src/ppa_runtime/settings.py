@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     smtp_port: int = Field(25, validation_alias=AliasChoices("SMTP_PORT"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=AliasChoices("PPA_LOG_JSON"))
+    # a warning or error that repeats is written once per this many seconds, with its count (ppa_runtime.logging)
+    log_repeat_seconds: float = Field(30.0, gt=0, validation_alias=AliasChoices("PPA_LOG_REPEAT_SECONDS"))
     consumer_max_attempts: int = Field(5, validation_alias=AliasChoices("PPA_CONSUMER_MAX_ATTEMPTS"))
     consumer_backoff_seconds: float = Field(0.2, validation_alias=AliasChoices("PPA_CONSUMER_BACKOFF_SECONDS"))
     sqlite_synchronous: str = Field("FULL", validation_alias=AliasChoices("PPA_SQLITE_SYNCHRONOUS"))

@@ -14,6 +14,8 @@ from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
 from ppa_runtime.headers import SecurityHeadersMiddleware
 from ppa_runtime.limits import BodyLimitMiddleware
+from ppa_runtime.metrics import projections_known
+from ppa_runtime.ops.health import projection_name, projections_of
 from ppa_runtime.probes import health_router
 
 HERE = Path(__file__).parent
@@ -74,6 +76,8 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
 
         app.add_exception_handler(NotOperator, refuse)
         app.include_router(ops_pages)
+        # the operators' pages rebuild projections in this process: their outcome series start at 0 here
+        projections_known([projection_name(spec) for _, spec in projections_of(host)])
         app.include_router(agency_signup_pages)
         app.include_router(agency_profile_pages)
         from ppa_gateway.mypage_pages import router as mypage_pages

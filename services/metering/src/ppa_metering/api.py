@@ -40,6 +40,7 @@ class DayPublic(BaseModel):
 def router(devices: DeviceRegistry, ingestion: Ingestion, daily: DailyProjection) -> APIRouter:
     """Routes bound to the metering service."""
     r = APIRouter(prefix="/api/v1")
+    metrics.readings_api_started()
 
     @r.post("/devices/{serial_number}/readings", status_code=202, response_model=BatchAccepted, tags=["devices"],
             summary="Push a batch of cumulative register readings (Authorization: Bearer <auth code>)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 
 from ppa_contracts import Envelope, Payload
-from ppa_contracts.notify import EmailFailed, EmailRequested, EmailSent
+from ppa_contracts.notify import EmailFailed, EmailRequested, EmailSent, EmailTemplate
 from ppa_contracts.topics import NOTIFY_REQUESTS
 from ppa_notify.deliveries import DELIVERIES, Delivery, DeliveryLog, Status
 from ppa_notify.mailer import Mailer, MaildirMailer, SmtpMailer, build_message
@@ -51,6 +51,7 @@ class NotifyService(Service):
 
     async def start(self) -> None:
         await self.delivery_log.setup()
+        metrics.mailer_started([str(t) for t in EmailTemplate])
 
     def consumers(self) -> list[ConsumerSpec]:
         return [ConsumerSpec(

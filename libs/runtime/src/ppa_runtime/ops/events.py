@@ -54,8 +54,10 @@ def redacted(topic: str, envelope: dict[str, Any]) -> dict[str, Any]:
         env["data"] = _hide_mail(data)
     elif topic == dlq(NOTIFY_REQUESTS) and isinstance(data.get("original"), dict):
         original = dict(data["original"])
-        original["data"] = _hide_mail(original.get("data") or {})
+        original["data"] = _hide_mail(original.get("data") if isinstance(original.get("data"), dict) else {})
         env["data"] = {**data, "original": original}
+        if isinstance(data.get("original_value_base64"), str):  # a request's bytes as read: links, attachments
+            env["data"]["original_value_base64"] = f"［{len(data['original_value_base64'])}文字 省略］"
     return env
 
 
