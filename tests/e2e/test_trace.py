@@ -2,7 +2,8 @@
 layout on Kafka + MongoDB — `ppa api gateway`, `ppa worker identity` and `ppa worker notify`, each its own process
 exporting over OTLP — and the spans of the request that asks for a sign-up link form one tree, from the HTTP request
 (which joins the `traceparent` the client sent) through the event store, the relay's publish and Kafka to the notify
-worker's handler and the mail that reaches a real SMTP server."""
+worker's handler and the mail that reaches a real SMTP server. The same holds for `ppa up` on the embedded runtime,
+whose log carries the trace context in each event's JSON."""
 
 from __future__ import annotations
 
@@ -79,21 +80,31 @@ def wait_healthy(url: str, procs: dict[str, subprocess.Popen], log: Path) -> Non
     raise AssertionError(f"{url} did not answer 200: {log.read_text(errors='replace')[-3000:]}")
 
 
-async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(servers, inbox, tmp_path):
+# per layout: the processes, and the service that runs the request, the relay and the mail
+LAYOUTS = {
+    "split": ({"gateway": ["api", "gateway", "--port", "{port}"], "identity": ["worker", "identity"],
+               "notify": ["worker", "notify"]}, ("ppa-gateway-api", "ppa-identity-worker", "ppa-notify-worker")),
+    "embedded": ({"up": ["up", "--port", "{port}"]}, ("ppa", "ppa", "ppa")),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout, inbox, tmp_path, request):
     otel = collector()
     traces = Path(otel["PPA_TEST_TRACES_FILE"])
     port = free_port()
-    settings = make_settings("distributed", tmp_path, servers, public_url=f"http://127.0.0.1:{port}")
+    servers = request.getfixturevalue("servers") if layout == "split" else None
+    settings = make_settings("distributed" if servers else "embedded", tmp_path, servers,
+                             public_url=f"http://127.0.0.1:{port}")
+    commands, (edge, relay, notify) = LAYOUTS[layout]
     env = {**settings_env(settings), "PPA_PUBLIC_URL": settings.public_url, "SMTP_HOST": "127.0.0.1",
            "SMTP_PORT": str(inbox[1]), "OTEL_EXPORTER_OTLP_ENDPOINT": otel["OTEL_EXPORTER_OTLP_ENDPOINT"],
            "OTEL_BSP_SCHEDULE_DELAY": "100"}  # spans leave each process within 0.1 s, not 5 s
     for name in ("OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER"):
         env.pop(name, None)  # each process names itself; every trace is sampled
     log = tmp_path / "processes.log"
-    commands = {"gateway": [PPA, "api", "gateway", "--port", str(port)],
-                "identity": [PPA, "worker", "identity"], "notify": [PPA, "worker", "notify"]}
-    procs = {name: subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-             for name, cmd in commands.items()}
+    procs = {name: subprocess.Popen([PPA, *(a.format(port=port) for a in args)], env=env, stdout=log.open("ab"),
+                                    stderr=subprocess.STDOUT) for name, args in commands.items()}
     try:
         wait_healthy(f"{settings.public_url}/healthz", procs, log)
         trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
@@ -130,7 +141,7 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(servers
     # one tree: the request's server span is the child of the client's span, every other span has its parent here
     roots = [s for s in spans if s.get("parentSpanId", "") not in by_id]
     assert [(r["name"], r["parentSpanId"], r["kind"]) for r in roots] == [("POST /agency/signup", client_span, SERVER)]
-    assert roots[0]["service"] == "ppa-gateway-api"
+    assert roots[0]["service"] == edge
 
     def chain(span: dict) -> list[str]:
         names = []
@@ -143,18 +154,18 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(servers
     assert mail["kind"] == CLIENT and attribute(mail, "ppa.mail.template") == "agency_signup_link"
     path = chain(mail)
     # the mail's ancestry, from the request to the delivery, across the three processes
-    expected = ["ppa-gateway-api: POST /agency/signup", "ppa-gateway-api: eventstore append",
-                "ppa-notify-worker: consume ppa.notify.requests.v1",
-                "ppa-notify-worker: handle jp.ppa.notify.email_requested.v1", "ppa-notify-worker: send mail"]
+    expected = [f"{edge}: POST /agency/signup", f"{edge}: eventstore append",
+                f"{notify}: consume ppa.notify.requests.v1", f"{notify}: handle jp.ppa.notify.email_requested.v1",
+                f"{notify}: send mail"]
     assert [p for p in path if p in expected] == expected, path
     assert path[0] == expected[0] and path[-1] == expected[-1], path
     names = {(s["service"], s["name"], s["kind"]) for s in spans}
     # the identity worker's relay published both events of the append, each in this trace
-    assert {("ppa-identity-worker", f"publish {topic}", PRODUCER)
+    assert {(relay, f"publish {topic}", PRODUCER)
             for topic in ("ppa.identity.agency.v1", "ppa.notify.requests.v1")} <= names, names
     consume = next(s for s in spans if s["name"] == "consume ppa.notify.requests.v1")
     assert consume["kind"] == CONSUMER and attribute(consume, "messaging.consumer.group.name")
-    # MongoDB commands of the append and of the notify worker's delivery log are in it too
-    mongo = {s["service"] for s in spans if attribute(s, "db.system") == "mongodb"
-             or attribute(s, "db.system.name") == "mongodb"}
-    assert {"ppa-gateway-api", "ppa-notify-worker"} <= mongo, names
+    if layout == "split":  # MongoDB commands of the append and of the notify worker's delivery log are in it too
+        mongo = {s["service"] for s in spans if attribute(s, "db.system") == "mongodb"
+                 or attribute(s, "db.system.name") == "mongodb"}
+        assert {edge, notify} <= mongo, names
