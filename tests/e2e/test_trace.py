@@ -66,6 +66,16 @@ def attribute(span: dict, key: str) -> object:
     return None
 
 
+def chain_of(span: dict, spans: list[dict]) -> list[dict]:
+    """The span and its ancestors among `spans`, the root first."""
+    by_id = {s["spanId"]: s for s in spans}
+    found = []
+    while span is not None:
+        found.append(span)
+        span = by_id.get(span.get("parentSpanId", ""))
+    return found[::-1]
+
+
 def wait_healthy(url: str, procs: dict[str, subprocess.Popen], log: Path) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -117,13 +127,18 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout,
             sent = await client.post("/agency/signup", data={"email": address, "csrf_token": token},
                                      headers={"traceparent": f"00-{trace_id}-{client_span}-01"})
             assert sent.status_code == 200, sent.text
-        await inbox[0].wait_for(address, LINK_SUBJECT, timeout=90)
+        [mailed] = await inbox[0].wait_for(address, LINK_SUBJECT, timeout=90)
+        link = re.search(r"(/agency/signup/[A-Za-z0-9_.-]+)", mailed.get_content()).group(1)
+        secret = link.rsplit("/", 1)[1]
+        async with httpx.AsyncClient(base_url=settings.public_url, timeout=30) as client:
+            opened = await client.get(link, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+            assert opened.status_code == 200, opened.text
 
         def complete(spans: list[dict]) -> bool:
             """The mail's span is in, and every span's parent (a parent ends, and is exported, after its children)."""
             ids = {s["spanId"] for s in spans}
             return (any(s["name"] == "send mail" for s in spans)
-                    and sum(s.get("parentSpanId", "") not in ids for s in spans) == 1)
+                    and sum(s.get("parentSpanId", "") not in ids for s in spans) == 2)
 
         deadline = time.monotonic() + 60
         while not complete(spans := spans_of(traces, trace_id)) and time.monotonic() < deadline:
@@ -136,6 +151,12 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout,
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+    # the link's token is in no span: the request for the link is recorded by its route
+    assert secret not in json.dumps(spans)
+    [opening] = [s for s in spans if s["name"] == "GET /agency/signup/{token}"]
+    assert attribute(opening, "http.route") == "/agency/signup/{token}" and opening["kind"] == SERVER
+    spans = [s for s in spans if not chain_of(s, spans)[0] is opening]
 
     by_id = {s["spanId"]: s for s in spans}
     # one tree: the request's server span is the child of the client's span, every other span has its parent here

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -87,12 +88,35 @@ def setup(service_name: str, env: Mapping[str, str] = os.environ) -> bool:
 
 
 def instrument_app(app: Any) -> None:
-    """A server span for each HTTP request of `app`, joining the trace of an incoming `traceparent`."""
+    """A server span for each HTTP request of `app`, joining the trace of an incoming `traceparent`; its URL is
+    the route's template, never the path itself (sign-up and reset links carry their token in the path)."""
     if not enabled():
         return
+    from fastapi.routing import iter_route_contexts
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from starlette.routing import Match, Route
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics,/static")
+    def route_only(span: Span, scope: dict[str, Any]) -> None:
+        if not span.is_recording():
+            return
+        # as the instrumentation names the span: included routers' routes flattened, matched as starlette does
+        template = next((getattr(r, "path", None) for r in iter_route_contexts(app.router.routes)
+                         if (Route.matches(r, scope) if isinstance(r, Route) else r.matches(scope))[0] == Match.FULL),
+                        None) or "(unmatched)"
+        present = getattr(span, "attributes", None) or {}
+        for key in ("http.target", "url.path"):
+            if key in present:
+                span.set_attribute(key, template)
+        for key in ("http.url", "url.full"):
+            if key in present:
+                parts = urlsplit(str(present[key]))
+                span.set_attribute(key, f"{parts.scheme}://{parts.netloc}{template}")
+        if "url.query" in present:
+            span.set_attribute("url.query", "")
+        span.set_attribute("http.route", template)
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/livez,/metrics,/static",
+                                       server_request_hook=route_only, exclude_spans=["receive", "send"])
 
 
 def event_context() -> dict[str, str]:
