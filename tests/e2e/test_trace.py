@@ -190,3 +190,28 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout,
         mongo = {s["service"] for s in spans if attribute(s, "db.system") == "mongodb"
                  or attribute(s, "db.system.name") == "mongodb"}
         assert {edge, notify} <= mongo, names
+
+
+def test_a_batch_consumer_joins_the_trace_of_each_event_it_applies(tmp_path):
+    """Projections apply a fetched batch at once: the batch's work appears in the trace of every event in it."""
+    otel = collector()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": otel["OTEL_EXPORTER_OTLP_ENDPOINT"]}
+    for name in ("OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "OTEL_TRACES_SAMPLER"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("trace_batch_child.py")), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trace_ids = done.stdout.strip().splitlines()[-1].split()  # after the log lines
+    assert len(set(trace_ids)) == 3
+    traces = Path(otel["PPA_TEST_TRACES_FILE"])
+    deadline = time.monotonic() + 30  # the child flushed at exit; the collector writes within its batch timeout
+    while True:
+        found = {t: {(s["name"], s["kind"]) for s in spans_of(traces, t)} for t in trace_ids}
+        if all(("consume batch probe-batch", CONSUMER) in names for names in found.values()):
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    for trace_id in trace_ids:
+        spans = {s["name"]: s for s in spans_of(traces, trace_id)}
+        assert spans["publish ppa.identity.agency.v1"]["parentSpanId"] == spans["probe request"]["spanId"]
+        assert spans["consume batch probe-batch"]["parentSpanId"] == spans["probe request"]["spanId"]
