@@ -134,10 +134,13 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout,
             opened = await client.get(link, headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
             assert opened.status_code == 200, opened.text
 
+        awaited = {"send mail", "publish ppa.identity.agency.v1", "publish ppa.notify.requests.v1"}
+
         def complete(spans: list[dict]) -> bool:
-            """The mail's span is in, and every span's parent (a parent ends, and is exported, after its children)."""
+            """The spans checked below are in, and every span's parent (a parent ends, and is exported, after its
+            children): the two requests' server spans are the only ones whose parent is elsewhere."""
             ids = {s["spanId"] for s in spans}
-            return (any(s["name"] == "send mail" for s in spans)
+            return (awaited <= {s["name"] for s in spans}
                     and sum(s.get("parentSpanId", "") not in ids for s in spans) == 2)
 
         deadline = time.monotonic() + 60
