@@ -189,6 +189,10 @@ async def test_one_signup_is_one_trace_from_the_http_request_to_the_mail(layout,
             for topic in ("ppa.identity.agency.v1", "ppa.notify.requests.v1")} <= names, names
     consume = next(s for s in spans if s["name"] == "consume ppa.notify.requests.v1")
     assert consume["kind"] == CONSUMER and attribute(consume, "messaging.consumer.group.name")
+    # the log lines of the request and of the mail carry the trace id: a trace found in the backend leads to them
+    lines = [json.loads(line) for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
+    logged = {line["event"] for line in lines if line.get("trace_id") == trace_id}
+    assert {"agency_signup_requested", "email_sent"} <= logged, logged
     if layout == "split":  # MongoDB commands of the append and of the notify worker's delivery log are in it too
         mongo = {s["service"] for s in spans if attribute(s, "db.system") == "mongodb"
                  or attribute(s, "db.system.name") == "mongodb"}

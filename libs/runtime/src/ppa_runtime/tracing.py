@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -114,6 +115,8 @@ def instrument_app(app: Any) -> None:
         if "url.query" in present:
             span.set_attribute("url.query", "")
         span.set_attribute("http.route", template)
+        # the request's log lines carry its trace id (the request runs in a task of its own: nothing to unbind)
+        structlog.contextvars.bind_contextvars(trace_id=trace_id_of(span))
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/livez,/metrics,/static",
                                        server_request_hook=route_only, exclude_spans=["receive", "send"])
@@ -145,14 +148,26 @@ def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: Any) -> Ab
 
 
 def consuming(group: str, topic: str, env: Envelope) -> AbstractContextManager[Any]:
-    """The span of a consumer group's work on one event: a child of the context the event carries."""
+    """The span of a consumer group's work on one event: a child of the context the event carries. The log lines
+    written meanwhile carry its `trace_id`."""
     if not enabled():
         return _OFF
-    return _state["tracer"].start_as_current_span(
+    return _logged(_state["tracer"].start_as_current_span(
         f"consume {topic}", context=_parent(env.traceparent, env.tracestate), kind=SpanKind.CONSUMER,
         attributes={"messaging.operation.type": "process", "messaging.consumer.group.name": group,
                     "messaging.destination.name": topic, "messaging.message.id": env.id,
-                    "cloudevents.event_type": env.type, "cloudevents.event_subject": env.subject})
+                    "cloudevents.event_type": env.type, "cloudevents.event_subject": env.subject}))
+
+
+@contextmanager
+def _logged(span_context: AbstractContextManager[Span]) -> Iterator[Span]:
+    with span_context as current, structlog.contextvars.bound_contextvars(trace_id=trace_id_of(current)):
+        yield current
+
+
+def trace_id_of(current: Span) -> str:
+    """A span's trace id as W3C writes it (32 hex digits), as log lines and trace backends show it."""
+    return format(current.get_span_context().trace_id, "032x")
 
 
 @contextmanager
