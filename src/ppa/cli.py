@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ppa.admin import identity_service, settings_of
 from ppa.platform import EDGES, SERVICES, build_host
+from ppa_runtime import tracing
 from ppa_runtime.kafka_security import KafkaSetupError
 from ppa_runtime.runtime import MongoUnreachable, Runtime
 
@@ -56,6 +57,7 @@ async def _up(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
     settings = settings_of(args)
+    tracing.setup("ppa")
     if not settings.distributed:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
@@ -86,6 +88,7 @@ async def _api(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
     settings = settings_of(args)
+    tracing.setup(f"ppa-{args.edge}-api")
     if not settings.distributed:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = await Runtime.open(settings)
@@ -105,6 +108,7 @@ async def _worker(args: argparse.Namespace) -> None:
     from ppa_runtime.probes import health_router
 
     settings = settings_of(args)
+    tracing.setup(f"ppa-{args.service}-worker")
     runtime = await Runtime.open(settings)
     host = build_host(runtime, [args.service], workers=True, shard=args.shard)
     try:
@@ -245,5 +249,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("ppa: configuration refused: " + "; ".join(
             (".".join(map(str, err["loc"])) + ": " if err["loc"] else "") + err["msg"].removeprefix("Value error, ")
             for err in e.errors()))
-    except (KafkaSetupError, MongoUnreachable) as e:
+    except (KafkaSetupError, MongoUnreachable, tracing.TracingSetupError) as e:
         sys.exit(f"ppa: {e}")

@@ -27,6 +27,19 @@ def test_kafka_binary_binding_round_trips_an_envelope():
     assert Envelope.from_json(env.to_json()) == env
 
 
+def test_trace_context_travels_as_the_cloudevents_distributed_tracing_extension():
+    traceparent, tracestate = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "ppa=1"
+    env = Envelope(source="/ppa/test", type="t", subject="s", correlationid="c", data={}, dataschema="urn:ppa:event:t",
+                   traceparent=traceparent, tracestate=tracestate)
+    key, headers, value = env.to_kafka()
+    assert ("ce_traceparent", traceparent.encode()) in headers
+    assert ("ce_tracestate", tracestate.encode()) in headers
+    assert Envelope.from_kafka(headers, value) == env
+    assert Envelope.from_json(env.to_json()) == env
+    untraced = env.model_copy(update={"traceparent": None, "tracestate": None})
+    assert not [k for k, _ in untraced.to_kafka()[1] if k.startswith("ce_trace")]  # tracing off: no headers
+
+
 def test_structured_json_is_what_the_model_dumps_whatever_data_holds():
     from dataclasses import dataclass
     from datetime import UTC, date, datetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +14,13 @@ from ppa_contracts.base import Payload, event_class, schema_id
 
 _HEADER_ATTRS = (
     "id", "source", "type", "specversion", "time", "subject", "dataschema",
-    "correlationid", "causationid", "aggregateversion", "schemaversion",
+    "correlationid", "causationid", "aggregateversion", "schemaversion", "traceparent", "tracestate",
 )
 _ATTR_OF_HEADER = {f"ce_{attr}": attr for attr in _HEADER_ATTRS} | {"content-type": "datacontenttype"}
+
+# Set by ppa_runtime.tracing while tracing is on: the current W3C trace context as event attributes, which every
+# `Envelope.wrap` then carries (a hook: the contracts do not depend on OpenTelemetry).
+trace_context: Callable[[], dict[str, str]] | None = None
 
 _ONLY_JSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
@@ -42,6 +47,8 @@ class Envelope(BaseModel):
     causationid: str | None = None
     aggregateversion: int | None = None
     schemaversion: int = 1
+    traceparent: str | None = None  # W3C trace context of the work that made the event (CloudEvents extension)
+    tracestate: str | None = None
     data: dict[str, Any]
 
     @classmethod
@@ -65,6 +72,7 @@ class Envelope(BaseModel):
             aggregateversion=aggregate_version,
             schemaversion=payload.event_version,
             data=payload.model_dump(mode="json"),
+            **(trace_context() if trace_context is not None else {}),
         )
 
     def payload(self) -> Payload:
@@ -89,6 +97,10 @@ class Envelope(BaseModel):
         if f["aggregateversion"] is not None:
             headers.append(("ce_aggregateversion", str(f["aggregateversion"]).encode()))
         headers.append(("ce_schemaversion", str(f["schemaversion"]).encode()))
+        if f["traceparent"] is not None:
+            headers.append(("ce_traceparent", f["traceparent"].encode()))
+            if f["tracestate"]:
+                headers.append(("ce_tracestate", f["tracestate"].encode()))
         return f["subject"].encode(), headers, orjson.dumps(f["data"])
 
     @classmethod

@@ -93,6 +93,18 @@ class Record:
             return self._envelope.correlationid
         return str(self._json()["correlationid"])
 
+    @property
+    def trace(self) -> tuple[str | None, str | None]:
+        """The W3C trace context the event carries ((traceparent, tracestate)); (None, None) when it carries none
+        or was handed over with picked values only (nothing is read again for it)."""
+        if self._envelope is not None:
+            return self._envelope.traceparent, self._envelope.tracestate
+        if not self.whole:
+            return None, None
+        doc = self._json()
+        parent, state = doc.get("traceparent"), doc.get("tracestate")
+        return (parent if isinstance(parent, str) else None), (state if isinstance(state, str) else None)
+
     def pick(self, paths: tuple[str, ...]) -> tuple[Any, ...]:
         """The values at JSON paths (`$.type`, `$.data.date`: object keys only) of the record's structured-mode
         JSON, None where a path leads nowhere: as the log read them when a subscription was asked for these paths

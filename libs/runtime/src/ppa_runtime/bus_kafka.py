@@ -22,6 +22,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from ppa_contracts import TOPICS, Envelope, dlq
 from ppa_contracts.envelope import kafka_attributes
+from ppa_runtime import tracing
 from ppa_runtime.bus import GroupLag, Position, Record, Start, Wire
 from ppa_runtime.consumer import Shard
 from ppa_runtime.kafka_security import topics_refused, unreachable
@@ -332,7 +333,8 @@ class KafkaBus:
         them again, so consumers see them twice (they are idempotent)."""
         assert self.producer is not None, "bus not started"
         try:
-            await asyncio.wait_for(self._send_all(topic, events), timeout)
+            with tracing.publishing("kafka", topic, events):
+                await asyncio.wait_for(self._send_all(topic, events), timeout)
         except TimeoutError as exc:
             raise Unavailable("kafka", f"no acknowledgement in {timeout:g} s") from exc
         except KafkaError as exc:

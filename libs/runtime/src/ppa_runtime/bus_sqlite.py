@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import orjson
 
 from ppa_contracts import Envelope
+from ppa_runtime import tracing
 from ppa_runtime.bus import GroupLag, Position, Record, Start
 from ppa_runtime.consumer import Shard
 from ppa_runtime.sqlite import SqliteDb
@@ -316,7 +317,8 @@ class SqliteBus:
                 [(topic, start + i, key, env, now) for i, (key, env) in enumerate(rows, start=1)],
             )
 
-        await self.db.write(run)
+        with tracing.publishing("sqlite", topic, events):
+            await self.db.write(run)
         self.published.set()
 
     async def subscribe(self, group: str, topics: list[str], fields: tuple[str, ...] = (),

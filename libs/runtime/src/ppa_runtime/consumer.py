@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ppa_contracts import Envelope, Payload, dlq
 from ppa_contracts.envelope import new_id
 from ppa_contracts.ops import DeadLetter, RecordHeader
-from ppa_runtime import metrics
+from ppa_runtime import metrics, tracing
 from ppa_runtime.bus import EventBus, Record, Wire
 from ppa_runtime.context import correlated
 from ppa_runtime.docstore import Collection, DuplicateKey
@@ -164,7 +164,8 @@ class Consumer:
         alone, with retries and dead letters: handlers are idempotent, a partial batch is harmless)."""
         assert self.spec.on_batch is not None
         try:
-            await self.spec.on_batch(records)
+            with tracing.consuming_batch(self.group, (r.trace for r in records) if tracing.enabled() else ()):
+                await self.spec.on_batch(records)
         except Exception as exc:  # any failure: fall back to one record at a time
             log.warning("batch_failed", group=self.spec.group, records=len(records), error=repr(exc))
             return False
@@ -189,6 +190,10 @@ class Consumer:
         handler = self.spec.handlers.get(env.type)
         if handler is None:
             return
+        with tracing.consuming(self.group, record.topic, env):
+            await self._apply(record, env, handler)
+
+    async def _apply(self, record: Record, env: Envelope, handler: Handler) -> None:
         key = f"{self.spec.group}:{env.id}"
         if self.spec.dedupe and await self.inbox.get(key) is not None:
             metrics.EVENTS_DUPLICATE.labels(self.spec.group, record.topic).inc()
@@ -197,7 +202,7 @@ class Consumer:
         while True:
             attempt += 1
             try:
-                with correlated(env.correlationid, env.id):
+                with correlated(env.correlationid, env.id), tracing.span(f"handle {env.type}", attempt=attempt):
                     await handler(env.payload(), env)
                 break
             except Exception as exc:  # a handler failure of any kind: retry, then dead-letter

@@ -9,6 +9,7 @@ from typing import ClassVar
 from fastapi import APIRouter
 
 from ppa_contracts import Envelope, Payload
+from ppa_runtime import tracing
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.context import causation_id, correlation_id
 from ppa_runtime.rebuild import SideEffectInRebuild, rebuilding
@@ -50,6 +51,11 @@ class Service:
         if rebuilding():  # replaying history must not act on it again (mails, revisions) from partial state
             raise SideEffectInRebuild(f"a handler of projection {rebuilding()} records events: it cannot be rebuilt")
         correlation = correlation_id()  # one commit, one correlation id, even outside any request
+        with tracing.span("eventstore append", **{"ppa.service": self.name, "ppa.stream": stream.split(":")[0]}):
+            return await self._append(stream, expected_version, payloads, subject, correlation)
+
+    async def _append(self, stream: str, expected_version: int, payloads: tuple[Payload, ...], subject: str,
+                      correlation: str) -> int:
         envelopes = [
             (
                 p.event_topic,

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ppa_runtime import tracing
 from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
 from ppa_runtime.headers import SecurityHeadersMiddleware
@@ -50,6 +51,7 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
     app.add_middleware(SecurityHeadersMiddleware, public_url=host.runtime.settings.public_url)
     app.add_middleware(RequestContextMiddleware)  # added last: the outermost, so a 413 has its request id too
     install_problem_handlers(app)
+    tracing.instrument_app(app)  # outermost: a request's span covers the middlewares too
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.include_router(health_router(host))

@@ -23,6 +23,7 @@ from ppa_contracts.metering import ReadingBatchAccepted
 from ppa_contracts.topics import METERING_READINGS
 from ppa_metering.domain.readings import CHANNELS, Rejection, Row, validate_rows
 from ppa_metering.store import Entry, ReadingStore, jst_day
+from ppa_runtime import tracing
 from ppa_runtime.bus import EventBus
 from ppa_runtime.context import correlation_id
 from ppa_runtime.readiness import Readiness, store_errors
@@ -77,7 +78,8 @@ class Ingestion:
                 by_day.setdefault(day_of[r.us], []).append(r[:4])
         if new:
             event = Envelope(source=_SOURCE, type=_TYPE, subject=serial, correlationid=correlation_id(),
-                             schemaversion=ReadingBatchAccepted.event_version, data=batch_data(serial, new))
+                             schemaversion=ReadingBatchAccepted.event_version, data=batch_data(serial, new),
+                             **tracing.event_context())
             await self.readiness.watch("bus", self.bus.publish(METERING_READINGS, [event], timeout=self.timeout))
             await self.stored(self.store.add(serial, by_day, {day: counts[(serial, day)] for day in by_day}))
         return IngestResult(len(new), batch.duplicates + len(batch.rows) - len(new), batch.rejected)

@@ -11,7 +11,7 @@ from ppa_notify.deliveries import DELIVERIES, Delivery, DeliveryLog, Status
 from ppa_notify.mailer import Mailer, MaildirMailer, SmtpMailer, build_message
 from ppa_notify.rendering import Brand, render
 from ppa_notify.settings import MailSettings
-from ppa_runtime import metrics
+from ppa_runtime import metrics, tracing
 from ppa_runtime.consumer import ConsumerSpec
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.service import Service
@@ -79,7 +79,9 @@ class NotifyService(Service):
                                     sender_name=self.mail.site_name, recipient=req.recipient,
                                     subject=subject, body=body,
                                     attachments=[(a.filename, a.content_type, a.data()) for a in req.attachments])
-            await self.mailer.send(message)
+            about = {"ppa.mail.template": str(req.template), "ppa.mail.recipient_domain": fields["recipient_domain"]}
+            with tracing.span("send mail", tracing.SpanKind.CLIENT, **about):
+                await self.mailer.send(message)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
             final = attempt >= self.settings.consumer_max_attempts
