@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from ppa_runtime import openapi
 from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
 from ppa_runtime.headers import SecurityHeadersMiddleware
@@ -109,4 +110,5 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         from ppa_gateway.agency_owner_link_pages import router as agency_owner_link_pages
 
         app.include_router(agency_owner_link_pages)
+    openapi.install(app, host.runtime.settings.public_url)
     return app
