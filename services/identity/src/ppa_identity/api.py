@@ -30,7 +30,8 @@ def router(service) -> APIRouter:
     r = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
     @r.post("/token", response_model=TokenPublic, summary="Agency access token (OAuth2 password grant)",
-            operation_id="issueToken", responses=problems(
+            operation_id="issueToken", openapi_extra={"security": []},  # the one operation open to anyone
+            responses=problems(
                 401, 429, s401="Wrong e-mail or password",
                 s429="Too many failed logins from this address for this account, or for the account as a whole: "
                      "wait and try again"))
