@@ -12,6 +12,10 @@ if ! command -v npx >/dev/null 2>&1; then  # Node.js and npm from Debian (apt), 
     $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q nodejs npm >/dev/null
   }
 fi
+# Redocly CLI 2 needs Node.js 20.19+; Debian bookworm's own nodejs is 18, which the 1.34 line still supports
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  REDOCLY_VERSION="${REDOCLY_VERSION_NODE18:-1.34.6}"
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/ppa-openapi.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 uv run --frozen python .ci/openapi_document.py >"$work/openapi.json"
