@@ -17,6 +17,7 @@ from ppa_runtime.openapi import problems
 from ppa_billing import contract_docs as doc
 
 Amount = Annotated[str | int, doc.Whole]
+CustomerNumber = Annotated[str, Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))]
 
 
 class CustomerBase(BaseModel):
@@ -121,8 +122,7 @@ def router(customers: Customers) -> APIRouter:
 
     @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer",
            operation_id="getCustomer", responses=problems(404))
-    async def read(agency: CurrentAgency, customer_number: str = Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))
-                   ) -> CustomerPublic:
+    async def read(customer_number: CustomerNumber, agency: CurrentAgency) -> CustomerPublic:
         try:
             return _public(await customers.get(agency.agency_id, customer_number))
         except CustomerNotFound as exc:
@@ -131,7 +131,7 @@ def router(customers: Customers) -> APIRouter:
     @r.patch("/{customer_number}", response_model=CustomerPublic, summary="Edit a customer",
              operation_id="editCustomer", responses=problems(404, 409))
     async def edit(body: CustomerUpdate, agency: CurrentAgency,
-                   customer_number: str = Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))) -> CustomerPublic:
+                   customer_number: CustomerNumber) -> CustomerPublic:
         try:
             return _public(await customers.change(agency.agency_id, customer_number,
                                                   body.model_dump(exclude_unset=True)))
@@ -146,8 +146,7 @@ def router(customers: Customers) -> APIRouter:
 
     @r.delete("/{customer_number}", status_code=204, summary="Delete a customer (issued invoices stay)",
               operation_id="deleteCustomer", response_class=Response, responses=problems(404, 409))
-    async def delete(agency: CurrentAgency, customer_number: str = Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))
-                     ) -> Response:
+    async def delete(customer_number: CustomerNumber, agency: CurrentAgency) -> Response:
         try:
             await customers.delete(agency.agency_id, customer_number)
         except CustomerNotFound as exc:
@@ -158,8 +157,7 @@ def router(customers: Customers) -> APIRouter:
 
     @r.post("/{customer_number}/auth-code", response_model=CustomerPublic, summary="Re-issue the auth code",
             operation_id="reissueAuthCode", responses=problems(404, 409))
-    async def reissue(agency: CurrentAgency, customer_number: str = Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))
-                      ) -> CustomerPublic:
+    async def reissue(customer_number: CustomerNumber, agency: CurrentAgency) -> CustomerPublic:
         try:
             return _public(await customers.reissue(agency.agency_id, customer_number))
         except CustomerNotFound as exc:
