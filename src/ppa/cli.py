@@ -44,6 +44,33 @@ async def _serve(app, host: str, port: int, announce: str | None = None) -> None
         waiter.cancel()
 
 
+async def _serve_public(settings, app, host: str, port: int, announce: str) -> None:
+    """The public app, and /metrics on a listener of its own when PPA_METRICS_PORT is set (ppa_runtime.metrics_http).
+
+    The metrics listener starts first and stops last: each uvicorn server hands a signal it caught on to the one
+    that was listening before it, so Ctrl-C stops both."""
+    if settings.metrics_port is None:
+        await _serve(app, host, port, announce=announce)
+        return
+    from ppa_runtime.metrics_http import metrics_app
+
+    config = uvicorn.Config(metrics_app(), host=settings.metrics_host, port=settings.metrics_port, log_config=None,
+                            access_log=False, lifespan="off")
+    metrics = uvicorn.Server(config)
+    metrics_task = asyncio.create_task(metrics.serve())
+    while not metrics.started:
+        if metrics_task.done():  # e.g. the port is taken: refuse to start rather than run without metrics
+            await metrics_task
+            raise SystemExit(f"ppa: cannot start: metrics port {settings.metrics_host}:{settings.metrics_port}")
+        await asyncio.sleep(0.02)
+    try:
+        await _serve(app, host, port, announce=f"{announce}  metrics: "
+                                               f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    finally:
+        metrics.should_exit = True
+        await metrics_task
+
+
 def _settle_heap() -> None:
     """Once started: everything built at start-up (modules, routes, templates, read-model caches) stays for the
     process's life, so it is moved out of the collector's generations (a full collection under load need not walk
@@ -66,8 +93,8 @@ async def _up(args: argparse.Namespace) -> None:
         host = build_host(runtime)
         app = create_app(host, lifespan_owner=True)
         url = f"http://{args.host}:{args.port}/"
-        await _serve(app, args.host, args.port,
-                     announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login")
+        await _serve_public(settings, app, args.host, args.port,
+                            announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login")
     finally:
         await runtime.close()
 
@@ -95,16 +122,16 @@ async def _api(args: argparse.Namespace) -> None:
     try:
         host = build_host(runtime, EDGES[args.edge], workers=False)
         app = create_app(host, lifespan_owner=True, title=f"PPA {args.edge} API")
-        await _serve(app, args.host, args.port, announce=f"{args.edge} api listening on {args.host}:{args.port}")
+        await _serve_public(settings, app, args.host, args.port,
+                            announce=f"{args.edge} api listening on {args.host}:{args.port}")
     finally:
         await runtime.close()
 
 
 async def _worker(args: argparse.Namespace) -> None:
     from fastapi import FastAPI
-    from fastapi.responses import Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    from ppa_runtime.metrics_http import exposition
     from ppa_runtime.probes import health_router
 
     settings = settings_of(args)
@@ -116,12 +143,10 @@ async def _worker(args: argparse.Namespace) -> None:
         _settle_heap()
         part = "" if args.shard is None else f", shard {args.shard}"
         print(f"{args.service} worker running ({runtime.kind}{part})", flush=True)
+        # the health port is the cluster's, never published: probes and Prometheus share it
         app = FastAPI(openapi_url=None)
         app.include_router(health_router(host))
-
-        @app.get("/metrics")
-        async def metrics() -> Response:
-            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        app.add_api_route("/metrics", exposition, methods=["GET"], include_in_schema=False)
 
         if args.health_port:
             await _serve(app, args.health_host, args.health_port)

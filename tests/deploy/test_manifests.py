@@ -70,6 +70,7 @@ APP_ENV_KEYS = {
     "LOG_LEVEL",
 }
 IMAGE = "ppa-platform:latest"
+METRICS_PORT = 9464  # the APIs' /metrics listener (PPA_METRICS_PORT), off the public port
 SECRET_NAME, SECRET_KEY = "ppa-secrets", "PPA_SECRET_KEY"
 NOT_RESOURCES = {"kustomization.yaml", "secret.example.yaml"}
 
@@ -243,7 +244,13 @@ def test_deployment_probes_resources_secret_and_security(name: str) -> None:
 
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true", name
-    assert annotations["prometheus.io/port"] == str(health_port), name
+    # Prometheus reads an API's own metrics port, which its Service (port 8000 only, above) does not expose
+    metrics_port = METRICS_PORT if name.endswith("-api") else health_port
+    assert annotations["prometheus.io/port"] == str(metrics_port), name
+    assert port_number(container, "metrics" if name.endswith("-api") else "health") == metrics_port, name
+    if name.endswith("-api"):  # and the public port answers no one /metrics
+        assert env["PPA_METRICS_PORT"]["value"] == str(METRICS_PORT), name
+        assert env["PPA_METRICS_HOST"]["value"] == "0.0.0.0", name
     assert annotations["prometheus.io/path"] == "/metrics", name
 
 

@@ -13,7 +13,7 @@ from ppa_runtime import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 OBS = ROOT / "deploy" / "observability"
-PROCESSES = [f"{s}-api:8000" for s in ("gateway", "metering")] + \
+PROCESSES = [f"{s}-api:9464" for s in ("gateway", "metering")] + \
             [f"{s}-worker:8081" for s in ("identity", "linking", "metering", "billing", "notify")]
 
 
@@ -38,6 +38,9 @@ def test_prometheus_config_scrapes_every_compose_process_and_k8s_pods():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     platform = {name for name, svc in compose["services"].items() if svc.get("image") == "ppa-platform:latest"}
     assert {t.split(":")[0] for t in targets} == platform, "scrape every platform process of the compose file"
+    for api in ("gateway-api", "metering-api"):  # the APIs' metrics listener, which the edge does not route
+        assert compose["services"][api]["environment"]["PPA_METRICS_PORT"] == "9464", api
+        assert "9464" in compose["services"][api]["expose"], api
     k8s = jobs["ppa-kubernetes"]
     assert k8s["kubernetes_sd_configs"][0]["role"] == "pod"
     assert any(r.get("action") == "keep" for r in k8s["relabel_configs"])

@@ -75,7 +75,8 @@ def edge(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edge")
     compose_env = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
     data = folder / "data"  # made by the first `ppa api`, as `ppa up` makes it
-    ports = {"edge": free_port(), "gateway": free_port(), "metering": free_port()}
+    ports = {"edge": free_port(), "gateway": free_port(), "metering": free_port(), "gateway-metrics": free_port(),
+             "metering-metrics": free_port()}
     log = folder / "processes.log"
     own = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "MONGODB_URI_FILE")  # the embedded runtime: no servers
     procs: dict[str, subprocess.Popen] = {}
@@ -83,8 +84,10 @@ def edge(tmp_path_factory):
         for name in ("gateway", "metering"):
             # the proxy trust the compose file gives the APIs behind the edge
             trust = compose_env[f"{name}-api"]["environment"]["FORWARDED_ALLOW_IPS"]
+            # and its metrics listener, on a port of its own here (compose gives each container 9464)
+            assert compose_env[f"{name}-api"]["environment"]["PPA_METRICS_PORT"] == "9464"
             env = {**{k: v for k, v in os.environ.items() if k not in own}, "PPA_DATA_DIR": str(data),
-                   "FORWARDED_ALLOW_IPS": trust}
+                   "FORWARDED_ALLOW_IPS": trust, "PPA_METRICS_PORT": str(ports[f"{name}-metrics"])}
             procs[name] = subprocess.Popen([PPA, "api", name, "--port", str(ports[name])], env=env,
                                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
         for name in ("gateway", "metering"):
@@ -129,8 +132,10 @@ def test_device_uploads_reach_the_metering_edge_and_the_rest_the_gateway(edge):
         page = client.get("/agency/login")
         assert page.status_code == 200 and "ログイン" in page.text
 
-    metering = httpx.get(f"{edge['metering']}/metrics").text
-    gateway = httpx.get(f"{edge['gateway']}/metrics").text
+        assert client.get("/metrics").status_code == 404  # the public entry has no metrics
+
+    metering = httpx.get(f"{edge['metering-metrics']}/metrics").text
+    gateway = httpx.get(f"{edge['gateway-metrics']}/metrics").text
     assert (count(metering, DEVICE_ROUTE), count(gateway, DEVICE_ROUTE)) == (1, 0)
     assert (count(metering, CUSTOMERS_ROUTE), count(gateway, CUSTOMERS_ROUTE)) == (0, 1)
 

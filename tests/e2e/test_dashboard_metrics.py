@@ -48,7 +48,8 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_running_platform(tm
     created = subprocess.run([PPA, "agency", "create", "--email", "dash@example.jp", "--password", "password123",
                               "--company", "太陽電力", "--data-dir", str(data)], capture_output=True, text=True, env=env)
     assert created.returncode == 0, created.stderr
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
+    env["PPA_METRICS_PORT"] = str(metrics_port)  # Prometheus scrapes the metrics listener, not the public port
     proc = subprocess.Popen([PPA, "up", "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=env)
     try:
@@ -61,7 +62,8 @@ def test_every_metric_the_dashboard_queries_is_exported_by_a_running_platform(tm
         missing = wanted
         deadline = time.monotonic() + 60
         while missing and time.monotonic() < deadline:
-            missing = wanted - exported(port)  # the scrape itself is the first HTTP request measured
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5).close()  # a request measured
+            missing = wanted - exported(metrics_port)
             time.sleep(0.5)
         assert not missing, f"queried by the dashboard, not in /metrics: {sorted(missing)}"
     finally:

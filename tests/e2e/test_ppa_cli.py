@@ -9,8 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 PPA = str(Path(sys.executable).parent / "ppa")
 
@@ -154,3 +157,24 @@ def test_refused_settings_or_an_unreachable_server_stop_ppa_with_one_clear_line(
     assert "ppa: MongoDB refused or did not answer: 127.0.0.1:1:" in unreachable.stderr
     for run in (refused, unreachable):
         assert "Traceback" not in run.stderr and secret not in run.stderr + run.stdout
+
+
+def test_with_a_metrics_port_ppa_up_serves_metrics_there_and_not_on_the_public_port(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    port, metrics_port = free_port(), free_port()
+    monkeypatch.setenv("PPA_METRICS_PORT", str(metrics_port))
+    proc, line = run_up(tmp_path / "ppa", port)
+    try:
+        assert f"metrics: http://127.0.0.1:{metrics_port}/metrics" in line
+        assert get(f"http://127.0.0.1:{port}/livez") == 200
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.value.code == 404
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            assert r.status == 200 and b"ppa_http_request_duration_seconds_bucket" in r.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0  # Ctrl-C stops both listeners
+    with pytest.raises(OSError):  # and the metrics port is closed with the process
+        urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)

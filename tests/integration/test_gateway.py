@@ -7,6 +7,8 @@ import pytest
 
 from ppa.platform import build_host
 from ppa_gateway.app import create_app
+from ppa_runtime.metrics_http import metrics_app
+from ops_helpers import sign_in_operator
 
 
 @pytest.fixture
@@ -74,11 +76,33 @@ async def test_unknown_api_path_is_problem_json(client):
     assert body["status"] == 404 and body["title"] == "Not Found" and body["instance"] == "/api/v1/nothing-here"
 
 
-async def test_metrics_are_prometheus_text(client):
+async def test_metrics_on_the_public_port_are_for_signed_in_operators_only(client):
+    await client.host.start()
     await client.get("/healthz")
+    anonymous = await client.get("/metrics")
+    assert anonymous.status_code == 403 and anonymous.headers["content-type"] == "application/problem+json"
+    assert "ppa_http" not in anonymous.text
+    await sign_in_operator(client, client.host.service("identity"))
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert "ppa_http_request_duration_seconds_bucket" in r.text
+
+
+async def test_with_a_metrics_port_the_public_app_answers_no_one_metrics(runtime, monkeypatch):
+    monkeypatch.setattr(runtime.settings, "metrics_port", 9464)
+    host = build_host(runtime)
+    await host.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(host)), base_url="http://t") as c:
+            await sign_in_operator(c, host.service("identity"))  # not even to an operator: Prometheus has its port
+            r = await c.get("/metrics")
+            assert r.status_code == 404 and "ppa_http" not in r.text
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=metrics_app()), base_url="http://t") as c:
+            served = await c.get("/metrics")
+            assert served.status_code == 200 and "ppa_http_request_duration_seconds_bucket" in served.text
+            assert (await c.get("/healthz")).status_code == 404  # the metrics listener serves nothing else
+    finally:
+        await host.stop()
 
 
 async def test_openapi_and_japanese_home_page(client):

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 # longest value accepted, in characters
 NAME_MAX = 100
@@ -25,6 +25,10 @@ SHORT_MAX = 100  # other one-line text: an issuer name, a registration number
 
 _SINGLE_LINE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
 _MULTI_LINE_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# what a field accepts, as a JSON Schema pattern (Python's regular expressions, like the checks above)
+# (a lone surrogate cannot be written in a pattern that every validator compiles: it is refused all the same)
+LINE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f-\x9f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
 
 def bad_characters(value: str, multiline: bool = False) -> bool:
@@ -47,7 +51,9 @@ def text_type(max_length: int, multiline: bool = False) -> Any:
         if bad_characters(value, multiline):
             raise ValueError("holds a control character or a lone surrogate")
         return value
-    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(check)]
+    allowed = TEXT_PATTERN if multiline else LINE_PATTERN  # the same rule, for the OpenAPI document
+    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(check),
+                     Field(json_schema_extra={"pattern": allowed})]
 
 
 def normalized(value: str) -> str:

@@ -28,7 +28,10 @@ from ppa_runtime.docstore import DocStore
 TOKEN_SECONDS = 3600
 CREDENTIALS = "agency_passwords"
 SALT = "ppa.api.agency-token"
-_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token", auto_error=False, scheme_name="AgencyToken",
+    description="An agency's bearer token from POST /api/v1/auth/token (OAuth2 password grant); valid for "
+                "`expires_in` seconds and only until the agency's password changes")
 
 
 class LoginLocked(Exception):

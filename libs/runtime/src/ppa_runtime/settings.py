@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # the key before the last rotation: still verifies what it signed, never signs (docs/security.md)
     secret_key_previous: SecretStr | None = Field(None, validation_alias=AliasChoices("PPA_SECRET_KEY_PREVIOUS"))
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("PPA_PUBLIC_URL"))
+    # /metrics on a listener of its own (Prometheus scrapes it; the public port then answers it 404). Unset: no
+    # such listener, and the public port shows /metrics to signed-in operators only (docs/security.md)
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias=AliasChoices("PPA_METRICS_PORT"))
+    # loopback unless told: a pod or container sets 0.0.0.0 so that Prometheus (not the ingress) reaches it
+    metrics_host: str = Field("127.0.0.1", validation_alias=AliasChoices("PPA_METRICS_HOST"))
     smtp_host: str | None = Field(None, validation_alias=AliasChoices("SMTP_HOST"))
     smtp_port: int = Field(25, validation_alias=AliasChoices("SMTP_PORT"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
 from ppa_billing.invoice_api import csv_response
@@ -13,42 +13,48 @@ from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers,
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.http import Problem
+from ppa_runtime.openapi import problems
+from ppa_billing import contract_docs as doc
 
-Amount = str | int
+Amount = Annotated[str | int, doc.Whole]
+CustomerNumber = Annotated[str, Path(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))]
 
 
 class CustomerBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # no bool → int, no unknown fields
+    # no bool → int, no unknown fields; the rules themselves are the domain's (Japanese messages, every bad field
+    # at once), which the documented schemas (contract_docs) describe for clients and schemathesis
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    serial_number: str
-    name: str
-    name_kana: str = ""
-    contract_start: str | None = None
-    contract_end: str | None = None
-    base_fee: Amount
-    sell_unit_price: Amount
-    usage_unit_price: Amount
-    notes: str = ""
-    email: str | None = None
+    serial_number: str = Field(json_schema_extra=doc.exactly(doc.SERIAL))
+    name: str = Field(json_schema_extra=doc.exactly(doc.NAME))
+    name_kana: str = Field("", json_schema_extra=doc.exactly(doc.KANA))
+    contract_start: str | None = Field(None, json_schema_extra=doc.exactly(doc.DATE))
+    contract_end: str | None = Field(None, json_schema_extra=doc.exactly(doc.DATE))
+    base_fee: Amount = Field(json_schema_extra=doc.exactly(doc.PRICE))
+    sell_unit_price: Amount = Field(json_schema_extra=doc.exactly(doc.PRICE))
+    usage_unit_price: Amount = Field(json_schema_extra=doc.exactly(doc.PRICE))
+    notes: str = Field("", json_schema_extra=doc.exactly(doc.NOTES))
+    email: str | None = Field(None, json_schema_extra=doc.exactly(doc.nullable(doc.EMAIL)))
 
 
 class CustomerCreate(CustomerBase):
-    customer_number: str
+    customer_number: str = Field(json_schema_extra=doc.exactly(doc.CUSTOMER_NUMBER))
 
 
 class CustomerUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # no bool → int, no unknown fields
+    # every field optional; null clears what may be empty (dates, e-mail, kana, notes) and is refused elsewhere
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    serial_number: str | None = None
-    name: str | None = None
-    name_kana: str | None = None
-    contract_start: str | None = None
-    contract_end: str | None = None
-    base_fee: Amount | None = None
-    sell_unit_price: Amount | None = None
-    usage_unit_price: Amount | None = None
-    notes: str | None = None
-    email: str | None = None
+    serial_number: str | None = Field(None, json_schema_extra=doc.exactly(doc.SERIAL))
+    name: str | None = Field(None, json_schema_extra=doc.exactly(doc.NAME))
+    name_kana: str | None = Field(None, json_schema_extra=doc.exactly(doc.nullable(doc.KANA)))
+    contract_start: str | None = Field(None, json_schema_extra=doc.exactly(doc.DATE))
+    contract_end: str | None = Field(None, json_schema_extra=doc.exactly(doc.DATE))
+    base_fee: Amount | None = Field(None, json_schema_extra=doc.exactly(doc.PRICE))
+    sell_unit_price: Amount | None = Field(None, json_schema_extra=doc.exactly(doc.PRICE))
+    usage_unit_price: Amount | None = Field(None, json_schema_extra=doc.exactly(doc.PRICE))
+    notes: str | None = Field(None, json_schema_extra=doc.exactly(doc.nullable(doc.NOTES)))
+    email: str | None = Field(None, json_schema_extra=doc.exactly(doc.nullable(doc.EMAIL)))
 
 
 class CustomerPublic(BaseModel):
@@ -91,7 +97,8 @@ def router(customers: Customers) -> APIRouter:
     r = APIRouter(prefix="/api/v1/customers", tags=["customers"])
     not_found = "指定された顧客は見つかりません。"
 
-    @r.post("", status_code=201, response_model=CustomerPublic, summary="Register a PPA customer")
+    @r.post("", status_code=201, response_model=CustomerPublic, summary="Register a PPA customer",
+            operation_id="createCustomer", responses={**problems(409), 201: {"links": doc.CUSTOMER_LINKS}})
     async def create(body: CustomerCreate, agency: CurrentAgency) -> CustomerPublic:
         try:
             return _public(await customers.register(agency.agency_id, body.model_dump()))
@@ -100,25 +107,31 @@ def router(customers: Customers) -> APIRouter:
         except CustomerConflict as exc:
             raise _invalid(exc, 409) from exc
 
-    @r.get("", response_model=CustomerList, summary="List and search customers")
-    async def search(agency: CurrentAgency, q: str = "", page: int = Query(1, ge=1, le=100_000)) -> CustomerList:
+    @r.get("", response_model=CustomerList, summary="List and search customers", operation_id="listCustomers")
+    async def search(agency: CurrentAgency, q: str = Query("", max_length=doc.SEARCH_MAX, description=doc.SEARCH),
+                     page: int = Query(1, ge=1, le=100_000)) -> CustomerList:
         docs, total = await customers.search(agency.agency_id, q, page)
         return CustomerList(items=[_public({**d, "auth_code": None}) for d in docs], total=total)
 
-    @r.get(".csv", summary="CSV of the customer list (same search as the list)")
-    async def list_csv(agency: CurrentAgency, q: str = "", encoding: str = "utf-8") -> Response:
+    @r.get(".csv", summary="CSV of the customer list (same search as the list)", operation_id="customersCsv",
+           response_class=Response, responses=doc.CSV)
+    async def list_csv(agency: CurrentAgency, q: str = Query("", max_length=doc.SEARCH_MAX, description=doc.SEARCH),
+                       encoding: doc.Encoding = "utf-8") -> Response:
         return csv_response(CUSTOMER_HEADER, (customer_rows(docs) async for docs in customers.chunks(
             agency.agency_id, q)), "customers.csv", encoding)
 
-    @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer")
-    async def read(customer_number: str, agency: CurrentAgency) -> CustomerPublic:
+    @r.get("/{customer_number}", response_model=CustomerPublic, summary="Read a customer",
+           operation_id="getCustomer", responses=problems(404))
+    async def read(customer_number: CustomerNumber, agency: CurrentAgency) -> CustomerPublic:
         try:
             return _public(await customers.get(agency.agency_id, customer_number))
         except CustomerNotFound as exc:
             raise Problem(404, "Not Found", not_found) from exc
 
-    @r.patch("/{customer_number}", response_model=CustomerPublic, summary="Edit a customer")
-    async def edit(customer_number: str, body: CustomerUpdate, agency: CurrentAgency) -> CustomerPublic:
+    @r.patch("/{customer_number}", response_model=CustomerPublic, summary="Edit a customer",
+             operation_id="editCustomer", responses=problems(404, 409))
+    async def edit(body: CustomerUpdate, agency: CurrentAgency,
+                   customer_number: CustomerNumber) -> CustomerPublic:
         try:
             return _public(await customers.change(agency.agency_id, customer_number,
                                                   body.model_dump(exclude_unset=True)))
@@ -131,8 +144,9 @@ def router(customers: Customers) -> APIRouter:
         except ConcurrencyConflict as exc:
             raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
 
-    @r.delete("/{customer_number}", status_code=204, summary="Delete a customer (issued invoices stay)")
-    async def delete(customer_number: str, agency: CurrentAgency) -> Response:
+    @r.delete("/{customer_number}", status_code=204, summary="Delete a customer (issued invoices stay)",
+              operation_id="deleteCustomer", response_class=Response, responses=problems(404, 409))
+    async def delete(customer_number: CustomerNumber, agency: CurrentAgency) -> Response:
         try:
             await customers.delete(agency.agency_id, customer_number)
         except CustomerNotFound as exc:
@@ -141,8 +155,9 @@ def router(customers: Customers) -> APIRouter:
             raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
         return Response(status_code=204)
 
-    @r.post("/{customer_number}/auth-code", response_model=CustomerPublic, summary="Re-issue the auth code")
-    async def reissue(customer_number: str, agency: CurrentAgency) -> CustomerPublic:
+    @r.post("/{customer_number}/auth-code", response_model=CustomerPublic, summary="Re-issue the auth code",
+            operation_id="reissueAuthCode", responses=problems(404, 409))
+    async def reissue(customer_number: CustomerNumber, agency: CurrentAgency) -> CustomerPublic:
         try:
             return _public(await customers.reissue(agency.agency_id, customer_number))
         except CustomerNotFound as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,8 @@ from ppa_billing.issuing import InvoiceStateError, Issuing
 from ppa_contracts.text import text_type
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.http import Problem
+from ppa_runtime.openapi import problems
+from ppa_billing import contract_docs as doc
 
 LIST_HEADER = ["利用月", "請求番号", "顧客番号", "氏名", "基本料金(円)", "発電量(kWh)", "売電量(kWh)", "利用量(kWh)",
                "売電料金(円)", "利用料金(円)", "利用料金合計(円)"]
@@ -24,6 +26,11 @@ DETAIL_HEADER = ["利用日", "発電量(kWh)", "売電量(kWh)", "利用量(kWh
 
 
 VoidReason = text_type(200, multiline=True)
+
+
+Month = Annotated[str, Query(json_schema_extra=doc.exactly(doc.MONTH))]
+Search = Annotated[str, Query(max_length=doc.SEARCH_MAX, description=doc.SEARCH)]
+InvoiceNumber = Annotated[str, Path(json_schema_extra=doc.exactly(doc.INVOICE_NUMBER))]
 
 
 class VoidRequest(BaseModel):
@@ -80,23 +87,27 @@ def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
         return InvoiceQuery(_month(month), q=q, invoice_number=invoice_number, customer_number=customer_number,
                             name=name)
 
-    @r.get("/invoices.csv", summary="CSV of the invoice list of a month")
-    async def list_csv(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",
-                       customer_number: str = "", name: str = "", encoding: str = "utf-8") -> Response:
+    @r.get("/invoices.csv", summary="CSV of the invoice list of a month", operation_id="invoicesCsv",
+           response_class=Response, responses=doc.CSV)
+    async def list_csv(agency: CurrentAgency, month: Month, q: Search = "", invoice_number: Search = "",
+                       customer_number: Search = "", name: Search = "", encoding: doc.Encoding = "utf-8") -> Response:
         search = query(month, q, invoice_number, customer_number, name)
         return csv_response(LIST_HEADER, (list_rows(items) async for items in invoices.month_chunks(
             agency.agency_id, search)), f"invoices_{search.month.iso()}.csv", encoding)
 
-    @r.get("/invoices", summary="Invoices of a month (search by invoice number, customer number, name)")
-    async def list_(agency: CurrentAgency, month: str, q: str = "", invoice_number: str = "",
-                    customer_number: str = "", name: str = "",
+    @r.get("/invoices", summary="Invoices of a month (search by invoice number, customer number, name)",
+           operation_id="listInvoices", responses={200: {"model": doc.InvoiceList, "links": doc.FIRST_INVOICE_LINKS}})
+    async def list_(agency: CurrentAgency, month: Month, q: Search = "", invoice_number: Search = "",
+                    customer_number: Search = "", name: Search = "",
                     page: int = Query(1, ge=1, le=100_000)) -> dict[str, Any]:
         items, total = await invoices.month(agency.agency_id, query(month, q, invoice_number, customer_number, name),
                                             page=page)
         return {"items": items, "total": total}
 
-    @r.get("/invoices/{invoice_number}.csv", summary="CSV of an invoice's daily rows")
-    async def detail_csv(invoice_number: str, agency: CurrentAgency, encoding: str = "utf-8") -> Response:
+    @r.get("/invoices/{invoice_number}.csv", summary="CSV of an invoice's daily rows", operation_id="invoiceCsv",
+           response_class=Response, responses={**doc.CSV, **problems(404)})
+    async def detail_csv(invoice_number: InvoiceNumber, agency: CurrentAgency,
+                         encoding: doc.Encoding = "utf-8") -> Response:
         try:
             inv = await invoices.one(agency.agency_id, invoice_number)
         except InvoiceNotFound as exc:
@@ -104,8 +115,8 @@ def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
         return csv_response(DETAIL_HEADER, detail_rows(inv), f"invoice_{invoice_number}.csv", encoding)
 
     @r.get("/invoices/{invoice_number}.pdf", summary="The issued document (a given revision, else the current one)",
-           response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
-    async def pdf(invoice_number: str, agency: CurrentAgency,
+           operation_id="invoicePdf", response_class=Response, responses={**doc.PDF, **problems(404)})
+    async def pdf(invoice_number: InvoiceNumber, agency: CurrentAgency,
                   revision: int | None = Query(None, ge=1, le=10_000)) -> Response:
         try:
             data, filename = await issuing.pdf(agency.agency_id, invoice_number, revision)
@@ -115,16 +126,20 @@ def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
         return Response(data, media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
-    @r.get("/invoices/{invoice_number}", summary="One invoice with its daily rows and revisions")
-    async def detail(invoice_number: str, agency: CurrentAgency) -> dict[str, Any]:
+    @r.get("/invoices/{invoice_number}", summary="One invoice with its daily rows and revisions",
+           operation_id="getInvoice", responses={200: {"model": doc.InvoiceDetail, "links": doc.INVOICE_LINKS},
+                                                 **problems(404)})
+    async def detail(invoice_number: InvoiceNumber, agency: CurrentAgency) -> dict[str, Any]:
         try:
             inv = await invoices.one(agency.agency_id, invoice_number)
         except InvoiceNotFound as exc:
             raise _not_found(exc) from exc
         return inv | {"revisions": await issuing.history(agency.agency_id, invoice_number)}
 
-    @r.post("/invoices/{invoice_number}/issue", status_code=201, summary="Issue: freeze, render the PDF, mail it")
-    async def issue(invoice_number: str, agency: CurrentAgency) -> dict[str, Any]:
+    @r.post("/invoices/{invoice_number}/issue", status_code=201, summary="Issue: freeze, render the PDF, mail it",
+            operation_id="issueInvoice", responses={201: {"model": doc.InvoiceDetail, "links": doc.INVOICE_LINKS},
+                                                    **problems(404, 409)})
+    async def issue(invoice_number: InvoiceNumber, agency: CurrentAgency) -> dict[str, Any]:
         try:
             inv = await issuing.issue(agency.agency_id, invoice_number)
         except InvoiceNotFound as exc:
@@ -133,8 +148,10 @@ def router(invoices: Invoices, issuing: Issuing) -> APIRouter:
             raise Problem(409, "Conflict", str(exc)) from exc
         return inv | {"revisions": await issuing.history(agency.agency_id, invoice_number)}
 
-    @r.post("/invoices/{invoice_number}/void", summary="Void an issued invoice")
-    async def void(invoice_number: str, agency: CurrentAgency, body: VoidRequest | None = None) -> dict[str, Any]:
+    @r.post("/invoices/{invoice_number}/void", summary="Void an issued invoice", operation_id="voidInvoice",
+            responses={200: {"model": doc.InvoiceDetail, "links": doc.INVOICE_LINKS}, **problems(404, 409)})
+    async def void(invoice_number: InvoiceNumber, agency: CurrentAgency,
+                   body: VoidRequest | None = None) -> dict[str, Any]:
         try:
             inv = await issuing.void(agency.agency_id, invoice_number, body.reason if body else "")
         except InvoiceNotFound as exc:

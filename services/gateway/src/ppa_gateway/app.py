@@ -8,14 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ppa_runtime import tracing
+from ppa_runtime import openapi, tracing
 from ppa_runtime.host import Host
 from ppa_runtime.http import RequestContextMiddleware, install_problem_handlers
 from ppa_runtime.headers import SecurityHeadersMiddleware
 from ppa_runtime.limits import BodyLimitMiddleware
 from ppa_runtime.metrics import projections_known
+from ppa_runtime.metrics_http import exposition
 from ppa_runtime.ops.health import projection_name, projections_of
 from ppa_runtime.probes import health_router
 
@@ -56,9 +56,11 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
 
     app.include_router(health_router(host))
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if host.runtime.settings.metrics_port is None and any(s.name == "identity" for s in host.services):
+        from ppa_gateway.ops_web import OPERATOR_JSON
+
+        # no metrics listener of its own: operators read /metrics here once signed in, nobody else
+        app.add_api_route("/metrics", exposition, methods=["GET"], include_in_schema=False, dependencies=OPERATOR_JSON)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home(request: Request) -> HTMLResponse:
@@ -113,4 +115,5 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         from ppa_gateway.agency_owner_link_pages import router as agency_owner_link_pages
 
         app.include_router(agency_owner_link_pages)
+    openapi.install(app, host.runtime.settings.public_url)
     return app

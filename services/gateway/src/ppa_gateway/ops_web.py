@@ -100,6 +100,7 @@ async def _json_operator(request: Request) -> dict:
 # A route's operator session; anyone else gets NotOperator's reply (see `refuse`), before the route runs.
 OperatorPage = Annotated[dict, Depends(_page_operator)]
 OperatorJson = Annotated[dict, Depends(_json_operator)]  # the refusal as problem+json (scripts, SSE)
+OPERATOR_JSON = [Depends(_json_operator)]  # the same, for a route that needs no session (dependencies=)
 
 
 async def refuse(request: Request, refused: Exception) -> Response:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from ppa_identity.throttle import LOCKED
 from ppa_runtime.auth import TOKEN_SECONDS, LoginLocked, issue_agency_token
 from ppa_runtime.http import Problem
+from ppa_runtime.openapi import problems
 
 
 def client_ip(request: Request) -> str:
@@ -28,7 +29,12 @@ def router(service) -> APIRouter:
     """Routes bound to an IdentityService."""
     r = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-    @r.post("/token", response_model=TokenPublic, summary="Agency access token (OAuth2 password grant)")
+    @r.post("/token", response_model=TokenPublic, summary="Agency access token (OAuth2 password grant)",
+            operation_id="issueToken", openapi_extra={"security": []},  # the one operation open to anyone
+            responses=problems(
+                401, 429, s401="Wrong e-mail or password",
+                s429="Too many failed logins from this address for this account, or for the account as a whole: "
+                     "wait and try again"))
     async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenPublic:
         try:
             agency = await service.login_agency(form.username, form.password, client_ip(request))
