@@ -181,6 +181,15 @@ async def test_invoice_pages_show_the_seed_formats_and_issue_and_void(site):
                                                                           "invoice_number": "23121120230030"})).text
     bad_month = await a.client.get("/agency/invoices", params={"month": "2024/13"})
     assert bad_month.status_code == 422 and "利用月はYYYY/MMの形式で入力してください" in bad_month.text
+    # 利用月 as people type it: the same month on the list and the customer's list
+    for typed in ("2024-01", "２０２４／０１", " 2024 / 1 ", "2024年1月"):
+        listed = await a.client.get("/agency/invoices", params={"month": typed})
+        assert listed.status_code == 200 and "全 1 件" in listed.text and 'value="2024/01"' in listed.text, typed
+        own = await a.client.get("/agency/customers/1120230030/invoices", params={"month": typed})
+        assert own.status_code == 200 and "24011120230030" in own.text, typed
+    # with no month asked, the list opens on the latest month that has invoices, not an empty current one
+    opened = await a.client.get("/agency/invoices")
+    assert 'id="month" name="month" value="2024/01"' in opened.text and "全 1 件" in opened.text
     csv = await a.client.get("/agency/invoices.csv", params={"month": "2024/01"})
     assert csv.content.startswith(b"\xef\xbb\xbf" + LIST_HEADER.encode() + b"\r\n")
     assert csv.content.decode("utf-8-sig").splitlines()[1] == \

@@ -11,7 +11,7 @@ from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings, public
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
-from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
+from ppa_billing.domain.billing_month import MONTH_MESSAGE, BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import InvalidSettings
 from ppa_billing.exports import CUSTOMER_HEADER, csv_bytes, csv_chunks, customer_rows
 from ppa_billing.invoice_api import DETAIL_HEADER, LIST_HEADER, detail_rows, list_rows
@@ -19,7 +19,6 @@ from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
 from ppa_billing.issuing import InvoiceStateError, Issuing, today_jst
 from ppa_runtime.eventstore import ConcurrencyConflict
 
-MONTH_MESSAGE = "利用月はYYYY/MMの形式で入力してください（例: 2024/01）。"
 PER_PAGE = 20
 
 
@@ -61,9 +60,12 @@ class BillingPortal:
 
     # invoices
     async def default_month(self, agency_id: str, today: date | None = None) -> str:
-        """The last closed billing month (the one to issue next)."""
+        """The month 請求管理 opens on: the last closed billing month (the one to issue next) when it has invoices,
+        else the latest earlier month that has some, else the latest month that has any (data of the past, or
+        only the open month so far); the last closed month when there are none at all."""
         closing = (await self.settings.get(agency_id)).closing_day
-        return str(month_of(today or today_jst(), closing).previous())
+        closed = str(month_of(today or today_jst(), closing).previous())
+        return await self.invoices.latest_month(agency_id, closed) or closed
 
     async def invoice_list(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
                            name: str = "", page: int = 1) -> dict[str, Any]:

@@ -135,6 +135,8 @@ async def invoices(request: Request, month: str = "", invoice_number: str = "", 
     try:
         context["result"] = await portal.invoice_list(session["principal"], month, invoice_number, customer_number,
                                                       name, _page_number(page))
+        search["month"] = context["result"]["month"]  # as typed (2024-01, full width) → 2024/01
+        context["query"] = urlencode(search)
     except ValueError as exc:
         context["errors"] = getattr(exc, "errors", {"": str(exc)})
         return _page(request, "agency/billing/invoices.html", context, 422)
