@@ -293,11 +293,11 @@ async def test_email_change_links_are_limited_per_owner(site):
 
 async def test_registration_refuses_bad_fields_and_a_registered_address(site):
     client = site.browser()
-    bad = await register(site, client, "x@example.jp", postal_code="103-0026", password_confirm="other123",
+    bad = await register(site, client, "x@example.jp", postal_code="103-002", password_confirm="other123",
                          info_opt_in="")
     text = text_of(bad.text)
     assert bad.status_code == 422
-    assert "郵便番号はハイフンなしの半角数字7桁で入力してください。" in text
+    assert "郵便番号は7桁の数字で入力してください（例: 103-0026）。" in text
     assert "パスワード（確認用）がパスワードと一致しません。" in text
     assert "運営会社からの情報提供可を選択してください。" in text
     assert await site.identity.owners.find_by_email("x@example.jp") is None
