@@ -35,6 +35,7 @@ from ppa_identity.domain.owner import (
     SUBSCRIPTIONS,
     HomeProof,
     InvalidOwnerForm,
+    agency_email_errors,
     product_from_form,
     profile_from_form,
 )
@@ -167,7 +168,12 @@ async def edit(request: Request) -> Response:
             return RedirectResponse("/mypage/profile/done" + ("?email=sent" if pending else ""), status_code=303)
         new = await owners.preview_profile(owner.owner_id, new, account_changes=not proxy)
     except InvalidOwnerForm as exc:
-        return _edit(request, session, values, exc.errors, status=422)
+        errors = dict(exc.errors)
+        if not proxy and not any(k.startswith("agency:") for k in errors):
+            # the form's own checks failed first: name an unknown agency too, so that one round fixes all
+            emails, _ = agency_email_errors(values["agency_emails"])
+            errors |= await owners.unknown_agencies(owner.owner_id, emails)
+        return _edit(request, session, values, errors, status=422)
     except RequestsThrottled:
         return _edit(request, session, values, error=EMAIL_THROTTLED, status=429)
     except LookupError:

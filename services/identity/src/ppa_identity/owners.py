@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -308,18 +308,29 @@ class OwnerAccounts:
 
     async def _grants(self, owner: Owner, new: OwnerProfile) -> list[AgencyAccessGranted]:
         """Grants for the added agency e-mails; InvalidOwnerForm naming each address that is no agency's."""
+        grants, errors = await self._added_agencies(owner, new.agency_emails)
+        if errors:
+            raise InvalidOwnerForm(errors)
+        return grants
+
+    async def _added_agencies(self, owner: Owner, emails: Sequence[str]) -> tuple[list[AgencyAccessGranted],
+                                                                                  dict[str, str]]:
         errors: dict[str, str] = {}
         grants = []
-        for email in (e for e in new.agency_emails if e not in owner.profile.agency_emails):
+        for email in (e for e in emails if e not in owner.profile.agency_emails):
             agency = await self.service.agencies.load(email)
             if agency is None:
                 errors[f"agency:{email}"] = not_an_agency(email)
             else:
                 grants.append(AgencyAccessGranted(owner_id=owner.owner_id, agency_email=email,
                                                   agency_id=agency.agency_id))
-        if errors:
-            raise InvalidOwnerForm(errors)
-        return grants
+        return grants, errors
+
+    async def unknown_agencies(self, owner_id: str, emails: Sequence[str]) -> dict[str, str]:
+        """The refusal of each added address that is no agency's: shown with the form's other errors, so the owner
+        fixes everything at once (a form that failed its own checks never reaches `_grants`)."""
+        owner = await self.load(owner_id)
+        return {} if owner is None else (await self._added_agencies(owner, emails))[1]
 
     async def preview_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> OwnerProfile:
         """The profile 確認する would store, after the checks that need other accounts; stores nothing."""
