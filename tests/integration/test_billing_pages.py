@@ -228,3 +228,50 @@ async def test_invoice_pages_show_the_seed_formats_and_issue_and_void(site):
     assert "請求を取り消しました。" in after and "取り消されました" in after and "顧客管理 - 請求詳細" in after
     mine = (await a.client.get("/agency/customers/1120230030/invoices")).text
     assert "24011120230030" in mine and "取消" in mine
+
+
+def csv_links(html: str) -> list[tuple[str, str]]:
+    """Each CSV button of a page with the Excel (Shift_JIS) button beside it: (UTF-8 href, Shift_JIS href)."""
+    found = re.findall(r'<a class="button secondary" href="([^"]+)">[^<]*【CSV】</a>\s*'
+                       r'<a class="button secondary" href="([^"]+)">Excel用 \(Shift_JIS\)</a>', html)
+    return [(plain.replace("&amp;", "&"), excel.replace("&amp;", "&")) for plain, excel in found]
+
+
+async def test_every_csv_button_has_an_excel_copy_and_a_customers_invoices_page_and_download(site):
+    agencies, runtime = site
+    a = agencies["a"]
+    assert (await a.post("/agency/customers/new", FORM)).status_code == 303
+    # one day in each of 22 billing months (closing day 15: the 20th is in its own month's 利用月)
+    months = [(2022 + i // 12, i % 12 + 1) for i in range(22)]
+    await runtime.bus.publish(METERING_DAILY_USAGE, [day(a.agency_id, f"{y}-{m:02d}-20", "10.00", "4.00")
+                                                     for y, m in months])
+    for _ in range(300):
+        listed = await a.client.get("/agency/customers/1120230030/invoices")
+        if "全 22 件" in listed.text:
+            break
+        await asyncio.sleep(0.1)
+    assert "全 22 件" in listed.text and "1 / 2" in listed.text and "次へ ▶</a>" in listed.text
+    assert listed.text.count('<tr class="status-') == 20 and "2023/10" in listed.text and "2022/01" not in listed.text
+    second = (await a.client.get("/agency/customers/1120230030/invoices", params={"page": "2"})).text
+    assert second.count('<tr class="status-') == 2 and "2022/01" in second and "2 / 2" in second
+    pages = {"/agency/customers/1120230030/invoices": 1, "/agency/invoices?month=2023/06": 1,
+             "/agency/invoices/23061120230030": 1, "/agency/customers": 1}
+    for path, expected in pages.items():
+        links = csv_links((await a.client.get(path)).text)
+        assert len(links) == expected, path
+        for plain, excel in links:
+            assert excel.startswith(plain) and excel.endswith("encoding=shift_jis"), (path, excel)
+            utf8, sjis = await a.client.get(plain), await a.client.get(excel)
+            assert utf8.status_code == sjis.status_code == 200, (path, plain)
+            assert utf8.content.startswith(b"\xef\xbb\xbf") and not sjis.content.startswith(b"\xef\xbb\xbf")
+            assert sjis.headers["content-type"] == "text/csv; charset=shift_jis"
+            assert sjis.headers["content-disposition"].endswith('_sjis.csv"')
+            assert sjis.content.decode("cp932") == utf8.content.decode("utf-8-sig"), (path, plain)
+            assert "発電量(kWh)" in sjis.content.decode("cp932") or "氏名" in sjis.content.decode("cp932")
+    mine = await a.client.get("/agency/customers/1120230030/invoices.csv", params={"month": "2023-06"})
+    lines = mine.content.decode("utf-8-sig").splitlines()
+    assert lines[0] == LIST_HEADER and len(lines) == 2 and lines[1].startswith("2023/06,23061120230030,")
+    every = (await a.client.get("/agency/customers/1120230030/invoices.csv")).content.decode("utf-8-sig")
+    assert len(every.splitlines()) == 23
+    assert (await a.client.get("/agency/customers.csv", params={"encoding": "latin-1"})).status_code == 404
+    assert (await agencies["b"].client.get("/agency/customers/1120230030/invoices.csv")).status_code == 404

@@ -37,6 +37,11 @@ def _month(text: str) -> BillingMonth:
         raise PortalError({"month": MONTH_MESSAGE}) from exc
 
 
+def _named(stem: str, encoding: str) -> str:
+    """A CSV's file name; the Shift_JIS copy says so (both may sit in one downloads folder)."""
+    return f"{stem}_sjis.csv" if encoding == "shift_jis" else f"{stem}.csv"
+
+
 class BillingPortal:
     """Page-sized operations of one billing service, always scoped to the caller's agency."""
 
@@ -76,19 +81,19 @@ class BillingPortal:
                 "pages": max(1, -(-total // PER_PAGE)), "page": page}
 
     async def invoice_list_csv(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
-                               name: str = "") -> tuple[AsyncIterator[bytes], str]:
+                               name: str = "", encoding: str = "utf-8") -> tuple[AsyncIterator[bytes], str]:
         """The month list's CSV, sent a chunk of invoices at a time."""
         query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
         rows = (list_rows(items) async for items in self.invoices.month_chunks(agency_id, query))
-        return csv_chunks(LIST_HEADER, rows), f"invoices_{query.month.iso()}.csv"
+        return csv_chunks(LIST_HEADER, rows, encoding), _named(f"invoices_{query.month.iso()}", encoding)
 
     async def invoice(self, agency_id: str, number: str) -> dict[str, Any]:
         inv = await self.invoices.one(agency_id, number)
         return inv | {"revisions": await self.issuing.history(agency_id, number)}
 
-    async def invoice_csv(self, agency_id: str, number: str) -> tuple[bytes, str]:
+    async def invoice_csv(self, agency_id: str, number: str, encoding: str = "utf-8") -> tuple[bytes, str]:
         inv = await self.invoices.one(agency_id, number)
-        return csv_bytes(DETAIL_HEADER, detail_rows(inv)), f"invoice_{number}.csv"
+        return csv_bytes(DETAIL_HEADER, detail_rows(inv), encoding), _named(f"invoice_{number}", encoding)
 
     async def invoice_pdf(self, agency_id: str, number: str, revision: int | None) -> tuple[bytes, str]:
         return await self.issuing.pdf(agency_id, number, revision)
@@ -113,6 +118,21 @@ class BillingPortal:
         except InvoiceNotFound as exc:
             raise CustomerNotFound(customer_number) from exc
 
+    async def customer_invoice_page(self, agency_id: str, customer_number: str, month: str = "",
+                                    invoice_number: str = "", page: int = 1) -> dict[str, Any]:
+        """A page of a customer's invoices (newest first) with their count, like the month list's pages."""
+        items = await self.customer_invoices(agency_id, customer_number, month, invoice_number)
+        pages = max(1, -(-len(items) // PER_PAGE))
+        page = min(page, pages)
+        return {"items": items[(page - 1) * PER_PAGE:page * PER_PAGE], "total": len(items), "page": page,
+                "pages": pages}
+
+    async def customer_invoices_csv(self, agency_id: str, customer_number: str, month: str = "",
+                                    invoice_number: str = "", encoding: str = "utf-8") -> tuple[bytes, str]:
+        """Every invoice the customer's list shows for the search, as the month list's CSV."""
+        items = await self.customer_invoices(agency_id, customer_number, month, invoice_number)
+        return csv_bytes(LIST_HEADER, list_rows(items), encoding), _named(f"invoices_{customer_number}", encoding)
+
     # customers
     async def customer_list(self, agency_id: str, customer_number: str = "", name: str = "", email: str = "",
                             page: int = 1) -> dict[str, Any]:
@@ -121,11 +141,11 @@ class BillingPortal:
         return {"items": docs, "total": total, "page": page, "pages": max(1, -(-total // PER_PAGE))}
 
     async def customer_csv(self, agency_id: str, customer_number: str = "", name: str = "",
-                           email: str = "") -> tuple[AsyncIterator[bytes], str]:
+                           email: str = "", encoding: str = "utf-8") -> tuple[AsyncIterator[bytes], str]:
         """The customer list's CSV, sent a chunk of customers at a time."""
         rows = (customer_rows(docs) async for docs in self.customers.chunks(
             agency_id, customer_number=customer_number, name=name, email=email))
-        return csv_chunks(CUSTOMER_HEADER, rows), "customers.csv"
+        return csv_chunks(CUSTOMER_HEADER, rows, encoding), _named("customers", encoding)
 
     async def customer(self, agency_id: str, number: str) -> dict[str, Any]:
         return await self.customers.get(agency_id, number)

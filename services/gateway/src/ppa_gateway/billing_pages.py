@@ -102,6 +102,15 @@ def _download(data: bytes | AsyncIterator[bytes], filename: str, media_type: str
     return StreamingResponse(data, media_type=media_type, headers=headers)  # sent as it is read
 
 
+def _encoding(text: str) -> str | None:
+    """The CSV encoding a download link asks for: UTF-8 (with BOM) by default, Shift_JIS for Excel; None else."""
+    return {"": "utf-8", "utf-8": "utf-8", "shift_jis": "shift_jis"}.get(text.strip().lower())
+
+
+def _csv(data: bytes | AsyncIterator[bytes], filename: str, encoding: str) -> Response:
+    return _download(data, filename, f"text/csv; charset={encoding}")
+
+
 def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() and 0 < int(text) <= 100_000 else 1
 
@@ -111,15 +120,17 @@ def _page_number(text: str | None) -> int:
 
 @router.get("/agency/invoices.csv")
 async def invoices_csv(request: Request, month: str = "", invoice_number: str = "", customer_number: str = "",
-                       name: str = "") -> Response:
+                       name: str = "", encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
     try:
         data, filename = await _billing(request).invoice_list_csv(session["principal"], month, invoice_number,
-                                                                  customer_number, name)
+                                                                  customer_number, name, charset)
     except ValueError:
         return _not_found(request, session)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/invoices", response_class=HTMLResponse)
@@ -159,14 +170,16 @@ async def _invoice_page(request: Request, session: dict, number: str, customer_n
 
 
 @router.get("/agency/invoices/{number}.csv")
-async def invoice_csv(request: Request, number: str) -> Response:
+async def invoice_csv(request: Request, number: str, encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
     try:
-        data, filename = await _billing(request).invoice_csv(session["principal"], number)
+        data, filename = await _billing(request).invoice_csv(session["principal"], number, charset)
     except LookupError:
         return _not_found(request, session)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/invoices/{number}.pdf")
@@ -227,11 +240,14 @@ async def void(request: Request, number: str, csrf_token: str = Form(""), back: 
 
 
 @router.get("/agency/customers.csv")
-async def customers_csv(request: Request, customer_number: str = "", name: str = "", email: str = "") -> Response:
+async def customers_csv(request: Request, customer_number: str = "", name: str = "", email: str = "",
+                        encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
-    data, filename = await _billing(request).customer_csv(session["principal"], customer_number, name, email)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
+    data, filename = await _billing(request).customer_csv(session["principal"], customer_number, name, email, charset)
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/customers", response_class=HTMLResponse)
@@ -351,17 +367,35 @@ async def reissue_auth_code(request: Request, number: str, csrf_token: str = For
     return RedirectResponse(f"/agency/customers/{number}?done=reissued", status_code=303)
 
 
+@router.get("/agency/customers/{number}/invoices.csv")
+async def customer_invoices_csv(request: Request, number: str, invoice_number: str = "", month: str = "",
+                                encoding: str = "") -> Response:
+    if (session := await _agency(request)) is None:
+        return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
+    try:
+        data, filename = await _billing(request).customer_invoices_csv(session["principal"], number, month,
+                                                                       invoice_number, charset)
+    except (LookupError, ValueError):
+        return _not_found(request, session)
+    return _csv(data, filename, charset)
+
+
 @router.get("/agency/customers/{number}/invoices", response_class=HTMLResponse)
-async def customer_invoices(request: Request, number: str, invoice_number: str = "", month: str = "") -> Response:
+async def customer_invoices(request: Request, number: str, invoice_number: str = "", month: str = "",
+                            page: str = "1") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
     portal = _billing(request)
     search = {"invoice_number": invoice_number, "month": month}
     context = {"title": f"顧客管理 - 請求一覧 ({number})", "session": session, "csrf": session["csrf"],
-               "number": number, "search": search, "items": [], "errors": {}}
+               "number": number, "search": search, "query": urlencode(search), "errors": {},
+               "result": {"items": [], "total": 0, "page": 1, "pages": 1}}
     try:
         context["customer"] = await portal.customer(session["principal"], number)
-        context["items"] = await portal.customer_invoices(session["principal"], number, month, invoice_number)
+        context["result"] = await portal.customer_invoice_page(session["principal"], number, month, invoice_number,
+                                                               _page_number(page))
     except LookupError:
         return _not_found(request, session)
     except ValueError as exc:
