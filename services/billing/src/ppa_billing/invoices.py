@@ -389,6 +389,10 @@ class Invoices:
             raise InvoiceNotFound(number)
         return (await self._drafts(agency_id, [customer], month, with_daily=True))[0]
 
+    async def draft(self, agency_id: str, customer: dict[str, Any], month: BillingMonth) -> dict[str, Any]:
+        """The invoice the customer's month would be if issued now (current prices and settings)."""
+        return (await self._drafts(agency_id, [customer], month, with_daily=False))[0]
+
     async def of_customer(self, agency_id: str, customer_number: str, month: BillingMonth | None = None,
                           number: str = "") -> list[dict[str, Any]]:
         """A customer's invoices, newest month first: months with usage or an issued invoice."""

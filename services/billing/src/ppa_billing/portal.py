@@ -98,6 +98,19 @@ class BillingPortal:
     async def invoice_pdf(self, agency_id: str, number: str, revision: int | None) -> tuple[bytes, str]:
         return await self.issuing.pdf(agency_id, number, revision)
 
+    async def issue_check(self, agency_id: str, number: str) -> dict[str, Any]:
+        """What 請求書発行 would do now, for the confirmation: the figures it would freeze, the revision, who is
+        mailed, and anything that stops it (then the page says what and where to fix it)."""
+        try:
+            plan = await self.issuing.check(agency_id, number)
+        except InvoiceNotFound as exc:
+            raise LookupError(number) from exc
+        draft = (await self.invoices.draft(agency_id, plan["customer"], plan["month"])
+                 if plan["customer"] is not None else None)
+        return {"revision": plan["revision"], "reissue": plan["reissue"], "emailed_to": plan["emailed_to"],
+                "problems": plan["problems"], "missing_settings": plan["missing_settings"], "draft": draft,
+                "period": plan["period"], "month": str(plan["month"]), "issuer": public(plan["settings"])}
+
     async def issue(self, agency_id: str, number: str) -> dict[str, Any]:
         try:
             return await self.issuing.issue(agency_id, number)

@@ -164,9 +164,12 @@ async def _invoice_page(request: Request, session: dict, number: str, customer_n
         return _not_found(request, session)
     base = f"/agency/customers/{customer_number}/invoices" if customer_number else "/agency/invoices"
     title = f"{'顧客管理 - 請求詳細' if customer_number else '請求管理 - 詳細'} ({number})"
+    check = await _billing(request).issue_check(session["principal"], number) if inv["status"] != "issued" else None
+    self_url = f"{base}/{number}"
     return _page(request, "agency/billing/invoice.html", {
         "title": title, "session": session, "csrf": session["csrf"], "inv": inv, "chart": daily_chart(inv["daily"]),
-        "customer_view": customer_number, "self_url": f"{base}/{number}", "errors": errors or {}}, status)
+        "customer_view": customer_number, "self_url": self_url, "errors": errors or {}, "check": check,
+        "issue_url": f"/agency/invoices/{number}/issue?{urlencode({'back': self_url})}"}, status)
 
 
 @router.get("/agency/invoices/{number}.csv")
@@ -214,9 +217,34 @@ async def _invoice_action(request: Request, number: str, token: str, action: str
     except LookupError:
         return _not_found(request, session)
     except ValueError as exc:
+        if action == "issue":  # the confirmation page says why, live (never an error page at the POST URL)
+            return RedirectResponse(_confirm_url(number, back), status_code=303)
         return await _invoice_page(request, session, number, customer, getattr(exc, "errors", {"": str(exc)}), 409)
     done = "voided" if action == "void" else ("issued" if inv.get("emailed_to") else "issued_nomail")
     return RedirectResponse(f"{back}?done={done}", status_code=303)
+
+
+def _confirm_url(number: str, back: str) -> str:
+    return f"/agency/invoices/{number}/issue?{urlencode({'back': back})}"
+
+
+@router.get("/agency/invoices/{number}/issue", response_class=HTMLResponse)
+async def issue_confirmation(request: Request, number: str, back: str = "") -> Response:
+    """請求書発行 の確認: what will be frozen and mailed to whom, or what stops it and where to fix it."""
+    if (session := await _agency(request)) is None:
+        return _login()
+    back = _back(number, back)
+    portal = _billing(request)
+    try:
+        inv = await portal.invoice(session["principal"], number)
+        check = await portal.issue_check(session["principal"], number)
+    except LookupError:
+        return _not_found(request, session)
+    if inv["status"] == "issued":  # nothing to confirm: the detail page shows the issued revision
+        return RedirectResponse(back, status_code=303)
+    return _page(request, "agency/billing/issue_confirm.html", {
+        "title": f"請求書発行の確認 ({number})", "session": session, "csrf": session["csrf"], "inv": inv,
+        "check": check, "back": back, "customer_view": back.startswith("/agency/customers/")})
 
 
 def _back(number: str, back: str) -> str:
@@ -227,7 +255,12 @@ def _back(number: str, back: str) -> str:
 
 
 @router.post("/agency/invoices/{number}/issue")
-async def issue(request: Request, number: str, csrf_token: str = Form(""), back: str = Form("")) -> Response:
+async def issue(request: Request, number: str, csrf_token: str = Form(""), back: str = Form(""),
+                confirmed: str = Form("")) -> Response:
+    if confirmed != "yes":  # only the confirmation page's own button issues (a mail goes out)
+        if await _agency(request) is None:
+            return _login()
+        return RedirectResponse(_confirm_url(number, _back(number, back)), status_code=303)
     return await _invoice_action(request, number, csrf_token, "issue", _back(number, back))
 
 
