@@ -118,12 +118,17 @@ async def profile(request: Request, done: str = "") -> Response:
     """お客様情報 and サービス加入状況."""
     if (session := await mypage_session(request)) is None or (owner := await _owner(request, session)) is None:
         return to_login()
+    from ppa_gateway.owner_agency_links import FLASHES as AGENCY_FLASHES, agency_states
+
     messages = [{"kind": "ok", "text": FLASHES[done]}] if done in FLASHES else []
+    if done in AGENCY_FLASHES:
+        messages.append({"kind": "ok" if done == "asked" else "error", "text": AGENCY_FLASHES[done]})
     proved = await proved_homes(request, owner)
     homes = {h.product_id for h in proved}
     products = {p.product_id for p in owner.products}
     return page(request, "mypage/profile.html", _common(session) | {
         "title": "お客様情報", "owner": owner, "messages": messages, "homes": homes,
+        "agencies": await agency_states(request, owner),
         "agency_homes": [h for h in proved if h.product_id not in products]})
 
 
