@@ -99,7 +99,7 @@ async def test_profile_shows_every_field_and_is_linked_from_home_and_nav(app):
             assert f'<td id="profile-{field}">{value}</td>' in profile.text
         assert f'<td id="profile-email">{EMAIL}</td>' in profile.text
         assert "登録情報を変更する" in profile.text and "販売店・業者様向け管理画面を見る" in profile.text
-        nav = re.search(r"<nav>(.*?)</nav>", profile.text, re.S).group(1)
+        nav = re.search(r"<nav class=\"site-menu\">(.*?)</nav>", profile.text, re.S).group(1)
         assert 'href="/agency/profile"' in nav and "ログアウト" in nav
 
 
