@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,11 +21,16 @@ if TYPE_CHECKING:
     from ppa_identity.service import IdentityService
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """The platform settings, with `--data-dir` when the command has one; logging configured."""
-    overrides = {}
+def settings_of(args: argparse.Namespace, served_at: str | None = None) -> Settings:
+    """The platform settings, with `--data-dir` when the command has one; logging configured.
+
+    `served_at` is the address this process serves pages on: the links it mails point there unless
+    PPA_PUBLIC_URL names another (a proxy in front, a domain)."""
+    overrides: dict[str, object] = {}
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = Path(args.data_dir)
+    if served_at and not os.environ.get("PPA_PUBLIC_URL"):
+        overrides["public_url"] = served_at
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:  # e.g. no PPA_SECRET_KEY on Kafka + MongoDB: say so, not a traceback
@@ -32,6 +39,15 @@ def settings_of(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from None
     ppa_logging.configure(settings.log_level, settings.log_json, settings.log_repeat_seconds)
     return settings
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL a browser elsewhere opens for a server bound to `host`: a wildcard address is this machine's name."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    return f"http://{host}:{port}"
 
 
 @asynccontextmanager

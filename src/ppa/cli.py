@@ -11,7 +11,7 @@ import structlog
 import uvicorn
 from pydantic import ValidationError
 
-from ppa.admin import identity_service, settings_of
+from ppa.admin import identity_service, served_url, settings_of
 from ppa.platform import EDGES, SERVICES, build_host
 from ppa_runtime import tracing
 from ppa_runtime.kafka_security import KafkaSetupError
@@ -83,7 +83,7 @@ def _settle_heap() -> None:
 async def _up(args: argparse.Namespace) -> None:
     from ppa_gateway.app import create_app
 
-    settings = settings_of(args)
+    settings = settings_of(args, served_url(args.host, args.port))
     tracing.setup("ppa")
     if not settings.distributed:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,9 +92,11 @@ async def _up(args: argparse.Namespace) -> None:
         _say_where_the_key_is(runtime)
         host = build_host(runtime)
         app = create_app(host, lifespan_owner=True)
-        url = f"http://{args.host}:{args.port}/"
+        url = f"{served_url(args.host, args.port)}/"
+        mailed = settings.public_url.rstrip("/")
         await _serve_public(settings, app, args.host, args.port,
-                            announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login")
+                            announce=f"PPA platform ({runtime.kind}) ready: {url}  agency portal: {url}agency/login  "
+                                     f"links in mail: {mailed}/")
     finally:
         await runtime.close()
 

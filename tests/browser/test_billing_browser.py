@@ -42,6 +42,7 @@ async def test_customer_to_invoice_screens_in_chromium(runtime, browser_page, ru
 
         await page.goto(f"{url}/agency/settings/billing")
         await page.get_by_label("発行者名").fill("ブラウザ電力株式会社")
+        await page.get_by_label("発行者住所").fill("東京都中央区日本橋兜町1-13")
         await page.get_by_label("登録番号（適格請求書発行事業者）").fill("T12345")
         await page.click("form[action='/agency/settings/billing'] button[type=submit]")
         assert "半角数字13桁" in await page.inner_text("#registration_number-error")
@@ -88,7 +89,11 @@ async def test_customer_to_invoice_screens_in_chromium(runtime, browser_page, ru
         assert await page.locator("svg.chart rect.bar").count() == 3 * len(DAYS)
         assert (await page.locator("table.daily tbody tr").first.inner_text()).startswith("2024/01/27")
         page.on("dialog", lambda dialog: dialog.accept())
-        await page.click("#issue-button")
+        await page.click("#issue-button")  # a confirmation first: what is mailed to whom
+        await page.wait_for_selector("text=請求書発行の確認 (24011120220110)")
+        assert "第1版" in await page.inner_text("table.info")
+        await screenshot(page, f"invoice_issue_confirm_{runtime_kind}")
+        await page.click("#confirm-issue-button")
         await page.wait_for_selector("text=請求書を発行しました")
         assert await page.inner_text("#invoice-status") == "発行済"
         await screenshot(page, f"customer_invoice_detail_issued_{runtime_kind}")
@@ -107,3 +112,12 @@ async def test_customer_to_invoice_screens_in_chromium(runtime, browser_page, ru
         await page.wait_for_selector("text=請求を取り消しました。")
         assert await page.inner_text("#invoice-status") == "取消"
         await screenshot(page, f"invoice_detail_voided_{runtime_kind}")
+        # issued again after the void: 第2版, confirmed like the first issue
+        assert await page.inner_text("#issue-button") == "再発行（第2版）"
+        await page.click("#issue-button")
+        await page.wait_for_selector("text=第2版・取消後の再発行")
+        await page.click("#confirm-issue-button")
+        await page.wait_for_selector("text=請求書を発行しました")
+        assert await page.inner_text("#invoice-status") == "発行済"
+        assert "第2版" in await page.inner_text(".status-line")
+        await screenshot(page, f"invoice_detail_reissued_{runtime_kind}")

@@ -53,7 +53,7 @@ async def test_daily_usage_chart_and_month_navigation_in_chromium(runtime, brows
         await page.goto(f"{url}/agency/customers/1120240003")
         await page.click("text=日別利用量")
         await page.wait_for_url(f"{url}/agency/customers/1120240003/usage")
-        await page.get_by_label("利用月").fill("2024/04")
+        await page.get_by_label("表示月").fill("2024/04")
         await page.click("form.month-nav button[type=submit]")
         for _ in range(150):
             if await page.locator("table.usage tbody tr").count() == 30:

@@ -24,9 +24,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_up(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+def run_up(data_dir: Path, port: int, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([PPA, "up", "--port", str(port), "--data-dir", str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     deadline = time.monotonic() + 60
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -73,6 +73,61 @@ def test_ppa_up_serves_stops_cleanly_and_keeps_state(tmp_path, monkeypatch):
     bad = subprocess.run([PPA, "agency", "create", "--email", "x@example.jp", "--password", "short",
                           "--company", "社", "--data-dir", str(data)], capture_output=True, text=True)
     assert bad.returncode == 2 and "半角英数字8文字以上" in bad.stderr
+
+
+def _mailed_signup_link(base: str, maildir: Path) -> str:
+    """Ask for an agency sign-up on the running server; the link in the mail it writes."""
+    import email
+    import email.policy
+    import re
+
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for _ in range(100):
+            try:
+                page = client.get("/agency/signup")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        # sent by hand: behind an https PPA_PUBLIC_URL the cookie is Secure, which a client keeps off plain http
+        cookie = page.headers["set-cookie"].split(";", 1)[0]
+        sent = client.post("/agency/signup", data={"email": "new@example.jp", "csrf_token": token},
+                           headers={"cookie": cookie})
+        assert sent.status_code == 200 and "送信" in sent.text, sent.text
+    for _ in range(200):
+        files = list((maildir / "new").glob("*")) if (maildir / "new").is_dir() else []
+        if files:
+            mail = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+            return re.search(r"(https?://\S+/agency/signup/\S+)", mail.get_body(("plain",)).get_content()).group(1)
+        time.sleep(0.1)
+    raise AssertionError("no sign-up mail was written")
+
+
+def test_mail_links_point_to_the_server_that_sent_them_unless_a_public_url_is_given(tmp_path, monkeypatch):
+    import os
+
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI", "PPA_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()
+    proc, line = run_up(tmp_path / "own", port)
+    try:
+        assert f"links in mail: http://127.0.0.1:{port}/" in line
+        link = _mailed_signup_link(f"http://127.0.0.1:{port}", tmp_path / "own" / "maildir")
+        assert link.startswith(f"http://127.0.0.1:{port}/agency/signup/")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    port = free_port()
+    proc, line = run_up(tmp_path / "proxied", port, {**os.environ, "PPA_PUBLIC_URL": "https://portal.example.jp"})
+    try:
+        assert "links in mail: https://portal.example.jp/" in line
+        link = _mailed_signup_link(f"http://127.0.0.1:{port}", tmp_path / "proxied" / "maildir")
+        assert link.startswith("https://portal.example.jp/agency/signup/")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
 
 
 def test_a_worker_serves_liveness_and_readiness_on_its_health_port(tmp_path, monkeypatch):

@@ -36,6 +36,14 @@ async def test_login_page_has_labelled_fields_csrf_and_a_safe_cookie(client):
     assert "httponly" in cookie and "samesite=lax" in cookie
 
 
+async def test_the_seeds_address_leads_to_the_agency_sign_up(client):
+    moved = await client.get("/store/linkaccounts")
+    assert moved.status_code == 301 and moved.headers["location"] == "/agency/login"
+    page = await client.get("/store/linkaccounts", follow_redirects=True)
+    assert page.status_code == 200 and '<a href="/agency/signup">新規会員登録はこちら</a>' in page.text
+    assert (await client.get("/agency/signup")).status_code == 200
+
+
 async def test_login_without_the_forms_token_is_refused(client):
     await client.get("/agency/login")
     r = await client.post("/agency/login", data={"email": "shop@example.jp", "password": "password123"})

@@ -99,7 +99,7 @@ async def test_profile_shows_every_field_and_is_linked_from_home_and_nav(app):
             assert f'<td id="profile-{field}">{value}</td>' in profile.text
         assert f'<td id="profile-email">{EMAIL}</td>' in profile.text
         assert "登録情報を変更する" in profile.text and "販売店・業者様向け管理画面を見る" in profile.text
-        nav = re.search(r"<nav>(.*?)</nav>", profile.text, re.S).group(1)
+        nav = re.search(r"<nav class=\"site-menu\">(.*?)</nav>", profile.text, re.S).group(1)
         assert 'href="/agency/profile"' in nav and "ログアウト" in nav
 
 
@@ -114,7 +114,7 @@ async def test_profile_edit_validates_like_sign_up_and_records_the_change(app, r
                                                               "phone": "", "csrf_token": token})
         assert bad.status_code == 422
         assert "フリガナは全角カタカナで入力してください。" in bad.text
-        assert "郵便番号はハイフンなしの半角数字7桁で入力してください。" in bad.text
+        assert "郵便番号は7桁の数字で入力してください（例: 103-0026）。" in bad.text
         assert "電話番号を入力してください。" in bad.text and 'value="てすと"' in bad.text
         agency = await host.service("identity").agencies.load(EMAIL)
         assert agency.profile == AgencyProfile(**SEED)

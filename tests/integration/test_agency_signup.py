@@ -274,18 +274,18 @@ async def test_a_second_link_for_an_address_registered_meanwhile_is_refused(site
 
 async def test_every_invalid_field_gets_its_message_and_the_form_keeps_what_was_typed(site):
     path = await mailed_link(site, "typo@example.jp")
-    bad = {"company": "", "name": "", "name_kana": "てすと", "postal_code": "103-0026", "prefecture": "東京",
-           "city": "", "street": "", "phone": "03-3666-7945", "password": "short", "password_confirm": "short"}
+    bad = {"company": "", "name": "", "name_kana": "てすと", "postal_code": "103-002", "prefecture": "東京",
+           "city": "", "street": "", "phone": "03-3666-794", "password": "short", "password_confirm": "short"}
     r = await fill_and_confirm(site, path, **bad)
     assert r.status_code == 422
     for message in ("企業名を入力してください。", "氏名を入力してください。",
                     "フリガナは全角カタカナで入力してください。",
-                    "郵便番号はハイフンなしの半角数字7桁で入力してください。", "都道府県は一覧から選択してください。",
+                    "郵便番号は7桁の数字で入力してください（例: 103-0026）。", "都道府県は一覧から選択してください。",
                     "市区町村を入力してください。", "町名番地（建物名）を入力してください。",
-                    "電話番号はハイフンなしの半角数字10桁または11桁で入力してください。",
+                    "電話番号は10桁または11桁の数字で入力してください（例: 03-1234-5678）。",
                     "ログインパスワードは半角英数字8文字以上で入力してください。"):
         assert message in r.text, message
-    assert 'value="てすと"' in r.text and 'value="103-0026"' in r.text and 'value="03-3666-7945"' in r.text
+    assert 'value="てすと"' in r.text and 'value="103-002"' in r.text and 'value="03-3666-794"' in r.text
     assert "short" not in r.text  # passwords are never sent back
     mismatch = await fill_and_confirm(site, path, password_confirm=PASSWORD + "x")
     assert mismatch.status_code == 422

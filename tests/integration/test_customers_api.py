@@ -99,6 +99,9 @@ async def test_invalid_customer_is_refused_field_by_field_and_nothing_is_stored(
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     fields = {e["field"] for e in r.json()["errors"]}
     assert fields == {"customer_number", "contract_end", "sell_unit_price", "base_fee"}
+    detail = r.json()["detail"]  # the messages follow one another as sentences, never joined by 「。、」
+    assert "。、" not in detail and detail.endswith("。")
+    assert detail == "".join(e["message"] for e in r.json()["errors"])
     assert (await api.get("/api/v1/customers", headers=a)).json()["total"] == 0
     malformed = await api.post("/api/v1/customers", content=b"{not json", headers={**a, "content-type": "application/json"})
     assert malformed.status_code == 422

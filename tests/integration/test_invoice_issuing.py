@@ -115,7 +115,7 @@ async def test_issue_mail_revise_and_void_an_invoice(billing, runtime, inbox):
     agency = billing.agency_ids["a"]
     assert (await client.post("/api/v1/customers", json=CUSTOMER, headers=a)).status_code == 201
     refused = await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)
-    assert refused.status_code == 409 and "発行者名を登録してください" in refused.json()["detail"]
+    assert refused.status_code == 409 and "事業者設定で発行者名・発行者住所を登録してください" in refused.json()["detail"]
     assert (await client.put("/api/v1/billing/settings", headers=a, json=SETTINGS)).status_code == 200
     await runtime.bus.publish(METERING_DAILY_USAGE, [
         day_event(agency, "2024-01-20", 1, values("60.000", "40.000")),
@@ -184,8 +184,6 @@ async def test_issue_mail_revise_and_void_an_invoice(billing, runtime, inbox):
     assert voided.status_code == 200 and (voided.json()["status"], voided.json()["revision"]) == ("voided", 2)
     twice = await client.post(f"/api/v1/invoices/{NUMBER}/void", headers=a)
     assert twice.status_code == 409 and twice.json()["detail"] == "この請求は既に取り消されています。"
-    reissue = await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)
-    assert reissue.status_code == 409 and "取り消されています" in reissue.json()["detail"]
     current = await client.get(f"/api/v1/invoices/{NUMBER}.pdf", headers=a)
     assert "【取消】" in pdf_text(current.content)
     void_mail = (await until(lambda: _mails(handler, 3), "the void mail"))[2]
@@ -194,18 +192,41 @@ async def test_issue_mail_revise_and_void_an_invoice(billing, runtime, inbox):
     assert "取り消し" in void_text and "2,368 円" in void_text and "二重請求" not in void_text  # the reason is internal
     [void_pdf] = list(void_mail.iter_attachments())
     assert void_pdf.get_content() == current.content
+    # issued again after the void: the current draft (today's prices: 30.00 a kWh) becomes 第3版 with its own PDF
+    # and a 【訂正】 mail; the void ends; a second issue is refused
+    reissued = await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)
+    assert reissued.status_code == 201, reissued.text
+    again3 = reissued.json()
+    assert (again3["status"], again3["revision"], again3["usage_fee"]) == ("issued", 3, "1542")
+    assert [(r["revision"], r["kind"]) for r in again3["revisions"]] == [(1, "issued"), (2, "revised"), (3, "reissued")]
+    r3 = await client.get(f"/api/v1/invoices/{NUMBER}.pdf", headers=a)
+    assert "第3版" in pdf_text(r3.content) and "【取消】" not in pdf_text(r3.content)
+    assert (await client.get(f"/api/v1/invoices/{NUMBER}.pdf", params={"revision": 3}, headers=a)).content == r3.content
+    reissue_mail = (await until(lambda: _mails(handler, 4), "the re-issued invoice mail"))[3]
+    assert "【訂正】2024/01分" in reissue_mail["Subject"] and "第3版" in reissue_mail.get_body(("plain",)).get_content()
+    assert [p.get_content() for p in reissue_mail.iter_attachments()] == [r3.content]
+    twice_issued = await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)
+    assert twice_issued.status_code == 409 and twice_issued.json()["detail"] == "この請求は既に発行されています。"
+    async def listed_again():
+        found = (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=a)).json()["items"]
+        return [(i["invoice_number"], i["status"], i["revision"]) for i in found] == [(NUMBER, "issued", 3)]
+
+    await until(listed_again, "the month's list shows 第3版 as issued")
+    assert (await client.post(f"/api/v1/invoices/{NUMBER}/void", headers=a)).status_code == 200
     listing = (await client.get("/api/v1/invoices", params={"month": "2024-01"}, headers=a)).json()
     assert [(i["invoice_number"], i["status"]) for i in listing["items"]] == [(NUMBER, "voided")]
     await runtime.bus.publish(METERING_DAILY_USAGE, [
         day_event(agency, "2024-02-11", 1, values("5.000", "1.000"))])  # after void: never revised
     await until(lambda: _daily_applied(runtime), "every daily usage event handled")
-    assert (await client.get(f"/api/v1/invoices/{NUMBER}", headers=a)).json()["revision"] == 2
+    assert (await client.get(f"/api/v1/invoices/{NUMBER}", headers=a)).json()["revision"] == 3
     # deleting the customer keeps the issued invoice, in the month's list too
     assert (await client.delete("/api/v1/customers/1120230030", headers=a)).status_code == 204
     kept = await client.get(f"/api/v1/invoices/{NUMBER}", headers=a)
     assert kept.status_code == 200 and (kept.json()["status"], kept.json()["name"]) == ("voided", "顧客0151")
     listing = (await client.get("/api/v1/invoices", params={"month": "2024-01", "name": "0151"}, headers=a)).json()
     assert [i["invoice_number"] for i in listing["items"]] == [NUMBER]
+    gone = await client.post(f"/api/v1/invoices/{NUMBER}/issue", headers=a)
+    assert gone.status_code == 409 and gone.json()["detail"] == "顧客が削除されているため、この請求は再発行できません。"
     assert (await client.get("/api/v1/invoices/23121120230030", headers=a)).status_code == 404
 
 

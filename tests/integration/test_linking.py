@@ -505,3 +505,52 @@ async def test_the_user_list_searches_by_email_or_user_id_and_pages(runtime):
         assert owners[0].email in by_id.text and "全 1 件" in by_id.text
         none = await agency.get("/agency/users", params={"q": "nobody.here"})
         assert "該当するユーザーはいません。" in none.text
+
+
+async def _agency_state(owner_client, email: str) -> str:
+    """The state My Page shows for one allowed agency (its row's data-status), "" when not listed."""
+    html = (await owner_client.get("/mypage/profile")).text
+    rows = html.split('<div class="agency-email" data-status="')[1:]
+    found = [row for row in rows if email in row.split("</div>")[0]]
+    return found[0].split('"', 1)[0] if found else ""
+
+
+async def test_my_page_shows_each_agencys_state_and_asks_again_after_a_rejection(runtime, settings):
+    async with platform(runtime) as p:
+        owner = await p.register_owner()
+        await p.set_agencies(owner.owner_id, "a@example.jp", "b@example.jp")
+        first = await p.link_of(owner.owner_id)
+        await p.link_of(owner.owner_id, "b")
+        me = await p.owner_browser(owner.email)
+        assert await eventually(lambda: _agency_state(me, "a@example.jp")) == "pending"
+        assert "申請中" in (await me.get("/mypage/profile")).text
+        a, b = await p.agency("a"), await p.agency("b")
+        r = await post(a, f"/agency_admin/{first.link_id}/reject", csrf_of((await user_page(a, first.link_id)).text))
+        assert r.status_code == 303
+        second_b = await p.link_of(owner.owner_id, "b")
+        r = await post(b, f"/agency_admin/{second_b.link_id}/approve", csrf_of((await user_page(b, second_b.link_id)).text))
+        assert r.status_code == 303
+        profile = (await me.get("/mypage/profile")).text
+        assert await _agency_state(me, "a@example.jp") == "rejected" and await _agency_state(me, "b@example.jp") == "approved"
+        assert "拒否" in profile and "連携中" in profile and profile.count("もう一度申請する") == 1
+        csrf = csrf_of(profile)
+        # asking an approved agency again is refused; a rejected one gets a new request and mail
+        refused = await me.post("/mypage/agencies/ask-again", data={"agency_email": "b@example.jp", "csrf_token": csrf})
+        assert refused.headers["location"] == "/mypage/profile?done=ask_refused"
+        asked = await me.post("/mypage/agencies/ask-again", data={"agency_email": "a@example.jp", "csrf_token": csrf})
+        assert asked.headers["location"] == "/mypage/profile?done=asked"
+        assert "もう一度連携を申請しました" in (await me.get(asked.headers["location"])).text
+        renewed = await p.link_of(owner.owner_id, "a", status="pending")
+        assert renewed.link_id != first.link_id
+        assert await eventually(lambda: _count_mails(settings, "a@example.jp", 2))
+        assert await _agency_state(me, "a@example.jp") == "pending"
+        # rejected again at once: asking again so soon is throttled (no third request, no mail)
+        r = await post(a, f"/agency_admin/{renewed.link_id}/reject", csrf_of((await user_page(a, renewed.link_id)).text))
+        assert r.status_code == 303
+        throttled = await me.post("/mypage/agencies/ask-again", data={"agency_email": "a@example.jp",
+                                                                      "csrf_token": csrf})
+        assert throttled.headers["location"] == "/mypage/profile?done=ask_throttled"
+        assert "15分ほど待ってから" in (await me.get(throttled.headers["location"])).text
+        assert (await p.linking.links.load(p.agencies["a"], owner.owner_id)).current.link_id == renewed.link_id
+        forged = await me.post("/mypage/agencies/ask-again", data={"agency_email": "a@example.jp"})
+        assert forged.headers["location"] == "/mypage/profile?done=ask_refused"

@@ -252,6 +252,15 @@ async def test_refused_edits_name_the_problem_and_store_nothing(site):
                                   | {"action": action})
             assert r.status_code == 422, (override, action)
             assert message in text_of(r.text), (override, action)
+    # every error at once: the gap in the buy prices, a bad postal code and an unknown agency together
+    for action in ("confirm", "commit"):
+        r = await client.post("/mypage/profile/edit", data=edit_data(csrf, address, rows=gap, postal_code="103-00",
+                                                                     agencies=["nobody@example.jp"])
+                              | {"action": action})
+        shown = text_of(r.text)
+        assert r.status_code == 422 and "平日 07:00〜09:00 が未設定です。" in shown, action
+        assert "nobody@example.jp は登録されている販売店・業者様のメールアドレスではありません。" in shown, action
+        assert "郵便番号は7桁の数字で入力してください（例: 103-0026）。" in shown, action
     no_csrf = await client.post("/mypage/profile/edit", data=edit_data("forged", address, city="港区")
                                 | {"action": "commit"})
     assert no_csrf.status_code == 403 and "画面の有効期限が切れました。" in no_csrf.text
@@ -293,11 +302,11 @@ async def test_email_change_links_are_limited_per_owner(site):
 
 async def test_registration_refuses_bad_fields_and_a_registered_address(site):
     client = site.browser()
-    bad = await register(site, client, "x@example.jp", postal_code="103-0026", password_confirm="other123",
+    bad = await register(site, client, "x@example.jp", postal_code="103-002", password_confirm="other123",
                          info_opt_in="")
     text = text_of(bad.text)
     assert bad.status_code == 422
-    assert "郵便番号はハイフンなしの半角数字7桁で入力してください。" in text
+    assert "郵便番号は7桁の数字で入力してください（例: 103-0026）。" in text
     assert "パスワード（確認用）がパスワードと一致しません。" in text
     assert "運営会社からの情報提供可を選択してください。" in text
     assert await site.identity.owners.find_by_email("x@example.jp") is None

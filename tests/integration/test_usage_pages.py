@@ -61,7 +61,7 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
 
     async def february():
         page = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/02"})
-        return page if page.status_code == 200 and "2024/02/29" in page.text else None
+        return page if page.status_code == 200 and ">2024/02/29</a>" in page.text else None
 
     page = await eventually(february, timeout=60)
     assert page is not None, "daily usage never reached the page"
@@ -82,7 +82,7 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
     march = (await a.get("/agency/customers/1120240002/usage", params={"month": "2024-03"})).text
     # 03-02 has only its midnight reading so far: the day is there with nothing yet.
     assert re.findall(r'class="bar sold_kwh"[^>]*data-value="([\d.]+)"', march) == ["4.50", "0.00"]
-    assert "2024/02/29" not in march
+    assert ">2024/02/29</a>" not in march and "2024/03/01 ~ 2024/03/31" in march
     empty = (await a.get("/agency/customers/1120240002/usage", params={"month": "2023/12"})).text
     assert "この期間の利用データはまだありません" in empty and 'class="bar ' not in empty
     # The page and the API agree.
@@ -94,7 +94,9 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
 async def test_a_bad_month_is_explained_and_other_agencies_and_strangers_are_kept_out(site):
     p, a, b, _ = site
     bad = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/13"})
-    assert bad.status_code == 422 and "利用月は YYYY/MM の形式（例: 2026/04）で入力してください。" in bad.text
+    assert bad.status_code == 422 and "表示月はYYYY/MMの形式で入力してください（例: 2024/01、2024-01）。" in bad.text
+    # a calendar month here, so not called 利用月 (which is a billing month, closing day to closing day)
+    assert ">表示月</label>" in bad.text and "利用月" not in bad.text
     assert (await b.get("/agency/customers/1120240002/usage")).status_code == 404
     assert (await a.get("/agency/customers/1199999999/usage")).status_code == 404
     stranger = httpx.AsyncClient(transport=p.client._transport, base_url="http://t")
@@ -119,7 +121,7 @@ async def test_import_and_battery_series_and_the_half_hour_day_view(site):
 
     async def june():
         page = await a.get("/agency/customers/1120240002/usage", params={"month": "2024/06"})
-        return page if "2024/06/10" in page.text else None
+        return page if ">2024/06/10</a>" in page.text else None
 
     html = (await eventually(june, timeout=60)).text
     assert "蓄電池 充電" in html and "買電量" in html

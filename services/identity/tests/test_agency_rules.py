@@ -45,7 +45,7 @@ def test_every_required_field_left_empty_gets_its_own_message():
     assert raised.value.errors == {"city": "市区町村を入力してください。", "name_kana": "フリガナを入力してください。"}
 
 
-@pytest.mark.parametrize("kana", ["てすと", "Tesuto", "ﾃｽﾄ", "テスト太郎", "テスト1"])
+@pytest.mark.parametrize("kana", ["てすと", "Tesuto", "テスト太郎", "テスト1"])
 def test_furigana_must_be_full_width_katakana(kana):
     assert profile_errors({**SEED, "name_kana": kana}) == {"name_kana": "フリガナは全角カタカナで入力してください。"}
 
@@ -55,16 +55,31 @@ def test_furigana_accepts_katakana_words(kana):
     assert is_katakana(kana) and not profile_errors({**SEED, "name_kana": kana})
 
 
-@pytest.mark.parametrize("postal", ["103-0026", "103002", "10300260", "１０３００２６", "abcdefg"])
-def test_postal_code_is_seven_half_width_digits(postal):
+def test_half_width_furigana_is_kept_full_width():
+    assert validate_profile({**SEED, "name_kana": "ﾃｽﾄ ｶﾌﾞｼｷｶﾞｲｼｬ"}).name_kana == "テスト カブシキガイシャ"
+
+
+@pytest.mark.parametrize("postal", ["103002", "10300260", "abcdefg", "103-00266", "〒1030026"])
+def test_postal_code_is_seven_digits(postal):
     assert profile_errors({**SEED, "postal_code": postal}) == {
-        "postal_code": "郵便番号はハイフンなしの半角数字7桁で入力してください。"}
+        "postal_code": "郵便番号は7桁の数字で入力してください（例: 103-0026）。"}
 
 
-@pytest.mark.parametrize("phone", ["03-3666-7945", "033666794", "033666794512", "０３３６６６７９４５", "+81336667945"])
-def test_phone_is_ten_or_eleven_half_width_digits(phone):
+@pytest.mark.parametrize("postal", ["103-0026", "１０３００２６", "１０３－００２６", " 103 0026 ", "103ー0026", "103−0026"])
+def test_postal_code_as_people_type_it_is_kept_as_seven_digits(postal):
+    assert not profile_errors({**SEED, "postal_code": postal})
+    assert validate_profile({**SEED, "postal_code": postal}).postal_code == "1030026"
+
+
+@pytest.mark.parametrize("phone", ["033666794", "033666794512", "+81336667945", "03-3666-794x"])
+def test_phone_is_ten_or_eleven_digits(phone):
     assert profile_errors({**SEED, "phone": phone}) == {
-        "phone": "電話番号はハイフンなしの半角数字10桁または11桁で入力してください。"}
+        "phone": "電話番号は10桁または11桁の数字で入力してください（例: 03-1234-5678）。"}
+
+
+@pytest.mark.parametrize("phone", ["03-3666-7945", "０３３６６６７９４５", "03 (3666) 7945", "０３－３６６６－７９４５"])
+def test_phone_as_people_type_it_is_kept_as_digits(phone):
+    assert validate_profile({**SEED, "phone": phone}).phone == "0336667945"
 
 
 def test_mobile_numbers_of_eleven_digits_pass():

@@ -54,16 +54,16 @@ def test_the_seed_customer_is_a_valid_profile():
 
 
 def test_every_bad_field_gets_its_own_message():
-    bad = SEED | {"family_name": "", "family_name_kana": "にちこん", "postal_code": "103-0026", "prefecture": "東京",
-                  "phone": "03-3666-7945", "email": "taro@", "info_opt_in": ""}
+    bad = SEED | {"family_name": "", "family_name_kana": "にちこん", "postal_code": "103-002", "prefecture": "東京",
+                  "phone": "03-3666-794", "email": "taro@", "info_opt_in": ""}
     with pytest.raises(InvalidOwnerForm) as exc:
         profile_from_form(bad, [], "", [])
     assert exc.value.errors == {
         "family_name": "氏名（姓）を入力してください。",
         "family_name_kana": "フリガナ（セイ）は全角カタカナで入力してください。",
-        "postal_code": "郵便番号はハイフンなしの半角数字7桁で入力してください。",
+        "postal_code": "郵便番号は7桁の数字で入力してください（例: 103-0026）。",
         "prefecture": "都道府県は一覧から選択してください。",
-        "phone": "電話番号はハイフンなしの半角数字10桁または11桁で入力してください。",
+        "phone": "電話番号は10桁または11桁の数字で入力してください（例: 03-1234-5678）。",
         "email": "メールアドレスの形式が正しくありません。",
         "info_opt_in": "運営会社からの情報提供可を選択してください。",
     }
@@ -72,6 +72,13 @@ def test_every_bad_field_gets_its_own_message():
 def test_full_width_digits_and_half_width_kana_are_normalized():
     profile = profile_from_form(SEED | {"postal_code": "１０３００２６", "given_name_kana": "ﾀﾛｳ"}, [], "", [])
     assert profile.postal_code == "1030026" and profile.given_name_kana == "タロウ"
+
+
+@pytest.mark.parametrize("postal,phone", [("103-0026", "03-3666-7945"), ("１０３－００２６", "０３－３６６６－７９４５"),
+                                          (" 103 0026 ", "03 (3666) 7945"), ("103ー0026", "03ー3666ー7945")])
+def test_postal_codes_and_phones_as_people_type_them_are_kept_as_digits(postal, phone):
+    profile = profile_from_form(SEED | {"postal_code": postal, "phone": phone}, [], "", [])
+    assert (profile.postal_code, profile.phone) == ("1030026", "0336667945")
 
 
 def test_agency_rows_refuse_bad_and_repeated_addresses_by_row():

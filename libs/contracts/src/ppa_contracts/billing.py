@@ -150,6 +150,11 @@ class InvoiceIssued(InvoiceEvent):
         "The version of each day's usage (ISO date → daily-usage stream version) the figures include."))
 
 
+# InvoiceRevised.reason values
+USAGE_REVISED = "daily_usage_revised"
+REISSUED_AFTER_VOID = "reissued_after_void"
+
+
 class InvoiceRevised(InvoiceEvent):
     """Daily usage changed after issue: a new revision with a new document (never a silent edit)."""
 
@@ -159,7 +164,9 @@ class InvoiceRevised(InvoiceEvent):
     figures: InvoiceFigures
     issuer: InvoiceIssuer
     previous_total: Decimal
-    reason: str = "daily_usage_revised"
+    reason: str = Field("daily_usage_revised", description=(
+        "daily_usage_revised: usage changed after issue (same prices); reissued_after_void: the voided invoice "
+        "issued again from the current draft (current prices and settings), ending the void."))
     emailed_to: str | None = None
     usage_versions: dict[str, int] = Field(default_factory=dict, description=(
         "The version of each day's usage (ISO date → daily-usage stream version) the figures include."))

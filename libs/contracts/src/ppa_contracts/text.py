@@ -68,3 +68,9 @@ Email = text_type(EMAIL_MAX)
 Notes = text_type(NOTES_MAX, multiline=True)
 Address = text_type(ADDRESS_MAX, multiline=True)
 Short = text_type(SHORT_MAX)
+
+
+def sentences(messages: Any) -> str:
+    """Japanese messages as one text: each ends in 「。」 and they follow one another (never 「。、」)."""
+    parts = [m.strip() for m in messages if m and m.strip()]
+    return "".join(m if m.endswith(("。", "！", "？", ".", "!", "?")) else f"{m}。" for m in parts)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
 from ppa_billing.invoice_api import csv_response
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
+from ppa_contracts.text import sentences
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.http import Problem
@@ -86,7 +87,7 @@ def _public(doc: dict[str, Any]) -> CustomerPublic:
 def _invalid(exc: InvalidCustomer | CustomerConflict, status: int) -> Problem:
     errors = [{"field": f, "message": m} for f, m in exc.errors.items()]
     title = "Unprocessable Content" if status == 422 else "Conflict"
-    return Problem(status, title, "、".join(exc.errors.values()), errors)
+    return Problem(status, title, sentences(exc.errors.values()), errors)
 
 
 UPDATED_MEANWHILE = "この顧客は同時に他の操作で更新されました。最新の内容を確認してから、もう一度お試しください。"

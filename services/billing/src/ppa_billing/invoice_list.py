@@ -36,6 +36,7 @@ from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, 
 from ppa_billing.domain.settings import BillingSettings
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import (
+    REISSUED_AFTER_VOID,
     AuthCodeReissued,
     BillingSettingsChanged,
     CustomerChanged,
@@ -404,7 +405,8 @@ class InvoiceList:
             issued = {**issued, "status": "voided", "v": version}
         else:
             data = event.figures.model_dump(mode="json")
-            issued = {"v": version, "status": "voided" if issued["status"] == "voided" else "issued",
+            reissued = isinstance(event, InvoiceRevised) and event.reason == REISSUED_AFTER_VOID
+            issued = {"v": version, "status": "voided" if issued["status"] == "voided" and not reissued else "issued",
                       "figures": {k: data[k] for k in ("name", *TOTAL_FIELDS)}}
         if issued["figures"] is None:  # a void seen before its issue: the issue event fills the figures
             issued["figures"] = {"name": "", **{k: "0" for k in TOTAL_FIELDS}}

@@ -146,6 +146,16 @@ class Invoices:
         self.issued = issued
         self.settings = settings
 
+    async def latest_month(self, agency_id: str, at_most: str) -> str | None:
+        """The latest billing month up to `at_most` that lists invoices, else the latest later one; None when no
+        month does. Read from the months' totals buckets (each keeps how many lines it lists)."""
+        listed = {"agency_id": agency_id, "listed": {"$gt": 0}}
+        for bound in ({"$lte": at_most}, {"$gt": at_most}):
+            found = await self.sums.find({**listed, "month": bound}, sort=[("month", -1)], limit=1)
+            if found:
+                return found[0]["month"]
+        return None
+
     async def versioned_days(self, agency_id: str, customer_numbers: list[str], start: date,
                              end: date) -> dict[str, dict[date, tuple[DailyUsage, int]]]:
         """Customers' days in a date range with the version of each day's usage, read from the month list's
@@ -377,6 +387,10 @@ class Invoices:
         if customer is None:
             raise InvoiceNotFound(number)
         return (await self._drafts(agency_id, [customer], month, with_daily=True))[0]
+
+    async def draft(self, agency_id: str, customer: dict[str, Any], month: BillingMonth) -> dict[str, Any]:
+        """The invoice the customer's month would be if issued now (current prices and settings)."""
+        return (await self._drafts(agency_id, [customer], month, with_daily=False))[0]
 
     async def of_customer(self, agency_id: str, customer_number: str, month: BillingMonth | None = None,
                           number: str = "") -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 """Issuing invoices: freeze a draft into revision 1 with a stored PDF mailed to the customer; a usage change
-after issue makes revision 2, 3… (a new document each, never a silent edit); voiding is an event too.
+after issue makes revision 2, 3… (a new document each, never a silent edit); voiding is an event too. A voided
+invoice may be issued again: the current draft becomes the next revision (第N版), with its own PDF and a
+【訂正】 mail, and the void ends.
 
 One stream per invoice (`invoice:<agency>:<number>`) is the truth; `issued_invoices` and
 `invoice_revisions` are its projections (applied inline and by the consumer, idempotent by version),
@@ -17,12 +19,14 @@ from typing import Any
 import structlog
 
 from ppa_billing.agency_settings import AgencySettings
+from ppa_billing.domain.settings import missing_for_issue
 from ppa_billing.domain.billing_month import BillingPeriod, InvalidBillingMonth, parse_invoice_number, period_of
 from ppa_billing.domain.invoice import DailyUsage, RoundingMode
 from ppa_billing.formatting import yen
 from ppa_billing.invoices import ISSUED, InvoiceNotFound, Invoices, figures_of
 from ppa_billing.documents import InvoiceDocument
 from ppa_contracts import Envelope, Payload
+from ppa_contracts.billing import REISSUED_AFTER_VOID as REISSUED
 from ppa_contracts.billing import InvoiceFigures, InvoiceIssued, InvoiceIssuer, InvoiceRevised, InvoiceVoided
 from ppa_contracts.notify import EmailAttachment, EmailRequested, EmailTemplate
 from ppa_contracts.topics import BILLING_INVOICE
@@ -57,6 +61,7 @@ def _fold(history: list[Envelope]) -> tuple[InvoiceIssued | InvoiceRevised | Non
         event = env.payload()
         if isinstance(event, (InvoiceIssued, InvoiceRevised)):
             latest = event
+            voided = None  # only a re-issue follows a void
         elif isinstance(event, InvoiceVoided):
             voided = event
     return latest, voided
@@ -116,45 +121,68 @@ class Issuing:
                      "total": yen(f.total), "revision": revision, "issuer_name": issuer.name},
             attachments=[EmailAttachment.of(f"invoice_{number}_{suffix}.pdf", "application/pdf", pdf)])]
 
-    async def issue(self, agency_id: str, number: str, today: date | None = None) -> dict[str, Any]:
-        """Freeze the draft into revision 1, store its PDF and mail it; refuses a second issue."""
+    async def check(self, agency_id: str, number: str, today: date | None = None) -> dict[str, Any]:
+        """What issuing the invoice now would do, or why it cannot: the revision it makes (1, or the next one
+        after a void), who is mailed, and the problems (blank issuer fields in 事業者設定, a month not closed,
+        an invoice already issued, a deleted customer). Changes nothing."""
         try:
             month, customer_number = parse_invoice_number(number)
         except InvalidBillingMonth as exc:
             raise InvoiceNotFound(number) from exc
-        stream = stream_of(agency_id, number)
-        history = await self.service.events.read(stream)
-        if history:
-            _, voided = _fold(history)
-            raise InvoiceStateError("この請求は取り消されています。再発行はできません。" if voided else
-                                    "この請求は既に発行されています。")
+        history = await self.service.events.read(stream_of(agency_id, number))
+        latest, voided = _fold(history)
         customer = await self.invoices.customers.get(f"{agency_id}:{customer_number}")
-        if customer is None:
+        if customer is None and latest is None:
             raise InvoiceNotFound(number)
         settings = await self.settings.get(agency_id)
-        if not settings.issuer_name:
-            raise InvoiceStateError("請求書を発行する前に、事業者設定で発行者名を登録してください。")
         period = period_of(month, settings.closing_day)
+        problems: list[str] = []
+        if latest is not None and voided is None:
+            problems.append("この請求は既に発行されています。")
+        elif customer is None:
+            problems.append("顧客が削除されているため、この請求は再発行できません。")
+        missing = missing_for_issue(settings)
+        if missing:
+            problems.append(f"請求書を発行する前に、事業者設定で{'・'.join(missing)}を登録してください。")
         if period.end >= (today or today_jst()):
-            raise InvoiceStateError(f"利用月 {month} の請求は、締め日（{period.end:%Y/%m/%d}）の翌日から発行できます。")
+            problems.append(f"利用月 {month} の請求は、締め日（{period.end:%Y/%m/%d}）の翌日から発行できます。")
+        return {"month": month, "customer_number": customer_number, "customer": customer, "period": period,
+                "settings": settings, "history": history, "latest": latest,
+                "revision": 1 if latest is None else latest.revision + 1, "reissue": latest is not None,
+                "emailed_to": (customer or {}).get("email") or None, "missing_settings": missing,
+                "problems": problems}
+
+    async def issue(self, agency_id: str, number: str, today: date | None = None) -> dict[str, Any]:
+        """Freeze the draft into revision 1 (or, after a void, into the next revision), store its PDF and mail it;
+        refuses a second issue, blank issuer fields and a month not closed yet."""
+        plan = await self.check(agency_id, number, today)
+        if plan["problems"]:
+            raise InvoiceStateError(plan["problems"][0])
+        customer, period, settings = plan["customer"], plan["period"], plan["settings"]
+        customer_number, month, revision = plan["customer_number"], plan["month"], plan["revision"]
         days = await self.invoices.versioned_rows(agency_id, customer_number, period.start, period.end)
         figures = figures_of(customer, period, [row for row, _ in days.values()], settings.rounding,
                              settings.tax_rate_percent)
         issuer = await self._issuer(agency_id)
         issued_on = today or today_jst()
-        document_id, pdf = await self._store_pdf(agency_id, number, 1, InvoiceDocument(
-            number, customer_number, str(month), 1, issued_on, issuer, figures))
-        email = customer.get("email")
-        event = InvoiceIssued(agency_id=agency_id, invoice_number=number, customer_number=customer_number,
-                              month=str(month), revision=1, document_id=document_id, figures=figures, issuer=issuer,
-                              emailed_to=email, usage_versions={d.isoformat(): v for d, (_, v) in days.items()})
-        mail = await self._mail(agency_id, number, 1, email, figures, issuer, pdf)
+        document_id, pdf = await self._store_pdf(agency_id, number, revision, InvoiceDocument(
+            number, customer_number, str(month), revision, issued_on, issuer, figures))
+        email = plan["emailed_to"]
+        versions = {d.isoformat(): v for d, (_, v) in days.items()}
+        common = dict(agency_id=agency_id, invoice_number=number, customer_number=customer_number, month=str(month),
+                      revision=revision, document_id=document_id, figures=figures, issuer=issuer, emailed_to=email,
+                      usage_versions=versions)
+        event = (InvoiceIssued(**common) if not plan["reissue"] else
+                 InvoiceRevised(**common, previous_total=plan["latest"].figures.total, reason=REISSUED))
+        mail = await self._mail(agency_id, number, revision, email, figures, issuer, pdf)
+        expected = len(plan["history"])
         try:
-            await self.service.record(stream, 0, event, *mail, subject=number)
+            await self.service.record(stream_of(agency_id, number), expected, event, *mail, subject=number)
         except ConcurrencyConflict as exc:
             raise InvoiceStateError("この請求は既に発行されています。") from exc
-        await self.apply(event, 1, datetime.now(UTC))
-        log.info("invoice_issued", invoice_number=number, revision=1, document_id=document_id)
+        await self.apply(event, expected + 1, datetime.now(UTC))
+        log.info("invoice_issued", invoice_number=number, revision=revision, document_id=document_id,
+                 reissue=plan["reissue"])
         # A usage change that raced the issue is caught here (the consumer catches any later one).
         await self.reconcile(agency_id, number)
         return await self.invoices.one(agency_id, number)
@@ -281,7 +309,8 @@ class Issuing:
         doc_id = f"{event.agency_id}:{event.invoice_number}"
         if isinstance(event, (InvoiceIssued, InvoiceRevised)):
             figures = event.figures.model_dump(mode="json")
-            kind = "issued" if isinstance(event, InvoiceIssued) else "revised"
+            kind = ("issued" if isinstance(event, InvoiceIssued) else
+                    "reissued" if event.reason == REISSUED else "revised")
             try:
                 await self.revisions.insert({
                     "_id": f"{doc_id}:r{event.revision}", "agency_id": event.agency_id,
@@ -294,8 +323,11 @@ class Issuing:
                       "customer_number": event.customer_number, "month": event.month, "status": "issued",
                       "revision": event.revision, "document_id": event.document_id, "figures": figures,
                       "period_start": figures["period_start"], "period_end": figures["period_end"],
-                      "emailed_to": event.emailed_to, f"{kind}_at": at.isoformat()}
-            await apply_versioned(self.issued, doc_id, version, {"$set": fields})
+                      "emailed_to": event.emailed_to, f"{'issued' if kind == 'reissued' else kind}_at": at.isoformat()}
+            update: dict[str, Any] = {"$set": fields}
+            if kind == "reissued":  # the void is over: the new revision is the current document
+                update["$unset"] = {"voided_at": "", "void_document_id": "", "void_reason": ""}
+            await apply_versioned(self.issued, doc_id, version, update)
         elif isinstance(event, InvoiceVoided):
             await apply_versioned(self.issued, doc_id, version, {"$set": {
                 "status": "voided", "voided_at": at.isoformat(), "void_document_id": event.document_id,

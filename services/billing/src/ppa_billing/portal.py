@@ -11,7 +11,7 @@ from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings, public
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
-from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
+from ppa_billing.domain.billing_month import MONTH_MESSAGE, BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import InvalidSettings
 from ppa_billing.exports import CUSTOMER_HEADER, csv_bytes, csv_chunks, customer_rows
 from ppa_billing.invoice_api import DETAIL_HEADER, LIST_HEADER, detail_rows, list_rows
@@ -19,7 +19,6 @@ from ppa_billing.invoices import InvoiceNotFound, InvoiceQuery, Invoices
 from ppa_billing.issuing import InvoiceStateError, Issuing, today_jst
 from ppa_runtime.eventstore import ConcurrencyConflict
 
-MONTH_MESSAGE = "利用月はYYYY/MMの形式で入力してください（例: 2024/01）。"
 PER_PAGE = 20
 
 
@@ -36,6 +35,11 @@ def _month(text: str) -> BillingMonth:
         return BillingMonth.parse(text)
     except InvalidBillingMonth as exc:
         raise PortalError({"month": MONTH_MESSAGE}) from exc
+
+
+def _named(stem: str, encoding: str) -> str:
+    """A CSV's file name; the Shift_JIS copy says so (both may sit in one downloads folder)."""
+    return f"{stem}_sjis.csv" if encoding == "shift_jis" else f"{stem}.csv"
 
 
 class BillingPortal:
@@ -61,9 +65,12 @@ class BillingPortal:
 
     # invoices
     async def default_month(self, agency_id: str, today: date | None = None) -> str:
-        """The last closed billing month (the one to issue next)."""
+        """The month 請求管理 opens on: the last closed billing month (the one to issue next) when it has invoices,
+        else the latest earlier month that has some, else the latest month that has any (data of the past, or
+        only the open month so far); the last closed month when there are none at all."""
         closing = (await self.settings.get(agency_id)).closing_day
-        return str(month_of(today or today_jst(), closing).previous())
+        closed = str(month_of(today or today_jst(), closing).previous())
+        return await self.invoices.latest_month(agency_id, closed) or closed
 
     async def invoice_list(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
                            name: str = "", page: int = 1) -> dict[str, Any]:
@@ -74,22 +81,35 @@ class BillingPortal:
                 "pages": max(1, -(-total // PER_PAGE)), "page": page}
 
     async def invoice_list_csv(self, agency_id: str, month: str, invoice_number: str = "", customer_number: str = "",
-                               name: str = "") -> tuple[AsyncIterator[bytes], str]:
+                               name: str = "", encoding: str = "utf-8") -> tuple[AsyncIterator[bytes], str]:
         """The month list's CSV, sent a chunk of invoices at a time."""
         query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
         rows = (list_rows(items) async for items in self.invoices.month_chunks(agency_id, query))
-        return csv_chunks(LIST_HEADER, rows), f"invoices_{query.month.iso()}.csv"
+        return csv_chunks(LIST_HEADER, rows, encoding), _named(f"invoices_{query.month.iso()}", encoding)
 
     async def invoice(self, agency_id: str, number: str) -> dict[str, Any]:
         inv = await self.invoices.one(agency_id, number)
         return inv | {"revisions": await self.issuing.history(agency_id, number)}
 
-    async def invoice_csv(self, agency_id: str, number: str) -> tuple[bytes, str]:
+    async def invoice_csv(self, agency_id: str, number: str, encoding: str = "utf-8") -> tuple[bytes, str]:
         inv = await self.invoices.one(agency_id, number)
-        return csv_bytes(DETAIL_HEADER, detail_rows(inv)), f"invoice_{number}.csv"
+        return csv_bytes(DETAIL_HEADER, detail_rows(inv), encoding), _named(f"invoice_{number}", encoding)
 
     async def invoice_pdf(self, agency_id: str, number: str, revision: int | None) -> tuple[bytes, str]:
         return await self.issuing.pdf(agency_id, number, revision)
+
+    async def issue_check(self, agency_id: str, number: str) -> dict[str, Any]:
+        """What 請求書発行 would do now, for the confirmation: the figures it would freeze, the revision, who is
+        mailed, and anything that stops it (then the page says what and where to fix it)."""
+        try:
+            plan = await self.issuing.check(agency_id, number)
+        except InvoiceNotFound as exc:
+            raise LookupError(number) from exc
+        draft = (await self.invoices.draft(agency_id, plan["customer"], plan["month"])
+                 if plan["customer"] is not None else None)
+        return {"revision": plan["revision"], "reissue": plan["reissue"], "emailed_to": plan["emailed_to"],
+                "problems": plan["problems"], "missing_settings": plan["missing_settings"], "draft": draft,
+                "period": plan["period"], "month": str(plan["month"]), "issuer": public(plan["settings"])}
 
     async def issue(self, agency_id: str, number: str) -> dict[str, Any]:
         try:
@@ -111,6 +131,21 @@ class BillingPortal:
         except InvoiceNotFound as exc:
             raise CustomerNotFound(customer_number) from exc
 
+    async def customer_invoice_page(self, agency_id: str, customer_number: str, month: str = "",
+                                    invoice_number: str = "", page: int = 1) -> dict[str, Any]:
+        """A page of a customer's invoices (newest first) with their count, like the month list's pages."""
+        items = await self.customer_invoices(agency_id, customer_number, month, invoice_number)
+        pages = max(1, -(-len(items) // PER_PAGE))
+        page = min(page, pages)
+        return {"items": items[(page - 1) * PER_PAGE:page * PER_PAGE], "total": len(items), "page": page,
+                "pages": pages}
+
+    async def customer_invoices_csv(self, agency_id: str, customer_number: str, month: str = "",
+                                    invoice_number: str = "", encoding: str = "utf-8") -> tuple[bytes, str]:
+        """Every invoice the customer's list shows for the search, as the month list's CSV."""
+        items = await self.customer_invoices(agency_id, customer_number, month, invoice_number)
+        return csv_bytes(LIST_HEADER, list_rows(items), encoding), _named(f"invoices_{customer_number}", encoding)
+
     # customers
     async def customer_list(self, agency_id: str, customer_number: str = "", name: str = "", email: str = "",
                             page: int = 1) -> dict[str, Any]:
@@ -119,11 +154,11 @@ class BillingPortal:
         return {"items": docs, "total": total, "page": page, "pages": max(1, -(-total // PER_PAGE))}
 
     async def customer_csv(self, agency_id: str, customer_number: str = "", name: str = "",
-                           email: str = "") -> tuple[AsyncIterator[bytes], str]:
+                           email: str = "", encoding: str = "utf-8") -> tuple[AsyncIterator[bytes], str]:
         """The customer list's CSV, sent a chunk of customers at a time."""
         rows = (customer_rows(docs) async for docs in self.customers.chunks(
             agency_id, customer_number=customer_number, name=name, email=email))
-        return csv_chunks(CUSTOMER_HEADER, rows), "customers.csv"
+        return csv_chunks(CUSTOMER_HEADER, rows, encoding), _named("customers", encoding)
 
     async def customer(self, agency_id: str, number: str) -> dict[str, Any]:
         return await self.customers.get(agency_id, number)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ppa_billing import contract_docs as doc
 from ppa_billing.agency_settings import AgencySettings, public
 from ppa_billing.domain.settings import InvalidSettings
+from ppa_contracts.text import sentences
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.http import Problem
@@ -52,7 +53,7 @@ def router(settings: AgencySettings) -> APIRouter:
         try:
             return public(await settings.change(agency.agency_id, body.model_dump()))
         except InvalidSettings as exc:
-            raise Problem(422, "Unprocessable Content", "、".join(exc.errors.values()),
+            raise Problem(422, "Unprocessable Content", sentences(exc.errors.values()),
                           [{"field": f, "message": m} for f, m in exc.errors.items()]) from exc
         except ConcurrencyConflict as exc:
             raise Problem(409, "Conflict", "設定が同時に変更されました。もう一度お試しください。") from exc

@@ -35,6 +35,13 @@ async def login_form(request: Request) -> Response:
     return await _login_page(request)
 
 
+@router.get("/store/linkaccounts")
+async def seed_address() -> Response:
+    """The seed's address for agencies (its manual says: open it, then 「新規会員登録はこちら」): the login page,
+    which carries that link to the sign-up."""
+    return RedirectResponse("/agency/login", status_code=301)
+
+
 @router.post("/agency/login")
 async def login(request: Request, email: str = Form(""), password: str = Form(""),
                 csrf_token: str = Form(""), next: str = Form("")) -> Response:

@@ -109,8 +109,11 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         from ppa_gateway import proxy_login
         from ppa_gateway.linking_pages import router as linking_pages
 
+        from ppa_gateway.owner_agency_links import router as owner_agency_links
+
         proxy_login.install(app)
         app.include_router(linking_pages)
+        app.include_router(owner_agency_links)
     if {"identity", "linking", "billing", "metering"} <= {s.name for s in host.services}:
         from ppa_gateway.agency_owner_link_pages import router as agency_owner_link_pages
 

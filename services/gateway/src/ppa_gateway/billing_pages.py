@@ -102,6 +102,15 @@ def _download(data: bytes | AsyncIterator[bytes], filename: str, media_type: str
     return StreamingResponse(data, media_type=media_type, headers=headers)  # sent as it is read
 
 
+def _encoding(text: str) -> str | None:
+    """The CSV encoding a download link asks for: UTF-8 (with BOM) by default, Shift_JIS for Excel; None else."""
+    return {"": "utf-8", "utf-8": "utf-8", "shift_jis": "shift_jis"}.get(text.strip().lower())
+
+
+def _csv(data: bytes | AsyncIterator[bytes], filename: str, encoding: str) -> Response:
+    return _download(data, filename, f"text/csv; charset={encoding}")
+
+
 def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() and 0 < int(text) <= 100_000 else 1
 
@@ -111,15 +120,17 @@ def _page_number(text: str | None) -> int:
 
 @router.get("/agency/invoices.csv")
 async def invoices_csv(request: Request, month: str = "", invoice_number: str = "", customer_number: str = "",
-                       name: str = "") -> Response:
+                       name: str = "", encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
     try:
         data, filename = await _billing(request).invoice_list_csv(session["principal"], month, invoice_number,
-                                                                  customer_number, name)
+                                                                  customer_number, name, charset)
     except ValueError:
         return _not_found(request, session)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/invoices", response_class=HTMLResponse)
@@ -135,6 +146,8 @@ async def invoices(request: Request, month: str = "", invoice_number: str = "", 
     try:
         context["result"] = await portal.invoice_list(session["principal"], month, invoice_number, customer_number,
                                                       name, _page_number(page))
+        search["month"] = context["result"]["month"]  # as typed (2024-01, full width) → 2024/01
+        context["query"] = urlencode(search)
     except ValueError as exc:
         context["errors"] = getattr(exc, "errors", {"": str(exc)})
         return _page(request, "agency/billing/invoices.html", context, 422)
@@ -151,20 +164,25 @@ async def _invoice_page(request: Request, session: dict, number: str, customer_n
         return _not_found(request, session)
     base = f"/agency/customers/{customer_number}/invoices" if customer_number else "/agency/invoices"
     title = f"{'顧客管理 - 請求詳細' if customer_number else '請求管理 - 詳細'} ({number})"
+    check = await _billing(request).issue_check(session["principal"], number) if inv["status"] != "issued" else None
+    self_url = f"{base}/{number}"
     return _page(request, "agency/billing/invoice.html", {
         "title": title, "session": session, "csrf": session["csrf"], "inv": inv, "chart": daily_chart(inv["daily"]),
-        "customer_view": customer_number, "self_url": f"{base}/{number}", "errors": errors or {}}, status)
+        "customer_view": customer_number, "self_url": self_url, "errors": errors or {}, "check": check,
+        "issue_url": f"/agency/invoices/{number}/issue?{urlencode({'back': self_url})}"}, status)
 
 
 @router.get("/agency/invoices/{number}.csv")
-async def invoice_csv(request: Request, number: str) -> Response:
+async def invoice_csv(request: Request, number: str, encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
     try:
-        data, filename = await _billing(request).invoice_csv(session["principal"], number)
+        data, filename = await _billing(request).invoice_csv(session["principal"], number, charset)
     except LookupError:
         return _not_found(request, session)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/invoices/{number}.pdf")
@@ -199,9 +217,34 @@ async def _invoice_action(request: Request, number: str, token: str, action: str
     except LookupError:
         return _not_found(request, session)
     except ValueError as exc:
+        if action == "issue":  # the confirmation page says why, live (never an error page at the POST URL)
+            return RedirectResponse(_confirm_url(number, back), status_code=303)
         return await _invoice_page(request, session, number, customer, getattr(exc, "errors", {"": str(exc)}), 409)
     done = "voided" if action == "void" else ("issued" if inv.get("emailed_to") else "issued_nomail")
     return RedirectResponse(f"{back}?done={done}", status_code=303)
+
+
+def _confirm_url(number: str, back: str) -> str:
+    return f"/agency/invoices/{number}/issue?{urlencode({'back': back})}"
+
+
+@router.get("/agency/invoices/{number}/issue", response_class=HTMLResponse)
+async def issue_confirmation(request: Request, number: str, back: str = "") -> Response:
+    """請求書発行 の確認: what will be frozen and mailed to whom, or what stops it and where to fix it."""
+    if (session := await _agency(request)) is None:
+        return _login()
+    back = _back(number, back)
+    portal = _billing(request)
+    try:
+        inv = await portal.invoice(session["principal"], number)
+        check = await portal.issue_check(session["principal"], number)
+    except LookupError:
+        return _not_found(request, session)
+    if inv["status"] == "issued":  # nothing to confirm: the detail page shows the issued revision
+        return RedirectResponse(back, status_code=303)
+    return _page(request, "agency/billing/issue_confirm.html", {
+        "title": f"請求書発行の確認 ({number})", "session": session, "csrf": session["csrf"], "inv": inv,
+        "check": check, "back": back, "customer_view": back.startswith("/agency/customers/")})
 
 
 def _back(number: str, back: str) -> str:
@@ -212,7 +255,12 @@ def _back(number: str, back: str) -> str:
 
 
 @router.post("/agency/invoices/{number}/issue")
-async def issue(request: Request, number: str, csrf_token: str = Form(""), back: str = Form("")) -> Response:
+async def issue(request: Request, number: str, csrf_token: str = Form(""), back: str = Form(""),
+                confirmed: str = Form("")) -> Response:
+    if confirmed != "yes":  # only the confirmation page's own button issues (a mail goes out)
+        if await _agency(request) is None:
+            return _login()
+        return RedirectResponse(_confirm_url(number, _back(number, back)), status_code=303)
     return await _invoice_action(request, number, csrf_token, "issue", _back(number, back))
 
 
@@ -225,11 +273,14 @@ async def void(request: Request, number: str, csrf_token: str = Form(""), back: 
 
 
 @router.get("/agency/customers.csv")
-async def customers_csv(request: Request, customer_number: str = "", name: str = "", email: str = "") -> Response:
+async def customers_csv(request: Request, customer_number: str = "", name: str = "", email: str = "",
+                        encoding: str = "") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
-    data, filename = await _billing(request).customer_csv(session["principal"], customer_number, name, email)
-    return _download(data, filename, "text/csv; charset=utf-8")
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
+    data, filename = await _billing(request).customer_csv(session["principal"], customer_number, name, email, charset)
+    return _csv(data, filename, charset)
 
 
 @router.get("/agency/customers", response_class=HTMLResponse)
@@ -349,17 +400,35 @@ async def reissue_auth_code(request: Request, number: str, csrf_token: str = For
     return RedirectResponse(f"/agency/customers/{number}?done=reissued", status_code=303)
 
 
+@router.get("/agency/customers/{number}/invoices.csv")
+async def customer_invoices_csv(request: Request, number: str, invoice_number: str = "", month: str = "",
+                                encoding: str = "") -> Response:
+    if (session := await _agency(request)) is None:
+        return _login()
+    if (charset := _encoding(encoding)) is None:
+        return _not_found(request, session)
+    try:
+        data, filename = await _billing(request).customer_invoices_csv(session["principal"], number, month,
+                                                                       invoice_number, charset)
+    except (LookupError, ValueError):
+        return _not_found(request, session)
+    return _csv(data, filename, charset)
+
+
 @router.get("/agency/customers/{number}/invoices", response_class=HTMLResponse)
-async def customer_invoices(request: Request, number: str, invoice_number: str = "", month: str = "") -> Response:
+async def customer_invoices(request: Request, number: str, invoice_number: str = "", month: str = "",
+                            page: str = "1") -> Response:
     if (session := await _agency(request)) is None:
         return _login()
     portal = _billing(request)
     search = {"invoice_number": invoice_number, "month": month}
     context = {"title": f"顧客管理 - 請求一覧 ({number})", "session": session, "csrf": session["csrf"],
-               "number": number, "search": search, "items": [], "errors": {}}
+               "number": number, "search": search, "query": urlencode(search), "errors": {},
+               "result": {"items": [], "total": 0, "page": 1, "pages": 1}}
     try:
         context["customer"] = await portal.customer(session["principal"], number)
-        context["items"] = await portal.customer_invoices(session["principal"], number, month, invoice_number)
+        context["result"] = await portal.customer_invoice_page(session["principal"], number, month, invoice_number,
+                                                               _page_number(page))
     except LookupError:
         return _not_found(request, session)
     except ValueError as exc:

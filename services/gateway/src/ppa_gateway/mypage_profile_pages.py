@@ -35,6 +35,7 @@ from ppa_identity.domain.owner import (
     SUBSCRIPTIONS,
     HomeProof,
     InvalidOwnerForm,
+    agency_email_errors,
     product_from_form,
     profile_from_form,
 )
@@ -117,12 +118,17 @@ async def profile(request: Request, done: str = "") -> Response:
     """お客様情報 and サービス加入状況."""
     if (session := await mypage_session(request)) is None or (owner := await _owner(request, session)) is None:
         return to_login()
+    from ppa_gateway.owner_agency_links import FLASHES as AGENCY_FLASHES, agency_states
+
     messages = [{"kind": "ok", "text": FLASHES[done]}] if done in FLASHES else []
+    if done in AGENCY_FLASHES:
+        messages.append({"kind": "ok" if done == "asked" else "error", "text": AGENCY_FLASHES[done]})
     proved = await proved_homes(request, owner)
     homes = {h.product_id for h in proved}
     products = {p.product_id for p in owner.products}
     return page(request, "mypage/profile.html", _common(session) | {
         "title": "お客様情報", "owner": owner, "messages": messages, "homes": homes,
+        "agencies": await agency_states(request, owner),
         "agency_homes": [h for h in proved if h.product_id not in products]})
 
 
@@ -167,7 +173,12 @@ async def edit(request: Request) -> Response:
             return RedirectResponse("/mypage/profile/done" + ("?email=sent" if pending else ""), status_code=303)
         new = await owners.preview_profile(owner.owner_id, new, account_changes=not proxy)
     except InvalidOwnerForm as exc:
-        return _edit(request, session, values, exc.errors, status=422)
+        errors = dict(exc.errors)
+        if not proxy and not any(k.startswith("agency:") for k in errors):
+            # the form's own checks failed first: name an unknown agency too, so that one round fixes all
+            emails, _ = agency_email_errors(values["agency_emails"])
+            errors |= await owners.unknown_agencies(owner.owner_id, emails)
+        return _edit(request, session, values, errors, status=422)
     except RequestsThrottled:
         return _edit(request, session, values, error=EMAIL_THROTTLED, status=429)
     except LookupError:

@@ -20,7 +20,9 @@ from ppa_gateway.owner_energy import BadPeriod, day_view, period
 
 router = APIRouter(include_in_schema=False)
 JST = timezone(timedelta(hours=9))
-BAD_MONTH = "利用月は YYYY/MM の形式（例: 2026/04）で入力してください。"
+# a calendar month, not a 利用月 (a billing month runs from closing day to closing day): named apart so that
+# 利用月 means one thing on every page
+BAD_MONTH = "表示月はYYYY/MMの形式で入力してください（例: 2024/01、2024-01）。"
 IMPORT = (("import_kwh", "買電量", "#c0392b"),)
 BATTERY = (("battery_charge_kwh", "蓄電池 充電", "#8e44ad"), ("battery_discharge_kwh", "蓄電池 放電", "#16a085"))
 
@@ -58,7 +60,7 @@ async def customer_usage(request: Request, number: str, month: str = "") -> Resp
     series = SERIES + IMPORT + (BATTERY if battery else ())
     totals = {key: sum((d[key] for d in days), Decimal("0.00")) for key, _, _ in series}
     context.update({
-        "month": str(chosen), "days": days, "totals": totals, "battery": battery,
+        "month": str(chosen), "days": days, "calendar_month": calendar_month, "totals": totals, "battery": battery,
         "chart": daily_chart(days, f"{chosen.year}年{chosen.month}月 日別 {'・'.join(s[1] for s in series)}", series),
         "previous": _neighbour(chosen, -1), "next": _neighbour(chosen, 1),
         "has_next": chosen < BillingMonth(today.year, today.month),

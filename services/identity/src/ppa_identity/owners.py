@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -75,6 +75,7 @@ PRODUCT_NUMBERS = "owner_product_numbers"
 EMAIL_TAKEN = "このメールアドレスは既に登録されています。"
 SERIAL_TAKEN = "このシステム製造番号の製品は登録済みです。"
 ATTEMPTS = 3
+OWNER_AGENCY_ASKS = "owner_agency_asks"  # requests made again (each mails the agency): one per agency a window
 
 
 class RequestsThrottled(Exception):
@@ -143,6 +144,8 @@ class OwnerAccounts:
         self.registrations = RequestLimit(service.docs.collection(OWNER_REGISTRATIONS), per_ip=50)
         # e-mail change links: 5 per owner and 5 per target address in 15 minutes
         self.email_changes = RequestLimit(service.docs.collection(OWNER_EMAIL_CHANGES), per_account=5, per_ip=5)
+        # keys: the (owner, agency) pair, and the owner over every agency
+        self.agency_asks = RequestLimit(service.docs.collection(OWNER_AGENCY_ASKS), per_account=1, per_ip=5)
         # wrong serial / auth code pairs: 5 per owner and 20 per client in 15 minutes (the owner is signed in:
         # nobody else can spend its attempts)
         self.home_proofs = RequestLimit(service.docs.collection(FAILED_HOME_PROOFS))
@@ -153,6 +156,7 @@ class OwnerAccounts:
         await self.reset_requests.setup()
         await self.registrations.setup()
         await self.email_changes.setup()
+        await self.agency_asks.setup()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -308,18 +312,55 @@ class OwnerAccounts:
 
     async def _grants(self, owner: Owner, new: OwnerProfile) -> list[AgencyAccessGranted]:
         """Grants for the added agency e-mails; InvalidOwnerForm naming each address that is no agency's."""
+        grants, errors = await self._added_agencies(owner, new.agency_emails)
+        if errors:
+            raise InvalidOwnerForm(errors)
+        return grants
+
+    async def _added_agencies(self, owner: Owner, emails: Sequence[str]) -> tuple[list[AgencyAccessGranted],
+                                                                                  dict[str, str]]:
         errors: dict[str, str] = {}
         grants = []
-        for email in (e for e in new.agency_emails if e not in owner.profile.agency_emails):
+        for email in (e for e in emails if e not in owner.profile.agency_emails):
             agency = await self.service.agencies.load(email)
             if agency is None:
                 errors[f"agency:{email}"] = not_an_agency(email)
             else:
                 grants.append(AgencyAccessGranted(owner_id=owner.owner_id, agency_email=email,
                                                   agency_id=agency.agency_id))
-        if errors:
-            raise InvalidOwnerForm(errors)
-        return grants
+        return grants, errors
+
+    async def unknown_agencies(self, owner_id: str, emails: Sequence[str]) -> dict[str, str]:
+        """The refusal of each added address that is no agency's: shown with the form's other errors, so the owner
+        fixes everything at once (a form that failed its own checks never reaches `_grants`)."""
+        owner = await self.load(owner_id)
+        return {} if owner is None else (await self._added_agencies(owner, emails))[1]
+
+    async def ask_again(self, owner_id: str, agency_email: str) -> None:
+        """Allow an agency on the list once more (after it declined, or ended, the link): a new grant, so
+        linking opens a new request and mails the agency. Throttled (RequestsThrottled): one request per agency,
+        and a few over all agencies, in the throttle's window. LookupError when the address is not one the owner
+        allows. A grant while a request is pending or the link approved opens nothing (linking's rule), so the
+        page offers this after a rejection or an end only."""
+        email = normalize_email(agency_email)
+        for _ in range(ATTEMPTS):
+            owner = await self.load(owner_id)
+            if owner is None or email not in owner.profile.agency_emails:
+                raise LookupError(agency_email)
+            agency = await self.service.agencies.load(email)
+            if agency is None:
+                raise LookupError(agency_email)
+            if await self.agency_asks.locked(f"{owner_id}:{email}", owner_id):
+                raise RequestsThrottled()
+            grant = AgencyAccessGranted(owner_id=owner_id, agency_email=email, agency_id=agency.agency_id)
+            try:
+                await self.service.record(stream_for(owner_id), owner.version, grant, subject=owner_id)
+            except ConcurrencyConflict:
+                continue
+            await self.agency_asks.failed(f"{owner_id}:{email}", owner_id)  # counted once it is made
+            log.info("owner_asked_agency_again", owner_id=owner_id, agency_id=agency.agency_id)
+            return
+        raise ConcurrencyConflict(stream_for(owner_id), -1)
 
     async def preview_profile(self, owner_id: str, profile: OwnerProfile, account_changes: bool = True) -> OwnerProfile:
         """The profile 確認する would store, after the checks that need other accounts; stores nothing."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,7 +18,10 @@ DEFAULT_CLOSING_DAY: Final[ClosingDay] = 15
 # 31 would only be "end of month" labelled one month early; operators choose END_OF_MONTH instead.
 MAX_CLOSING_DAY: Final = 30
 
-_MONTH = re.compile(r"([0-9]{4})[/-]([0-9]{2})")
+# what people type: 2024/01, 2024-01, 2024/1, 2024年1月 (full-width digits and spaces are normalised first)
+_MONTH = re.compile(r"([0-9]{4})(?:[/\-‐−–ー]|年)([0-9]{1,2})月?")
+# the one message every page shows for a 利用月 it cannot read
+MONTH_MESSAGE: Final = "利用月はYYYY/MMの形式で入力してください（例: 2024/01、2024-01）。"
 _INVOICE_NUMBER = re.compile(r"([0-9]{2})([0-9]{2})(11[0-9]{8})")
 
 
@@ -38,8 +42,9 @@ class BillingMonth:
 
     @classmethod
     def parse(cls, text: str) -> BillingMonth:
-        """Parse `YYYY/MM` (screens) or `YYYY-MM` (API query)."""
-        match = _MONTH.fullmatch(text.strip()) if isinstance(text, str) else None
+        """Parse `YYYY/MM` or `YYYY-MM` (every page and the API alike), full-width or with spaces too."""
+        typed = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)) if isinstance(text, str) else ""
+        match = _MONTH.fullmatch(typed)
         if match is None:
             raise InvalidBillingMonth(f"利用月はYYYY/MMの形式で入力してください: {text!r}")
         return cls(int(match[1]), int(match[2]))

@@ -46,6 +46,15 @@ class BillingSettings:
         return "末日" if self.closing_day == END_OF_MONTH else f"{self.closing_day}日"
 
 
+# what a PDF invoice must name of its issuer (a registration number only when the agency has one)
+ISSUER_FIELDS: dict[str, str] = {"issuer_name": "発行者名", "issuer_address": "発行者住所"}
+
+
+def missing_for_issue(settings: BillingSettings) -> list[str]:
+    """The labels of the issuer fields still blank in 事業者設定 (nothing can be issued until they are set)."""
+    return [label for field, label in ISSUER_FIELDS.items() if not getattr(settings, field).strip()]
+
+
 def parse_closing_day_setting(value: Any) -> ClosingDay:
     """Return 1–28 or END_OF_MONTH (also "末日"/"月末"); raises InvalidSettings."""
     if value in (END_OF_MONTH, "末日", "月末"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,15 @@ from ppa_contracts.identity import (
     AgencyRegistered,
     AgencySignupRequested,
 )
-from ppa_identity.domain.japan import is_katakana, is_phone, is_postal_code, is_prefecture
+from ppa_identity.domain.japan import (
+    PHONE_RULE,
+    POSTAL_CODE_RULE,
+    compact_number,
+    is_katakana,
+    is_phone,
+    is_postal_code,
+    is_prefecture,
+)
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
 PASSWORD = re.compile(r"^[A-Za-z0-9]{8,128}$")
@@ -117,21 +126,32 @@ def _field_error(field: str, value: str) -> str | None:
     if field == "name_kana" and not is_katakana(value):
         return "フリガナは全角カタカナで入力してください。"
     if field == "postal_code" and not is_postal_code(value):
-        return "郵便番号はハイフンなしの半角数字7桁で入力してください。"
+        return f"郵便番号{POSTAL_CODE_RULE}"
     if field == "prefecture" and not is_prefecture(value):
         return "都道府県は一覧から選択してください。"
     if field == "phone" and not is_phone(value):
-        return "電話番号はハイフンなしの半角数字10桁または11桁で入力してください。"
+        return PHONE_RULE
     if len(value) > longest:
         return f"{label}は{longest}文字以内で入力してください。"
     return None
 
 
+def normalized_profile(values: Mapping[str, str]) -> dict[str, str]:
+    """The profile fields as people mean them: trimmed; a postal code and phone number as digits alone
+    (103-0026, full-width digits, spaces); half-width katakana in the furigana made full-width."""
+    out = {f: str(values.get(f, "")).strip() for f in PROFILE_FIELDS}
+    for field in ("postal_code", "phone"):
+        out[field] = compact_number(out[field])
+    out["name_kana"] = unicodedata.normalize("NFKC", out["name_kana"])
+    return out
+
+
 def profile_errors(values: Mapping[str, str]) -> dict[str, str]:
     """Every profile field's problem (empty when the profile is valid)."""
     errors = {}
+    values = normalized_profile(values)
     for field in PROFILE_FIELDS:
-        message = _field_error(field, str(values.get(field, "")).strip())
+        message = _field_error(field, values[field])
         if message:
             errors[field] = message
     return errors
@@ -153,7 +173,7 @@ def validate_profile(values: Mapping[str, str]) -> AgencyProfile:
     errors = profile_errors(values)
     if errors:
         raise InvalidAgencyForm(errors)
-    return AgencyProfile(**{f: str(values.get(f, "")).strip() for f in PROFILE_FIELDS})
+    return AgencyProfile(**normalized_profile(values))
 
 
 def fold(events: list[Payload]) -> Agency | None:

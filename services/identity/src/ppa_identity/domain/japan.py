@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 PREFECTURES: tuple[str, ...] = (
     "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県",
@@ -20,18 +21,30 @@ _POSTAL_CODE = re.compile(r"^[0-9]{7}$")
 _PHONE = re.compile(r"^[0-9]{10,11}$")
 
 
+# what people put between digits: spaces, hyphens and dashes of every width, the long vowel mark an IME gives
+# for a hyphen, brackets around an area code (looked for after NFKC, which makes full-width ones half-width)
+_SEPARATORS = re.compile(r"[\s\-‐‑‒–—―−ー()]")
+POSTAL_CODE_RULE = "は7桁の数字で入力してください（例: 103-0026）。"
+PHONE_RULE = "電話番号は10桁または11桁の数字で入力してください（例: 03-1234-5678）。"
+
+
+def compact_number(text: str) -> str:
+    """A postal code or phone number as typed (103-0026, １０３００２６, 03 (1234) 5678) → its digits alone."""
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text))
+
+
 def is_katakana(text: str) -> bool:
     """Full-width katakana (spaces allowed between words, not only spaces)."""
     return bool(_KATAKANA.match(text)) and bool(text.strip(" 　"))
 
 
 def is_postal_code(text: str) -> bool:
-    """Seven half-width digits, no hyphen."""
+    """Seven half-width digits (after `compact_number`)."""
     return bool(_POSTAL_CODE.match(text))
 
 
 def is_phone(text: str) -> bool:
-    """Ten or eleven half-width digits, no hyphens."""
+    """Ten or eleven half-width digits (after `compact_number`)."""
     return bool(_PHONE.match(text))
 
 

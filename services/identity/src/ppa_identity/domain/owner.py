@@ -34,7 +34,15 @@ from ppa_contracts.owner import (
     ProductChanged,
     ProductRegistered,
 )
-from ppa_identity.domain.japan import is_katakana, is_phone, is_postal_code, is_prefecture
+from ppa_identity.domain.japan import (
+    PHONE_RULE,
+    POSTAL_CODE_RULE,
+    compact_number,
+    is_katakana,
+    is_phone,
+    is_postal_code,
+    is_prefecture,
+)
 from ppa_identity.domain.prices import MAX_SEGMENTS, coverage_errors, minutes, parse_price
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}$")
@@ -261,11 +269,11 @@ def _text_error(fld: str, value: str, label: str, longest: int, required: bool) 
     if fld.endswith("_kana") and not is_katakana(value):
         return f"{label}は全角カタカナで入力してください。"
     if fld in ("postal_code", "install_postal_code") and not is_postal_code(value):
-        return f"{label}はハイフンなしの半角数字7桁で入力してください。"
+        return f"{label}{POSTAL_CODE_RULE}"
     if fld == "prefecture" and not is_prefecture(value):
         return "都道府県は一覧から選択してください。"
     if fld == "phone" and not is_phone(value):
-        return "電話番号はハイフンなしの半角数字10桁または11桁で入力してください。"
+        return PHONE_RULE
     if fld == "email":
         return email_error(value)
     if len(value) > longest:
@@ -340,6 +348,8 @@ def profile_from_form(values: Mapping[str, str], agency_emails: Sequence[str], s
     errors: dict[str, str] = {}
     text = {f: _clean(values.get(f)) for f in PROFILE_FIELDS}
     text["email"] = normalize_email(text["email"])
+    for fld in ("postal_code", "phone"):
+        text[fld] = compact_number(text[fld])
     for fld, (label, longest, required) in PROFILE_FIELDS.items():
         if message := _text_error(fld, text[fld], label, longest, required):
             errors[fld] = message
@@ -370,6 +380,7 @@ def product_from_form(product_id: str, values: Mapping[str, str]) -> Product:
     """製品情報 from form values; raises InvalidOwnerForm naming every bad field."""
     errors: dict[str, str] = {}
     text = {f: _clean(values.get(f)) for f in PRODUCT_FIELDS}
+    text["install_postal_code"] = compact_number(text["install_postal_code"])
     for fld in ("system_model", "system_serial", "remote_serial"):
         text[fld] = text[fld].upper()
     for fld, (label, longest, required) in PRODUCT_FIELDS.items():
