@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
 from ppa_billing.invoice_api import csv_response
+from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
+from ppa_billing.domain.customer_import import ImportFileError, row_view, summary
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.eventstore import ConcurrencyConflict
 from ppa_runtime.http import Problem
@@ -68,6 +70,21 @@ class CustomerPublic(BaseModel):
     updated_at: str
 
 
+class ImportRowResult(BaseModel):
+    line: int
+    customer_number: str
+    name: str
+    status: str
+    status_label: str
+    errors: list[str]
+
+
+class ImportResult(BaseModel):
+    dry_run: bool
+    counts: dict[str, int]
+    rows: list[ImportRowResult]
+
+
 class CustomerList(BaseModel):
     items: list[CustomerPublic]
     total: int
@@ -86,7 +103,7 @@ def _invalid(exc: InvalidCustomer | CustomerConflict, status: int) -> Problem:
 UPDATED_MEANWHILE = "この顧客は同時に他の操作で更新されました。最新の内容を確認してから、もう一度お試しください。"
 
 
-def router(customers: Customers) -> APIRouter:
+def router(customers: Customers, importer: CustomerImport) -> APIRouter:
     """Routes bound to the billing service's customers."""
     r = APIRouter(prefix="/api/v1/customers", tags=["customers"])
     not_found = "指定された顧客は見つかりません。"
@@ -99,6 +116,18 @@ def router(customers: Customers) -> APIRouter:
             raise _invalid(exc, 422) from exc
         except CustomerConflict as exc:
             raise _invalid(exc, 409) from exc
+
+    @r.post("/import", response_model=ImportResult, summary="Import customers from a CSV of the customer list's "
+            "columns (UTF-8 with or without BOM, or Shift_JIS); `dry_run=true` only says what each row would do")
+    async def import_csv(request: Request, agency: CurrentAgency, dry_run: bool = False) -> ImportResult:
+        data = await request.body()  # its size is bounded by the body limit (ppa_runtime.limits)
+        try:
+            run = importer.preview if dry_run else importer.run
+            rows = await run(agency.agency_id, data)
+        except ImportFileError as exc:
+            raise Problem(422, "Unprocessable Content", str(exc)) from exc
+        return ImportResult(dry_run=dry_run, counts=summary(rows),
+                            rows=[ImportRowResult(**row_view(row)) for row in rows])
 
     @r.get("", response_model=CustomerList, summary="List and search customers")
     async def search(agency: CurrentAgency, q: str = "", page: int = Query(1, ge=1, le=100_000)) -> CustomerList:

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings, public
+from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import InvalidSettings
@@ -41,8 +42,10 @@ def _month(text: str) -> BillingMonth:
 class BillingPortal:
     """Page-sized operations of one billing service, always scoped to the caller's agency."""
 
-    def __init__(self, customers: Customers, settings: AgencySettings, invoices: Invoices, issuing: Issuing) -> None:
+    def __init__(self, customers: Customers, settings: AgencySettings, invoices: Invoices, issuing: Issuing,
+                 customer_import: CustomerImport) -> None:
         self.customers = customers
+        self.customer_import = customer_import
         self.settings = settings
         self.invoices = invoices
         self.issuing = issuing
