@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ppa_billing.customers import Customers, _fields, hash_auth_code, stream_of, to_customer
+from ppa_billing.customers import Customers, _fields, hash_auth_code, stream_of
 from ppa_billing.domain.customer import Customer
 from ppa_billing.domain.customer_import import CHANGED, ERROR, NEW, ImportRow, judge, parse
 from ppa_contracts.billing import CustomerChanged, CustomerRegistered
@@ -28,8 +28,6 @@ from ppa_contracts.billing import CustomerChanged, CustomerRegistered
 BATCH = 5000
 RACED = "他の操作と同時に更新されたため取り込めませんでした。もう一度取り込んでください。"
 SERIAL_TAKEN = "この製造番号は既に登録されています。"
-# the stored customer is rebuilt only to compare and edit its columns; its code is never read from it
-_UNUSED_CODE = "0" * 16
 Progress = Callable[[int, int], Awaitable[None] | None]
 
 
@@ -50,7 +48,6 @@ class CustomerImport:
         c = self.customers
         ids = [f"{agency_id}:{r.customer_number}" for r in rows if not r.errors]
         docs = {d["customer_number"]: d for d in await c._live(list((await c.coll.get_many(ids)).values()))}
-        stored = {n: to_customer(d, _UNUSED_CODE) for n, d in docs.items()}
         serials = [r.values["serial_number"] for r in rows if r.values["serial_number"]]
         holders: dict[str, str] = {}
         for serial, claim in (await c.serials.get_many(serials)).items():
@@ -58,7 +55,7 @@ class CustomerImport:
             holders[serial] = number if owner == agency_id else ""
         for number, doc in docs.items():  # a customer stored before serials were claimed holds its serial too
             holders.setdefault(doc["serial_number"], number)
-        judge(rows, stored, holders)
+        judge(rows, docs, holders)
         return docs
 
     async def run(self, agency_id: str, data: bytes, progress: Progress | None = None) -> list[ImportRow]:

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ppa_billing.domain.customer import Customer, InvalidCustomer, edit_customer, new_customer
+from ppa_billing.domain.customer import Customer, InvalidCustomer, new_customer
 
 HEADER = ("顧客番号", "製造番号", "氏名", "氏名(カナ)", "契約開始日", "契約終了日", "基本料金(円)",
           "売電単価(円)", "利用単価(円)", "メールアドレス")
 KEYS = ("customer_number", "serial_number", "name", "name_kana", "contract_start", "contract_end", "base_fee",
         "sell_unit_price", "usage_unit_price", "email")
 LABEL_OF = dict(zip(KEYS, HEADER, strict=True))
-COMPARED = KEYS[1:]
 MAX_ROWS = 200_000  # a file larger than any agency's customer list is a mistake, not an import
 NEW, CHANGED, UNCHANGED, ERROR = "new", "changed", "unchanged", "error"
 STATUS_LABELS = {NEW: "新規", CHANGED: "変更", UNCHANGED: "変更なし", ERROR: "エラー"}
@@ -49,6 +49,11 @@ class ImportRow:
         return [f"{label}: {reason}" if label else reason for label, reason in self.errors.items()]
 
 
+# Python's cp932 decodes a few bytes no Japanese text holds (0x80, 0xA0, 0xFD-0xFF) to C1 controls or private-use
+# characters; with other control characters they mean the file is in neither encoding
+NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\uf8f0-\uf8ff]")
+
+
 def decode(data: bytes) -> str:
     """The file's text: UTF-8 (with or without BOM) or Shift_JIS, decided by strict decoding."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -58,9 +63,11 @@ def decode(data: bytes) -> str:
             raise ImportFileError("ファイルの文字コードがUTF-8として正しくありません。") from None
     for encoding in ("utf-8", "cp932"):
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        if not NOT_TEXT.search(text):
+            return text
     raise ImportFileError("ファイルの文字コードを判別できません。UTF-8 または Shift_JIS で保存してください。")
 
 
@@ -108,23 +115,34 @@ def _labelled(errors: Mapping[str, str]) -> dict[str, str]:
     return {LABEL_OF.get(k, ""): v for k, v in errors.items()}
 
 
-def _candidate(row: ImportRow, current: Customer | None) -> Customer:
+def _candidate(row: ImportRow, current: Mapping[str, Any] | None) -> Customer:
+    """The customer the row describes; for a stored one, its 備考 kept (its code is not read: never rewritten)."""
     fields = {k: row.values[k] for k in KEYS}
     fields["contract_start"] = _date(fields["contract_start"])
     fields["contract_end"] = _date(fields["contract_end"])
-    if current is None:
-        return new_customer(**fields)
-    return edit_customer(current, {k: fields[k] for k in COMPARED})
+    if current is not None:
+        fields["notes"] = current.get("notes", "")
+    return new_customer(**fields)
 
 
-def same(a: Customer, b: Customer) -> bool:
-    """Whether the file's columns leave the stored customer as it is."""
-    return all(getattr(a, k) == getattr(b, k) for k in COMPARED)
+def stored_form(c: Customer) -> dict[str, Any]:
+    """The file's columns of a customer as its read-model document holds them (JSON: ISO dates, decimal text)."""
+    return {"serial_number": c.serial_number, "name": c.name, "name_kana": c.name_kana,
+            "contract_start": c.contract_start.isoformat() if c.contract_start else None,
+            "contract_end": c.contract_end.isoformat() if c.contract_end else None,
+            "base_fee": str(c.base_fee), "sell_unit_price": str(c.sell_unit_price),
+            "usage_unit_price": str(c.usage_unit_price), "email": c.email}
 
 
-def judge(rows: list[ImportRow], stored: Mapping[str, Customer], serial_holders: Mapping[str, str]) -> None:
-    """Decide every row in place. `stored`: the agency's customers among the file's numbers; `serial_holders`:
-    serial number → the customer number of this agency holding it, or "" when another agency's customer does."""
+def same(doc: Mapping[str, Any], c: Customer) -> bool:
+    """Whether the file's columns leave the stored customer (its document) as it is."""
+    return all(doc.get(k) == v for k, v in stored_form(c).items())
+
+
+def judge(rows: list[ImportRow], stored: Mapping[str, Mapping[str, Any]], serial_holders: Mapping[str, str]) -> None:
+    """Decide every row in place. `stored`: the documents of the agency's customers among the file's numbers;
+    `serial_holders`: serial number → the customer number of this agency holding it, or "" when another agency's
+    customer does."""
     seen_numbers: dict[str, int] = {}
     seen_serials: dict[str, int] = {}
     for row in rows:
