@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CUSTOMERS, Customers
+from ppa_billing.import_jobs import ImportJobs
 from ppa_billing.invoice_list import BUCKETS, LINES, SEARCH, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
@@ -28,6 +29,7 @@ class BillingService(Service):
         super().__init__(runtime)
         self.customers = Customers(self, self.docs)
         self.customer_import = CustomerImport(self.customers)
+        self.import_jobs = ImportJobs(self.docs, self.customer_import)
         self.settings_store = AgencySettings(self, self.docs)
         self.invoices = Invoices(self.docs.collection(CUSTOMERS),
                                  self.docs.collection(ISSUED), self.settings_store, self.docs.collection(LINES),

@@ -83,7 +83,9 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         app.include_router(mypage_profile_pages)
     if {"identity", "billing"} <= {s.name for s in host.services}:
         from ppa_gateway.billing_pages import router as billing_pages
+        from ppa_gateway.customer_import_pages import router as customer_import_pages
 
+        app.include_router(customer_import_pages)  # before /agency/customers/{number}, which would take "import"
         app.include_router(billing_pages)
     if {"identity", "billing", "metering"} <= {s.name for s in host.services}:
         from ppa_gateway.usage_pages import router as usage_pages
