@@ -8,6 +8,7 @@ from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CUSTOMERS, Customers
 from ppa_billing.import_jobs import ImportJobs
+from ppa_billing.issue_jobs import IssueJobs
 from ppa_billing.invoice_list import BUCKETS, LINES, SEARCH, SUMS, InvoiceList
 from ppa_billing.invoices import ISSUED, Invoices
 from ppa_billing.issuing import Issuing
@@ -37,6 +38,7 @@ class BillingService(Service):
                                  self.docs.collection(BUCKETS))
         self.invoice_list = InvoiceList(self.docs, self.customers, self.settings_store)
         self.issuing = Issuing(self, self.docs, self.invoices, self.settings_store)
+        self.issue_jobs = IssueJobs(self.docs, self.issuing)
         self.invoice_list.on_days_changed = self.issuing.on_days_changed
         self.agency_credentials = AgencyPasswords(self.name, self.docs)  # tokens of current passwords only
         self.portal = BillingPortal(self.customers, self.settings_store, self.invoices, self.issuing,
