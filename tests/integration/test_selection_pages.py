@@ -4,6 +4,7 @@ CSRF on every form, another agency's numbers never touched; both runtimes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import date
 from decimal import Decimal
@@ -14,6 +15,8 @@ from support import eventually
 
 from ppa_contracts import Envelope
 from ppa_contracts.metering import DailyUsageComputed, DailyValues
+from ppa_contracts.notify import EmailRequested
+from ppa_billing.issuing import stream_of
 from ppa_contracts.topics import METERING_DAILY_USAGE
 
 HEADER = "顧客番号,製造番号,氏名,氏名(カナ),契約開始日,契約終了日,基本料金(円),売電単価(円),利用単価(円),メールアドレス"
@@ -33,7 +36,7 @@ def usage(agency_id: str, number: str, gen: str, sold: str) -> Envelope:
 async def site(runtime):
     async with agency_site(runtime) as (agencies, host):
         a = agencies["a"]
-        rows = [f"{n},S{n},顧客{n[-4:]},,2024/01/01,,980,16.00,27.00," for n in NUMBERS]
+        rows = [f"{n},S{n},顧客{n[-4:]},,2024/01/01,,980,16.00,27.00,{n}@example.jp" for n in NUMBERS]
         data = ("\r\n".join([HEADER, *rows]) + "\r\n").encode()
         await host.service("billing").customer_import.run(a.agency_id, data)
         settings = {"closing_day": "end_of_month", "rounding": "half_up", "issuer_name": "太陽電力",
@@ -111,3 +114,45 @@ async def test_selected_customers_are_deleted_after_a_confirmation_or_downloaded
     assert done.status_code == 303
     listing = (await a.client.get(done.headers["location"])).text
     assert "選択した顧客を削除しました。" in listing and "全 3 件" in listing and NUMBERS[0] not in listing
+
+
+async def test_a_bulk_issue_stopped_part_way_is_resumed_without_a_second_mail(site):
+    agencies, host = site
+    a = agencies["a"]
+    billing = host.service("billing")
+    jobs, issue = billing.issue_jobs, billing.issuing.issue
+    confirm = await _select(a, "/agency/invoices/selection", [], action="issue", month="2024/01", all_matching="1")
+    job = re.search(r'action="/agency/invoices/issue-jobs/([^"]+)"', confirm.text).group(1)
+    calls, stuck = 0, asyncio.Event()
+
+    async def stops_at_the_third(agency_id, number, today=None):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            await stuck.wait()  # the process stops here (never set): cancelled below, as a crash would end it
+        return await issue(agency_id, number, today)
+
+    billing.issuing.issue = stops_at_the_third
+    await a.post(f"/agency/invoices/issue-jobs/{job}", {})
+    await eventually(lambda: _done_at_least(jobs, a.agency_id, job, 2))
+    jobs._tasks[job].cancel()
+    await jobs.wait()
+    billing.issuing.issue = issue
+    progress = (await a.client.get(f"/agency/invoices/issue-jobs/{job}")).text
+    assert "発行中です… 2 / 5 件" in progress  # its heartbeat is fresh: not resumed yet
+    await jobs.jobs.update({"_id": job}, {"$set": {"beat": 0}})  # as if the process had been gone a while
+
+    async def finished():
+        text = (await a.client.get(f"/agency/invoices/issue-jobs/{job}")).text
+        return text if "一括発行が完了しました" in text else None
+
+    done = await eventually(finished)
+    assert "発行 3 件" in done and "中断前に発行済 2 件" in done
+    for number in NUMBERS:
+        events = [e.payload() for e in await billing.events.read(stream_of(a.agency_id, f"2401{number}"))]
+        mails = [e for e in events if isinstance(e, EmailRequested)]
+        assert len(mails) == 1 and mails[0].recipient == f"{number}@example.jp", number
+
+
+async def _done_at_least(jobs, agency_id: str, job_id: str, count: int) -> bool:
+    return (await jobs.get(agency_id, job_id))["done"] >= count
