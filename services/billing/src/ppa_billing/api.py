@@ -118,7 +118,9 @@ def router(customers: Customers, importer: CustomerImport) -> APIRouter:
             raise _invalid(exc, 409) from exc
 
     @r.post("/import", response_model=ImportResult, summary="Import customers from a CSV of the customer list's "
-            "columns (UTF-8 with or without BOM, or Shift_JIS); `dry_run=true` only says what each row would do")
+            "columns (UTF-8 with or without BOM, or Shift_JIS); `dry_run=true` only says what each row would do",
+            openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
+                "type": "string", "format": "binary"}}}}})
     async def import_csv(request: Request, agency: CurrentAgency, dry_run: bool = False) -> ImportResult:
         data = await request.body()  # its size is bounded by the body limit (ppa_runtime.limits)
         try:
