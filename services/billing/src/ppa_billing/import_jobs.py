@@ -18,10 +18,14 @@ from typing import Any
 import structlog
 
 from ppa_billing.customer_import import CustomerImport
-from ppa_billing.domain.customer_import import ERROR, ImportRow, decode, row_view, summary
+from ppa_billing.domain.customer_import import ERROR, ImportFileError, ImportRow, decode, row_view, summary
 from ppa_runtime.docstore import DocStore
 
 JOBS = "customer_import_jobs"
+# the file is kept in one document until it is imported: under a MongoDB document's 16 MB with room to spare
+MAX_KEPT_BYTES = 15 * 1024 * 1024
+TOO_LARGE = ("画面から取り込めるファイルは15MBまでです。ファイルを分けるか、コマンド（ppa customers import）で"
+             "取り込んでください。")
 log = structlog.get_logger(__name__)
 
 
@@ -35,6 +39,8 @@ class ImportJobs:
 
     async def preview(self, agency_id: str, data: bytes, filename: str) -> tuple[str, list[ImportRow]]:
         """Judge every row (ImportFileError for an unreadable file) and keep the file for `start`."""
+        if len(data) > MAX_KEPT_BYTES:
+            raise ImportFileError(TOO_LARGE)
         rows = await self.importer.preview(agency_id, data)
         job_id = secrets.token_urlsafe(16)
         await self.jobs.insert({"_id": job_id, "agency_id": agency_id, "filename": filename[:200],

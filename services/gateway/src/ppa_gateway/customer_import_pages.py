@@ -14,6 +14,7 @@ from ppa_gateway.web import csrf_ok
 router = APIRouter(include_in_schema=False)
 TITLE = "顧客管理 - CSV一括登録"
 NO_FILE = "取り込むCSVファイルを選択してください。"
+SHOWN_ROWS = 10_000  # rows of the preview's table (every error row is listed above it in any case)
 
 
 def _jobs(request: Request):
@@ -50,7 +51,8 @@ async def import_preview(request: Request) -> Response:
         return _form(request, session, {"file": str(exc)}, 422)
     return _page(request, "agency/billing/customer_import_preview.html", {
         "title": TITLE, "session": session, "csrf": session["csrf"], "job_id": job_id,
-        "filename": upload.filename or "", "counts": summary(rows), "rows": [row_view(r) for r in rows]})
+        "filename": upload.filename or "", "counts": summary(rows), "rows": [row_view(r) for r in rows],
+        "shown": SHOWN_ROWS})
 
 
 @router.post("/agency/customers/import/{job_id}")
