@@ -92,7 +92,7 @@ async def test_import_300_rows_and_issue_50_invoices_in_one_action(runtime, brow
             await page.goto(f"{url}/agency/invoices?month=2024/01")
             return "全 50 件" in await page.inner_text("p.count")
 
-        await eventually(listed, timeout=90)
+        await eventually(listed, timeout=240)  # the invoice list consumer applies 297 registrations first
         await page.get_by_label("検索に一致する全 50 件を選択").check()
         await page.click("#invoice-selection button[value=issue]")
         # 6.00 kWh sold x 16.00 = 96, 6.00 kWh used x 27.00 = 162, + 980: 1,142 each
