@@ -244,8 +244,9 @@ def parser() -> argparse.ArgumentParser:
     reset.add_argument("--password", default=None)
     reset.add_argument("--data-dir", default=None)
 
-    from ppa import simulate
+    from ppa import customers_cli, simulate
 
+    customers_cli.add_parser(sub)
     simulate.add_parser(sub)
     from ppa import ops_cli
 
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "agency":
             run = _agency_create if args.action == "create" else _agency_reset_password
             sys.exit(asyncio.run(run(args)))
-        elif args.command == "simulate":
+        elif args.command in ("simulate", "customers"):
             sys.exit(args.handler(args))
         elif args.command in ("operator", "projections"):
             sys.exit(args.handler(args))

@@ -104,7 +104,8 @@ def test_auth_codes_are_sixteen_random_letters_and_digits():
 def test_auth_code_comes_from_the_secrets_module(monkeypatch):
     import ppa_billing.domain.customer as customer_module
 
-    monkeypatch.setattr(customer_module.secrets, "choice", lambda alphabet: "Z")
+    assert isinstance(customer_module._SYSTEM_RANDOM, customer_module.secrets.SystemRandom)  # os.urandom
+    monkeypatch.setattr(customer_module._SYSTEM_RANDOM, "choices", lambda alphabet, k: ["Z"] * k)
     assert generate_auth_code() == "Z" * 16
 
 

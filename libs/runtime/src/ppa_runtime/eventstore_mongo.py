@@ -107,6 +107,33 @@ class MongoEventStore:
         self.appended.set()
         return last
 
+    async def append_many(self, commits: list[tuple[str, int, list[tuple[str | None, Envelope]]]]) -> set[str]:
+        """Many commits in two bulk inserts (outbox entries, then commits). The head of each stream is not read:
+        a caller passes versions it saw stored, and a stream that moved on since has a commit at the version after
+        the expected one already, so its insert collides on `_id` and the stream is reported as a conflict."""
+        for stream, expected, events in commits:
+            check_versions(stream, expected, events)
+        if not commits:
+            return set()
+        await self._ensure()
+        now = time.time()
+        ids = [_commit_id(stream, expected + 1) for stream, expected, _ in commits]
+        await self._record([{"_id": i, "recorded_at": now} for i in ids])
+        docs = [{"_id": i, "stream": stream, "first": expected + 1, "last": expected + len(events),
+                 "events": [{"topic": t, "envelope": e.model_dump(mode="json")} for t, e in events],
+                 "published": False, "recorded_at": now}
+                for i, (stream, expected, events) in zip(ids, commits, strict=True)]
+        conflicts: set[str] = set()
+        try:
+            await self.coll.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            conflicts = {commits[e["index"]][0] for e in errors}
+        self.appended.set()
+        return conflicts
+
     async def read(self, stream: str) -> list[Envelope]:
         await self._ensure()
         return [Envelope.model_validate(e["envelope"]) for commit in await self._chain(stream)

@@ -55,6 +55,28 @@ class SqliteEventStore:
         self.appended.set()
         return expected_version + len(events)
 
+    async def append_many(self, commits: list[tuple[str, int, list[tuple[str | None, Envelope]]]]) -> set[str]:
+        for stream, expected, events in commits:
+            check_versions(stream, expected, events)
+        await self._ensure()
+        rows = [[(stream, e.aggregateversion, topic, e.to_json().decode()) for topic, e in events]
+                for stream, _, events in commits]
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            conflicts: set[str] = set()
+            for (stream, expected, _), commit_rows in zip(commits, rows, strict=True):
+                row = conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+                if (row[0] or 0) != expected:
+                    conflicts.add(stream)
+                    continue
+                conn.executemany("INSERT INTO events (stream, version, topic, envelope) VALUES (?, ?, ?, ?)",
+                                 commit_rows)
+            return conflicts
+
+        conflicts = await self.db.write(run)  # one transaction: every commit that did not conflict, or none
+        self.appended.set()
+        return conflicts
+
     async def read(self, stream: str) -> list[Envelope]:
         await self._ensure()
         rows = await self.db.read(

@@ -14,6 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_READINGS_BODY_BYTES = 4 * 1024 * 1024
+# a customer import file: 100,000 customers are about 10 MB of CSV (the API and the portal's upload)
+MAX_IMPORT_BODY_BYTES = 32 * 1024 * 1024
+IMPORT_PATHS = ("/api/v1/customer-imports", "/agency/customers/import")
 PROBLEM = "application/problem+json"
 
 
@@ -31,6 +34,8 @@ class BodyTooLarge(HTTPException):
 
 def limit_for(path: str) -> int:
     """The largest body accepted on `path`."""
+    if path in IMPORT_PATHS:
+        return MAX_IMPORT_BODY_BYTES
     return MAX_READINGS_BODY_BYTES if path.startswith("/api/v1/devices/") else MAX_BODY_BYTES
 
 

@@ -70,3 +70,14 @@ class Service:
             for i, p in enumerate(payloads, start=1)
         ]
         return await self.events.append(stream, expected_version, envelopes)
+
+    async def record_many(self, commits: list[tuple[str, int, Payload, str]]) -> set[str]:
+        """Append one payload to each of many streams (stream, expected version, payload, subject) in one write
+        (a bulk command: each stream still gets its own event); returns the streams that conflicted."""
+        if rebuilding():
+            raise SideEffectInRebuild(f"a handler of projection {rebuilding()} records events: it cannot be rebuilt")
+        correlation, cause = correlation_id(), causation_id()
+        return await self.events.append_many([
+            (stream, expected, [(p.event_topic, Envelope.wrap(p, subject=subject, correlation_id=correlation,
+                                                              causation_id=cause, aggregate_version=expected + 1))])
+            for stream, expected, p, subject in commits])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ppa_billing.exports import CUSTOMER_HEADER, customer_rows
 from ppa_billing.invoice_api import csv_response
+from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
+from ppa_billing.domain.customer_import import ImportFileError, row_view, summary
 from ppa_contracts.text import sentences
 from ppa_runtime.auth import CurrentAgency
 from ppa_runtime.eventstore import ConcurrencyConflict
@@ -75,6 +77,21 @@ class CustomerPublic(BaseModel):
     updated_at: str
 
 
+class ImportRowResult(BaseModel):
+    line: int
+    customer_number: str
+    name: str
+    status: str
+    status_label: str
+    errors: list[str]
+
+
+class ImportResult(BaseModel):
+    dry_run: bool
+    counts: dict[str, int]
+    rows: list[ImportRowResult]
+
+
 class CustomerList(BaseModel):
     items: list[CustomerPublic]
     total: int
@@ -93,9 +110,11 @@ def _invalid(exc: InvalidCustomer | CustomerConflict, status: int) -> Problem:
 UPDATED_MEANWHILE = "この顧客は同時に他の操作で更新されました。最新の内容を確認してから、もう一度お試しください。"
 
 
-def router(customers: Customers) -> APIRouter:
+def router(customers: Customers, importer: CustomerImport) -> APIRouter:
     """Routes bound to the billing service's customers."""
     r = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+    # a path of its own: under /customers, "import" would also be a customer number to /customers/{customer_number}
+    imports = APIRouter(prefix="/api/v1/customer-imports", tags=["customers"])
     not_found = "指定された顧客は見つかりません。"
 
     @r.post("", status_code=201, response_model=CustomerPublic, summary="Register a PPA customer",
@@ -107,6 +126,21 @@ def router(customers: Customers) -> APIRouter:
             raise _invalid(exc, 422) from exc
         except CustomerConflict as exc:
             raise _invalid(exc, 409) from exc
+
+    @imports.post("", response_model=ImportResult, summary="Import customers from a CSV of the customer list's "
+            "columns (UTF-8 with or without BOM, or Shift_JIS); `dry_run=true` only says what each row would do",
+            operation_id="importCustomers", responses=problems(422),
+            openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
+                "type": "string", "format": "binary"}}}}})
+    async def import_csv(request: Request, agency: CurrentAgency, dry_run: bool = False) -> ImportResult:
+        data = await request.body()  # its size is bounded by the body limit (ppa_runtime.limits)
+        try:
+            run = importer.preview if dry_run else importer.run
+            rows = await run(agency.agency_id, data)
+        except ImportFileError as exc:
+            raise Problem(422, "Unprocessable Content", str(exc)) from exc
+        return ImportResult(dry_run=dry_run, counts=summary(rows),
+                            rows=[ImportRowResult(**row_view(row)) for row in rows])
 
     @r.get("", response_model=CustomerList, summary="List and search customers", operation_id="listCustomers")
     async def search(agency: CurrentAgency, q: str = Query("", max_length=doc.SEARCH_MAX, description=doc.SEARCH),
@@ -166,4 +200,7 @@ def router(customers: Customers) -> APIRouter:
         except ConcurrencyConflict as exc:
             raise Problem(409, "Conflict", UPDATED_MEANWHILE) from exc
 
-    return r
+    outer = APIRouter()
+    outer.include_router(r)
+    outer.include_router(imports)
+    return outer

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from ppa_billing.agency_settings import AgencySettings, public
+from ppa_billing.customer_import import CustomerImport
 from ppa_billing.customers import CustomerConflict, CustomerNotFound, Customers, InvalidCustomer
 from ppa_billing.domain.billing_month import MONTH_MESSAGE, BillingMonth, InvalidBillingMonth, month_of
 from ppa_billing.domain.settings import InvalidSettings
@@ -45,8 +46,10 @@ def _named(stem: str, encoding: str) -> str:
 class BillingPortal:
     """Page-sized operations of one billing service, always scoped to the caller's agency."""
 
-    def __init__(self, customers: Customers, settings: AgencySettings, invoices: Invoices, issuing: Issuing) -> None:
+    def __init__(self, customers: Customers, settings: AgencySettings, invoices: Invoices, issuing: Issuing,
+                 customer_import: CustomerImport) -> None:
         self.customers = customers
+        self.customer_import = customer_import
         self.settings = settings
         self.invoices = invoices
         self.issuing = issuing
@@ -86,6 +89,18 @@ class BillingPortal:
         query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
         rows = (list_rows(items) async for items in self.invoices.month_chunks(agency_id, query))
         return csv_chunks(LIST_HEADER, rows, encoding), _named(f"invoices_{query.month.iso()}", encoding)
+
+    async def selected_invoices(self, agency_id: str, month: str, numbers: list[str] | None,
+                                invoice_number: str = "", customer_number: str = "", name: str = "") -> list[dict]:
+        """The month's invoices of the agency that match the search and (unless `numbers` is None: every match)
+        are among `numbers`; a number that is not the agency's own is simply not found."""
+        query = InvoiceQuery(_month(month), invoice_number=invoice_number, customer_number=customer_number, name=name)
+        wanted = None if numbers is None else set(numbers)
+        return [i async for items in self.invoices.month_chunks(agency_id, query) for i in items
+                if wanted is None or i["invoice_number"] in wanted]
+
+    async def selected_invoices_csv(self, agency_id: str, invoices: list[dict], month: str) -> tuple[bytes, str]:
+        return csv_bytes(LIST_HEADER, list_rows(invoices)), f"invoices_{_month(month).iso()}_selected.csv"
 
     async def invoice(self, agency_id: str, number: str) -> dict[str, Any]:
         inv = await self.invoices.one(agency_id, number)
@@ -159,6 +174,25 @@ class BillingPortal:
         rows = (customer_rows(docs) async for docs in self.customers.chunks(
             agency_id, customer_number=customer_number, name=name, email=email))
         return csv_chunks(CUSTOMER_HEADER, rows, encoding), _named("customers", encoding)
+
+    async def selected_customers(self, agency_id: str, numbers: list[str]) -> list[dict[str, Any]]:
+        """The agency's own live customers among `numbers`, by number (another agency's number is not found)."""
+        docs = await self.customers.coll.get_many([f"{agency_id}:{n}" for n in numbers])
+        return sorted(await self.customers._live(list(docs.values())), key=lambda d: d["customer_number"])
+
+    def selected_customers_csv(self, docs: list[dict[str, Any]]) -> tuple[bytes, str]:
+        return csv_bytes(CUSTOMER_HEADER, customer_rows(docs)), "customers_selected.csv"
+
+    async def delete_customers(self, agency_id: str, numbers: list[str]) -> int:
+        """Delete each of the agency's customers among `numbers` (one event each); returns how many went."""
+        deleted = 0
+        for doc in await self.selected_customers(agency_id, numbers):
+            try:
+                await self.customers.delete(agency_id, doc["customer_number"])
+                deleted += 1
+            except (CustomerNotFound, ConcurrencyConflict):
+                continue  # deleted or changed meanwhile by someone else: left as it is now
+        return deleted
 
     async def customer(self, agency_id: str, number: str) -> dict[str, Any]:
         return await self.customers.get(agency_id, number)

@@ -91,7 +91,13 @@ def create_app(host: Host, lifespan_owner: bool = False, title: str = "PPA platf
         app.include_router(mypage_profile_pages)
     if {"identity", "billing"} <= {s.name for s in host.services}:
         from ppa_gateway.billing_pages import router as billing_pages
+        from ppa_gateway.customer_import_pages import router as customer_import_pages
 
+        from ppa_gateway.selection_pages import router as selection_pages
+
+        # before /agency/customers/{number} and /agency/invoices/{number}/…, which would take "import", "selection"
+        app.include_router(customer_import_pages)
+        app.include_router(selection_pages)
         app.include_router(billing_pages)
     if {"identity", "billing", "metering"} <= {s.name for s in host.services}:
         from ppa_gateway.usage_pages import router as usage_pages

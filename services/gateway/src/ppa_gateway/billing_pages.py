@@ -24,7 +24,7 @@ ROUNDING = {"half_up": "四捨五入", "down": "切り捨て", "half_even": "銀
 DONE = {"issued": "請求書を発行し、お客様にメールで送信しました。",
         "issued_nomail": "請求書を発行しました（メールアドレス未登録のため送信していません）。",
         "voided": "請求を取り消しました。", "registered": "顧客を登録しました。", "saved": "顧客情報を更新しました。",
-        "deleted": "顧客を削除しました。", "reissued": "認証コードを再発行しました。",
+        "deleted": "顧客を削除しました。", "deleted_selected": "選択した顧客を削除しました。", "reissued": "認証コードを再発行しました。",
         "settings": "事業者設定を保存しました。",
         "owner_linked": "オーナー様のマイページに電力データを連携し、メールでお知らせしました。"}
 CUSTOMER_FIELDS = ("serial_number", "name", "name_kana", "contract_start", "contract_end", "base_fee",
