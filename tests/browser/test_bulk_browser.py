@@ -60,6 +60,7 @@ async def test_import_300_rows_and_issue_50_invoices_in_one_action(runtime, brow
         await page.wait_for_url(f"{url}/agency/")
         await page.goto(f"{url}/agency/settings/billing")
         await page.get_by_label("発行者名").fill("一括電力株式会社")
+        await page.get_by_label("発行者住所").fill("東京都中央区日本橋兜町1-13")
         await page.click("form[action='/agency/settings/billing'] button[type=submit]")
         await page.wait_for_selector("text=事業者設定を保存しました。")
 

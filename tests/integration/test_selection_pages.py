@@ -156,3 +156,15 @@ async def test_a_bulk_issue_stopped_part_way_is_resumed_without_a_second_mail(si
 
 async def _done_at_least(jobs, agency_id: str, job_id: str, count: int) -> bool:
     return (await jobs.get(agency_id, job_id))["done"] >= count
+
+
+async def test_bulk_issuing_says_which_issuer_fields_are_missing_and_prepares_nothing(site):
+    agencies, host = site
+    a = agencies["a"]
+    settings = {"closing_day": "end_of_month", "rounding": "half_up", "issuer_name": "太陽電力",
+                "issuer_address": "", "registration_number": ""}
+    assert (await a.post("/agency/settings/billing", settings, "/agency/settings/billing")).status_code == 303
+    confirm = await _select(a, "/agency/invoices/selection", [f"2401{n}" for n in NUMBERS[:2]], month="2024/01")
+    assert confirm.status_code == 200
+    assert "事業者設定で発行者住所を登録してください。" in confirm.text and 'href="/agency/settings/billing"' in confirm.text
+    assert "件を発行する" not in confirm.text  # no button, no job

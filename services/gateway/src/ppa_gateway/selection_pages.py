@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ppa_billing.domain.settings import missing_for_issue
 from ppa_gateway.billing_pages import CSRF_FAILED, _agency, _billing, _download, _login, _not_found, _page
 from ppa_gateway.web import csrf_ok
 
@@ -53,10 +54,13 @@ async def invoice_selection(request: Request) -> Response:
     if fields.get("action") == "csv" and invoices:
         data, filename = await portal.selected_invoices_csv(session["principal"], invoices, search["month"])
         return _download(data, filename, "text/csv; charset=utf-8")
-    job = await _jobs(request).prepare(session["principal"], invoices) if invoices else None
+    # 事業者設定 without the issuer fields the PDF needs: say what is missing before anything is prepared
+    billing = request.app.state.host.service("billing")
+    missing = missing_for_issue(await billing.settings_store.get(session["principal"])) if invoices else []
+    job = await _jobs(request).prepare(session["principal"], invoices) if invoices and not missing else None
     return _page(request, "agency/billing/issue_selection_confirm.html", {
         "title": "請求管理 - 一括発行", "session": session, "csrf": session["csrf"], "job": job, "back": back,
-        "drafts": [i for i in invoices if i.get("status") == "draft"]})
+        "missing": missing, "drafts": [i for i in invoices if i.get("status") == "draft"]})
 
 
 @router.post("/agency/invoices/issue-jobs/{job_id}")
