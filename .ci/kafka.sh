@@ -101,9 +101,15 @@ for s in socks:
 PY
 }
 
-# Kafka's Uuid.toString(): url-safe base64 of 16 random bytes, no padding.
+# Kafka's Uuid.toString(): url-safe base64 of 16 random bytes, no padding; drawn again when it starts with "-"
+# (as Kafka's Uuid.randomUuid does): `kafka-storage format --cluster-id -…` would read it as an option (1 in 64).
 cluster_id() {
-    python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+    python3 -c '
+import base64, uuid
+cid = "-"
+while cid.startswith("-"):
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+print(cid)'
 }
 
 # Is $1 a live process running kafka.Kafka?
