@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from agency_site import Agency, csrf_of
 
 from ppa.platform import build_host
 from ppa_contracts import Envelope
@@ -25,24 +26,6 @@ CUSTOMER_HEADER = "顧客番号,製造番号,氏名,氏名(カナ),契約開始�
 FORM = {"customer_suffix": "20230030", "serial_number": "E2300030", "name": "顧客0151", "name_kana": "コキヤク0151",
         "contract_start": "2023-12-16", "contract_end": "2037-12-15", "base_fee": "980",
         "sell_unit_price": "16.00", "usage_unit_price": "27.00", "notes": "パネル 5.5kW", "email": ""}
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-class Agency:
-    """A logged-in browser-like client of one agency."""
-
-    def __init__(self, client: httpx.AsyncClient, agency_id: str) -> None:
-        self.client = client
-        self.agency_id = agency_id
-
-    async def token(self, path: str = "/agency/customers") -> str:
-        return csrf_of((await self.client.get(path)).text)
-
-    async def post(self, path: str, data: dict, token_from: str = "/agency/customers") -> httpx.Response:
-        return await self.client.post(path, data={**data, "csrf_token": await self.token(token_from)})
 
 
 @pytest.fixture
