@@ -250,7 +250,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await host.stop()
         await runtime.close()
         shutil.rmtree(data, ignore_errors=True)
+        if distributed:
+            await drop_databases(settings)
     return result
+
+
+async def drop_databases(settings: Settings) -> None:
+    """The run's databases go (a year of 10,000 homes is gigabytes on FerretDB, and listing databases slows
+    down with every one left)."""
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(settings.mongodb_uri_value)
+    try:
+        for name in await client.list_database_names():
+            if name.startswith(settings.namespace):
+                await client.drop_database(name)
+    finally:
+        await client.close()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -144,3 +145,16 @@ async def test_insert_many_skips_existing_ids(coll):
                                   {"_id": "zz2", "email": "zz2@y.jp"}])
     assert new == 2
     assert await coll.count() == 12
+
+
+async def test_replacing_and_updating_hundreds_of_stored_documents_at_once_completes(runtime):
+    """FerretDB 1.24 holds a pooled connection per matched statement of an update command until the command ends
+    (its SQLite pool is 100): one bulk replace of 250 stored documents, or 250 updates at once, waited forever
+    there. Bounded by wait_for only so that a regression fails instead of hanging the suite."""
+    c = runtime.docstore("testsvc").collection("many")
+    await c.insert_many([{"_id": f"d{i:03d}", "n": 0} for i in range(250)])
+    await asyncio.wait_for(c.replace_many([{"_id": f"d{i:03d}", "n": 1} for i in range(250)]), 120)
+    await asyncio.wait_for(asyncio.gather(*(c.update({"_id": f"d{i:03d}"}, {"$set": {"n": 2}}) for i in range(250))),
+                           120)
+    assert await c.count({"n": 2}) == 250
+

@@ -14,6 +14,7 @@ from ppa_contracts.identity import AgencyProfile, AgencyRegistered
 from ppa_contracts.topics import IDENTITY_AGENCY
 from ppa_runtime import eventstore_mongo
 from ppa_runtime.eventstore import ConcurrencyConflict
+from ppa_runtime.metrics import MONGODB_COMMANDS
 from ppa_runtime.relay import OutboxRelay
 from ppa_runtime.runtime import Runtime
 from support import drop_namespace, make_settings
@@ -86,3 +87,36 @@ async def test_commits_stored_unpublished_without_an_entry_still_go_out(mongo_ru
     relay = OutboxRelay("testsvc", fresh, mongo_runtime.bus)
     assert await relay.run_once() == 1
     assert await relay.run_once() == 0
+
+
+def finds_sent() -> float:
+    return MONGODB_COMMANDS.labels("find")._value.get()
+
+
+async def test_a_stream_read_again_costs_one_lookup_and_sees_what_another_process_appended(mongo_runtime):
+    store = mongo_runtime.eventstore("testsvc")
+    other = eventstore_mongo.MongoEventStore(store.coll.database)  # another process on the same database
+    await store.append("agency:a1", 0, [registered(1, 1)])
+    await store.append("agency:a1", 1, [registered(1, 2), registered(1, 3)])
+    assert [e.aggregateversion for e in await store.read("agency:a1")] == [1, 2, 3]
+    before = finds_sent()
+    assert [e.aggregateversion for e in await store.read("agency:a1")] == [1, 2, 3]
+    assert finds_sent() - before == 1  # the commit after the known ones, absent
+    await other.append("agency:a1", 3, [registered(1, 4)])
+    assert [e.aggregateversion for e in await store.read("agency:a1")] == [1, 2, 3, 4]
+    with pytest.raises(ConcurrencyConflict):  # what this process knew is no longer the head
+        await store.append("agency:a1", 3, [registered(1, 4)])
+    with pytest.raises(ConcurrencyConflict):  # the other process appended after its own read, unseen here
+        await other.append("agency:a1", 3, [registered(1, 4)])
+    assert [e.aggregateversion for e in await other.read("agency:a1")] == [1, 2, 3, 4]
+
+
+async def test_a_long_stream_is_not_kept(mongo_runtime):
+    store = mongo_runtime.eventstore("testsvc")
+    n = eventstore_mongo.KNOWN_EVENTS + 1
+    await store.append("agency:long", 0, [registered(1, v) for v in range(1, n + 1)])
+    assert len(await store.read("agency:long")) == n
+    assert "agency:long" not in store._known
+    await store.append("agency:short", 0, [registered(2, 1)])
+    await store.read("agency:short")
+    assert "agency:short" in store._known

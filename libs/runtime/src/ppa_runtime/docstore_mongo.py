@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, monitoring
@@ -12,6 +14,50 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from ppa_runtime import metrics
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
+
+# FerretDB 1.24 keeps one of a database's pooled connections (100 on SQLite, `pool_max_conns` on PostgreSQL) per
+# statement of an `update` command that matched a document until the command ends, and takes one more to write:
+# once the held connections reach the pool, every command on that database waits forever (docs/mongodb-server.md).
+FERRETDB_UPDATE_STATEMENTS = 40
+
+
+class UpdateGate:
+    """How update commands go out: on MongoDB as they come; on FerretDB (`limit`) at most `limit` statements per
+    command, and at most `limit` statements in flight per database from this process (a single update is one), so
+    a process holds at most about `limit` of a database's connections: the API and a worker of one service
+    together stay under the SQLite backend's pool of 100."""
+
+    def __init__(self, limit: int | None = FERRETDB_UPDATE_STATEMENTS) -> None:
+        self.limit = limit
+        self._free: dict[str, int] = {}
+        self._changed: dict[str, asyncio.Condition] = {}
+
+    @asynccontextmanager
+    async def held(self, coll: AsyncCollection, statements: int = 1) -> AsyncIterator[None]:
+        """Room for an update command of this many statements (≤ limit) on the collection's database."""
+        if self.limit is None:
+            yield
+            return
+        db = coll.database.name
+        changed = self._changed.setdefault(db, asyncio.Condition())
+        async with changed:
+            await changed.wait_for(lambda: self._free.setdefault(db, self.limit) >= statements)
+            self._free[db] -= statements
+        try:
+            yield
+        finally:
+            async with changed:
+                self._free[db] += statements
+                changed.notify_all()
+
+    async def bulk_write(self, coll: AsyncCollection, ops: list[Any]) -> None:
+        """`ops` as unordered bulk writes; BulkWriteError from the first chunk that has one (earlier chunks stay
+        written, as some of one unordered bulk write would)."""
+        step = self.limit or len(ops) or 1
+        for at in range(0, len(ops), step):
+            chunk = ops[at:at + step]
+            async with self.held(coll, len(chunk)):
+                await coll.bulk_write(chunk, ordered=False)
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -36,9 +82,10 @@ class CommandCounter(monitoring.CommandListener):
 class MongoCollection:
     """Thin adapter over an AsyncCollection that speaks the port's vocabulary."""
 
-    def __init__(self, db: AsyncDatabase, name: str) -> None:
+    def __init__(self, db: AsyncDatabase, name: str, gate: UpdateGate | None = None) -> None:
         self.db = db
         self.name = name
+        self.gate = gate or UpdateGate()
 
     @property
     def coll(self) -> AsyncCollection:
@@ -95,7 +142,8 @@ class MongoCollection:
 
     async def update(self, filter: Filter, update: dict[str, Any], upsert: bool = False) -> bool:
         try:
-            result = await self.coll.update_one(filter, update, upsert=upsert)
+            async with self.gate.held(self.coll):
+                result = await self.coll.update_one(filter, update, upsert=upsert)
         except DuplicateKeyError as exc:
             raise DuplicateKey(str(exc)) from exc
         except OperationFailure as exc:
@@ -107,7 +155,8 @@ class MongoCollection:
 
     async def replace(self, doc: dict[str, Any]) -> None:
         try:
-            await self.coll.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
+            async with self.gate.held(self.coll):
+                await self.coll.replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
         except DuplicateKeyError as exc:
             raise DuplicateKey(str(exc)) from exc
 
@@ -115,7 +164,7 @@ class MongoCollection:
         if not docs:
             return
         try:
-            await self.coll.bulk_write([ReplaceOne({"_id": d["_id"]}, dict(d), upsert=True) for d in docs], ordered=False)
+            await self.gate.bulk_write(self.coll, [ReplaceOne({"_id": d["_id"]}, dict(d), upsert=True) for d in docs])
         except BulkWriteError as exc:
             if any(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
                 raise DuplicateKey(str(exc)) from exc
@@ -153,8 +202,9 @@ class MongoCollection:
 class MongoDocStore:
     """The documents of one service in its own MongoDB database."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, gate: UpdateGate | None = None) -> None:
         self.db = db
+        self.gate = gate or UpdateGate()
 
     def collection(self, name: str) -> MongoCollection:
-        return MongoCollection(self.db, name)
+        return MongoCollection(self.db, name, self.gate)

@@ -14,23 +14,32 @@ then inserts the commit; the relay reads the outbox (only what is not published 
 publishes the commits it names in stream order, marks them and removes their entries. An entry whose commit
 never came (the append lost its race, or its process died in between) is removed once it is older than
 `ORPHAN_SECONDS`. The relay is the only process that updates a commit (`published`).
+
+Since a commit never changes once stored, a process keeps the events it has read of recent streams and reads only
+what follows them: reading a stream it has read before is one `_id` lookup (the commit after the last one it
+knows, usually absent) instead of one per commit, and its events are not decoded again. An owner's page reads the
+owner's stream on every request; without this that was three sequential round trips.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ppa_contracts import Envelope
+from ppa_runtime.docstore_mongo import UpdateGate
 from ppa_runtime.eventstore import ConcurrencyConflict, Pending, check_versions
 
 
 ORPHAN_SECONDS = 60.0  # an outbox entry whose commit has not appeared by then never will
+KNOWN_STREAMS = 4096  # streams whose events a process keeps after reading them (least recently read go first)
+KNOWN_EVENTS = 500  # a longer stream is read in full each time rather than kept
 
 
 def _commit_id(stream: str, first: int) -> str:
@@ -40,12 +49,14 @@ def _commit_id(stream: str, first: int) -> str:
 class MongoEventStore:
     """Events of one service in its MongoDB database, collections `event_commits` and `event_outbox`."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, gate: UpdateGate | None = None) -> None:
+        self.gate = gate or UpdateGate()
         self.coll = db["event_commits"]
         self.outbox = db["event_outbox"]
         self.appended = asyncio.Event()
         self._ready = False
         self._adopted = False
+        self._known: OrderedDict[str, tuple[int, tuple[Envelope, ...]]] = OrderedDict()
 
     async def _ensure(self) -> None:
         if not self._ready:
@@ -70,18 +81,21 @@ class MongoEventStore:
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
 
-    async def _chain(self, stream: str, projection: dict[str, int] | None = None) -> list[dict[str, Any]]:
-        """The stream's commits in order, one `_id` lookup each (and one for the end)."""
+    async def _chain(self, stream: str, projection: dict[str, int] | None = None,
+                     after: int = 0) -> list[dict[str, Any]]:
+        """The stream's commits after version `after` (a commit boundary) in order, one `_id` lookup each (and one
+        for the end)."""
         out: list[dict[str, Any]] = []
-        version = 0
+        version = after
         while (commit := await self.coll.find_one({"_id": _commit_id(stream, version + 1)}, projection)) is not None:
             out.append(commit)
             version = int(commit["last"])
         return out
 
     async def _head(self, stream: str) -> int:
-        commits = await self._chain(stream, {"last": 1})
-        return int(commits[-1]["last"]) if commits else 0
+        known = self._known[stream][0] if stream in self._known else 0
+        commits = await self._chain(stream, {"last": 1}, after=known)
+        return int(commits[-1]["last"]) if commits else known
 
     async def append(self, stream: str, expected_version: int, events: list[tuple[str | None, Envelope]]) -> int:
         check_versions(stream, expected_version, events)
@@ -92,8 +106,10 @@ class MongoEventStore:
         # the outbox entry first, so a commit is never stored without one (a racing writer's entry is the same);
         # its time is renewed, so an orphan left by a writer that died here is not taken for one now
         try:
-            await self.outbox.replace_one({"_id": _commit_id(stream, first)},
-                                          {"_id": _commit_id(stream, first), "recorded_at": time.time()}, upsert=True)
+            async with self.gate.held(self.outbox):
+                await self.outbox.replace_one({"_id": _commit_id(stream, first)},
+                                              {"_id": _commit_id(stream, first), "recorded_at": time.time()},
+                                              upsert=True)
         except DuplicateKeyError:
             pass  # a racing writer's upsert inserted the same entry just now: it is as fresh as ours
         try:
@@ -136,8 +152,17 @@ class MongoEventStore:
 
     async def read(self, stream: str) -> list[Envelope]:
         await self._ensure()
-        return [Envelope.model_validate(e["envelope"]) for commit in await self._chain(stream)
-                for e in commit["events"]]
+        version, known = self._known.get(stream, (0, ()))
+        commits = await self._chain(stream, after=version)
+        if commits:
+            known += tuple(Envelope.model_validate(e["envelope"]) for commit in commits for e in commit["events"])
+            version = int(commits[-1]["last"])
+        if known and len(known) <= KNOWN_EVENTS:
+            self._known[stream] = (version, known)
+            self._known.move_to_end(stream)
+            if len(self._known) > KNOWN_STREAMS:
+                self._known.popitem(last=False)
+        return list(known)
 
     async def pending(self, limit: int = 500) -> list[Pending]:
         await self._ensure()
@@ -148,12 +173,12 @@ class MongoEventStore:
         orphans = [e for e, c in zip(entries, found, strict=True)
                    if c is None and now - e.get("recorded_at", 0.0) > ORPHAN_SECONDS]
         if orphans:  # only if no writer renewed the entry since it was read
-            await asyncio.gather(*(self.outbox.delete_one({"_id": e["_id"], "recorded_at": e.get("recorded_at")})
-                                   for e in orphans))
+            await self.outbox.bulk_write([DeleteOne({"_id": e["_id"], "recorded_at": e.get("recorded_at")})
+                                          for e in orphans], ordered=False)
         # marked published, but the entry outlived it (the relay stopped in between): only the entry goes
         done = [c["_id"] for c in found if c is not None and c.get("published")]
         if done:
-            await asyncio.gather(*(self.outbox.delete_one({"_id": i}) for i in done))
+            await self.outbox.bulk_write([DeleteOne({"_id": i}) for i in done], ordered=False)
         commits = [c for c in found if c is not None and not c.get("published")]
         # within a stream, commits go out in version order whatever order the outbox lists them in
         commits.sort(key=lambda c: (c["stream"], c["first"]))
@@ -165,6 +190,10 @@ class MongoEventStore:
 
     async def mark_published(self, items: list[Pending]) -> None:
         ids = sorted({item.marker for item in items})
-        # one point write each (a `$in` filter would read every commit on FerretDB 1.x), then the entries
-        await asyncio.gather(*(self.coll.update_one({"_id": i}, {"$set": {"published": True}}) for i in ids))
-        await asyncio.gather(*(self.outbox.delete_one({"_id": i}) for i in ids))
+        if not ids:
+            return
+        # point writes by `_id` (a `$in` filter would read every commit on FerretDB 1.x), in bulk, then the entries;
+        # on FerretDB in commands small enough not to exhaust its connection pool (UpdateGate): a relay batch of
+        # 500 updates sent at once wedged it
+        await self.gate.bulk_write(self.coll, [UpdateOne({"_id": i}, {"$set": {"published": True}}) for i in ids])
+        await self.outbox.bulk_write([DeleteOne({"_id": i}) for i in ids], ordered=False)

@@ -24,6 +24,7 @@ class Runtime:
         self._dbs: dict[str, object] = {}
         self._mongo = None
         self._mongo_probe = None
+        self._update_gate = None  # how update commands go out to this MongoDB-protocol server (docstore_mongo)
         self.readiness = Readiness({})  # the embedded runtime's stores and log are files of this process
 
     @property
@@ -71,11 +72,19 @@ class Runtime:
 
         try:
             await self._mongo.admin.command("ping")
+            await self._learn_server()
         except PyMongoError as e:
             await self._mongo.close()
             # the topology description that follows the reason is long and says nothing more
             reason = str(e).split(", Topology Description:")[0]
             raise MongoUnreachable(f"MongoDB refused or did not answer: {reason}") from None
+
+    async def _learn_server(self) -> None:
+        """FerretDB (its `buildInfo` names its version) gets its update commands in small chunks; MongoDB as is."""
+        from ppa_runtime.docstore_mongo import UpdateGate
+
+        info = await self._mongo.admin.command("buildInfo")
+        self._update_gate = UpdateGate() if "ferretdbVersion" in info else UpdateGate(None)
 
     async def _probe_mongo(self) -> None:
         """Readiness: is MongoDB there (refused at once, slow within the probe's bound)?"""
@@ -116,7 +125,7 @@ class Runtime:
         if self._mongo is not None:
             from ppa_runtime.docstore_mongo import MongoDocStore
 
-            return MongoDocStore(self._mongo_db(service))
+            return MongoDocStore(self._mongo_db(service), self._update_gate)
         from ppa_runtime.docstore_sqlite import SqliteDocStore
 
         return SqliteDocStore(self._sqlite(service))
@@ -126,7 +135,7 @@ class Runtime:
         if self._mongo is not None:
             from ppa_runtime.eventstore_mongo import MongoEventStore
 
-            return MongoEventStore(self._mongo_db(service))
+            return MongoEventStore(self._mongo_db(service), self._update_gate)
         from ppa_runtime.eventstore_sqlite import SqliteEventStore
 
         return SqliteEventStore(self._sqlite(service))

@@ -1,0 +1,62 @@
+"""On FerretDB the platform sends update commands small enough not to exhaust the server's connection pool
+(docs/mongodb-server.md: one pooled connection per matched statement is held until the command ends); on MongoDB
+it sends them as they come."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ppa_contracts import Envelope
+from ppa_contracts.identity import AgencyProfile, AgencyRegistered
+from ppa_contracts.topics import IDENTITY_AGENCY
+from ppa_runtime.docstore_mongo import FERRETDB_UPDATE_STATEMENTS
+from ppa_runtime.metrics import MONGODB_COMMANDS
+from ppa_runtime.relay import OutboxRelay
+from ppa_runtime.runtime import Runtime
+from support import drop_namespace, make_settings
+
+
+@pytest.fixture
+async def mongo_runtime(servers, tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = make_settings("distributed", tmp_path, servers)
+    rt = await Runtime.open(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+        await drop_namespace(settings)
+
+
+def updates_sent() -> float:
+    return MONGODB_COMMANDS.labels("update")._value.get()
+
+
+async def is_ferretdb(rt: Runtime) -> bool:
+    return "ferretdbVersion" in await rt._mongo.admin.command("buildInfo")
+
+
+async def test_a_bulk_replace_goes_in_chunks_on_ferretdb_and_whole_on_mongodb(mongo_runtime):
+    c = mongo_runtime.docstore("testsvc").collection("chunked")
+    n = 2 * FERRETDB_UPDATE_STATEMENTS + 1
+    await c.insert_many([{"_id": f"d{i:03d}", "v": 0} for i in range(n)])
+    before = updates_sent()
+    await c.replace_many([{"_id": f"d{i:03d}", "v": 1} for i in range(n)])
+    assert updates_sent() - before == (3 if await is_ferretdb(mongo_runtime) else 1)
+    assert await c.count({"v": 1}) == n
+
+
+async def test_a_relay_batch_of_500_commits_is_marked_published(mongo_runtime):
+    """The relay marked a batch's commits with one update each, all at once: 500 of them wedged FerretDB."""
+    store = mongo_runtime.eventstore("testsvc")
+    commits = [(f"agency:a{i}", 0, [(IDENTITY_AGENCY, Envelope.wrap(
+        AgencyRegistered(agency_id=f"a{i}", email=f"a{i}@example.jp", profile=AgencyProfile(company=f"社{i}")),
+        subject=f"a{i}", correlation_id="c", aggregate_version=1))]) for i in range(500)]
+    assert await store.append_many(commits) == set()
+    relay = OutboxRelay("testsvc", store, mongo_runtime.bus)
+    assert await asyncio.wait_for(relay.run_once(), 180) == 500  # bounded so a regression fails, not hangs
+    assert await store.coll.count_documents({"published": True}) == 500
+    assert await store.outbox.count_documents({}) == 0
