@@ -60,6 +60,8 @@ class Platform:
         self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else
                                       ["--health-host", "127.0.0.1", "--health-port", str(_free_port())])]
                          for c in commands]
+        # an API process serves /metrics on a port of its own (its public port shows them to operators only)
+        self.metrics_ports = {id(c): _free_port() for c in self.commands if "--port" in c}
         self.procs: list[subprocess.Popen] = []
         self.others: dict[str, int] = {}  # servers the platform uses (FerretDB, Kafka): name → pid, for their CPU
         self._peak_rss: dict[str, float] = {}
@@ -74,7 +76,8 @@ class Platform:
         """Start the processes (SQLite `synchronous` as given, else the platform's) and wait for /healthz."""
         self.env["PPA_SQLITE_SYNCHRONOUS"] = synchronous or self.synchronous
         log = (self.dir / "server.log").open("ab")
-        self.procs = [subprocess.Popen(c, env=self.env, stdout=log, stderr=subprocess.STDOUT) for c in self.commands]
+        self.procs = [subprocess.Popen(c, env=self._env_of(c), stdout=log, stderr=subprocess.STDOUT)
+                      for c in self.commands]
         async with httpx.AsyncClient(base_url=self.url) as client:
             for _ in range(1200):
                 try:
@@ -103,11 +106,16 @@ class Platform:
         (one process per connection) count while they run, not only once they exit."""
         return {name: _cpu_tree(pid) for name, pid in self.others.items()}
 
+    def _env_of(self, command: list[str]) -> dict[str, str]:
+        if id(command) not in self.metrics_ports:
+            return self.env
+        return {**self.env, "PPA_METRICS_HOST": "127.0.0.1", "PPA_METRICS_PORT": str(self.metrics_ports[id(command)])}
+
     def metrics_urls(self) -> dict[str, str]:
-        """Each process's Prometheus endpoint, by command: the API's port, a worker's health port."""
+        """Each process's Prometheus endpoint, by command: the API's metrics port, a worker's health port."""
         out = {}
         for c in self.commands:
-            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.port)
+            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.metrics_ports[id(c)])
             out[self._name(c)] = f"http://127.0.0.1:{port}/metrics"
         return out
 
