@@ -60,3 +60,18 @@ async def test_a_relay_batch_of_500_commits_is_marked_published(mongo_runtime):
     assert await asyncio.wait_for(relay.run_once(), 180) == 500  # bounded so a regression fails, not hangs
     assert await store.coll.count_documents({"published": True}) == 500
     assert await store.outbox.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("ferretdb", [True, False], ids=["point-reads", "in-ranges"])
+async def test_get_many_finds_the_same_documents_either_way(mongo_runtime, ferretdb):
+    """`get_many` reads point by point on FerretDB and by `$in` ranges of 1,000 ids on MongoDB: the same answer."""
+    from ppa_runtime.docstore_mongo import IN_IDS, MongoCollection, UpdateGate
+
+    c = mongo_runtime.docstore("testsvc").collection("many")
+    await c.insert_many([{"_id": f"d{i:04d}", "n": i} for i in range(IN_IDS + 5)])
+    reader = MongoCollection(c.db, "many", UpdateGate() if ferretdb else UpdateGate(None))
+    wanted = [f"d{i:04d}" for i in range(0, IN_IDS + 5, 2)] + ["absent", "d0000"]
+    found = await reader.get_many(wanted)
+    assert sorted(found) == sorted({w for w in wanted if w != "absent"})
+    assert all(found[k]["n"] == int(k[1:]) for k in found)
+    assert await reader.get_many([]) == {}

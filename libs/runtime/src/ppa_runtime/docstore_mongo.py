@@ -19,6 +19,7 @@ from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
 # statement of an `update` command that matched a document until the command ends, and takes one more to write:
 # once the held connections reach the pool, every command on that database waits forever (docs/mongodb-server.md).
 FERRETDB_UPDATE_STATEMENTS = 40
+IN_IDS = 1000  # ids per `$in` query of `get_many` on MongoDB
 
 
 class UpdateGate:
@@ -116,9 +117,16 @@ class MongoCollection:
         return await self.coll.find_one({"_id": doc_id})
 
     async def get_many(self, doc_ids: list[str]) -> dict[str, dict[str, Any]]:
-        # One `{_id: ...}` lookup per id, concurrently: FerretDB 1.x pushes down only that exact filter
-        # (an `$in` reads the whole collection); on MongoDB each is an index point read.
         ids = list(dict.fromkeys(doc_ids))
+        if not ids:
+            return {}
+        if self.gate.limit is None:  # MongoDB: `$in` on `_id` is an index range, one round trip per 1,000 ids
+            out: dict[str, dict[str, Any]] = {}
+            for at in range(0, len(ids), IN_IDS):
+                out |= {d["_id"]: d async for d in self.coll.find({"_id": {"$in": ids[at:at + IN_IDS]}})}
+            return out
+        # FerretDB 1.x pushes down only `{_id: value}` (an `$in` compares every document of the collection with
+        # every listed id): one point lookup per id, concurrently
         found = await asyncio.gather(*(self.coll.find_one({"_id": i}) for i in ids))
         return {i: d for i, d in zip(ids, found, strict=True) if d is not None}
 
