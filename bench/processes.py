@@ -55,6 +55,8 @@ class Platform:
                                  consumer_shards=self.env["PPA_CONSUMER_SHARDS"])
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the API's /metrics on a loopback listener of its own (the public port shows it to operators only)
+        self.metrics_port = _free_port()
         commands = [c for c in TOPOLOGIES[topology] if c != ["worker", "billing"] or shards == 1] + [
             ["worker", "billing", "--shard", str(i)] for i in range(shards if shards > 1 else 0)]
         self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else
@@ -74,7 +76,8 @@ class Platform:
         """Start the processes (SQLite `synchronous` as given, else the platform's) and wait for /healthz."""
         self.env["PPA_SQLITE_SYNCHRONOUS"] = synchronous or self.synchronous
         log = (self.dir / "server.log").open("ab")
-        self.procs = [subprocess.Popen(c, env=self.env, stdout=log, stderr=subprocess.STDOUT) for c in self.commands]
+        self.procs = [subprocess.Popen(c, env=self._env_of(c), stdout=log, stderr=subprocess.STDOUT)
+                      for c in self.commands]
         async with httpx.AsyncClient(base_url=self.url) as client:
             for _ in range(1200):
                 try:
@@ -89,6 +92,11 @@ class Platform:
                     raise SystemExit(f"the platform exited: {(self.dir / 'server.log').read_text()[-2000:]}")
                 await asyncio.sleep(0.1)
         raise SystemExit("the platform did not become ready")
+
+    def _env_of(self, command: list[str]) -> dict[str, str]:
+        if command[1] in ("up", "api"):
+            return {**self.env, "PPA_METRICS_PORT": str(self.metrics_port)}
+        return self.env
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of every running process so far."""
@@ -107,7 +115,7 @@ class Platform:
         """Each process's Prometheus endpoint, by command: the API's port, a worker's health port."""
         out = {}
         for c in self.commands:
-            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.port)
+            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.metrics_port)
             out[self._name(c)] = f"http://127.0.0.1:{port}/metrics"
         return out
 
