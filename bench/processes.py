@@ -55,13 +55,13 @@ class Platform:
                                  consumer_shards=self.env["PPA_CONSUMER_SHARDS"])
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the API's /metrics on a loopback listener of its own (the public port shows it to operators only)
+        self.metrics_port = _free_port()
         commands = [c for c in TOPOLOGIES[topology] if c != ["worker", "billing"] or shards == 1] + [
             ["worker", "billing", "--shard", str(i)] for i in range(shards if shards > 1 else 0)]
         self.commands = [[PPA, *c, *(["--port", str(self.port)] if c[0] in ("up", "api") else
                                       ["--health-host", "127.0.0.1", "--health-port", str(_free_port())])]
                          for c in commands]
-        # an API process serves /metrics on a port of its own (its public port shows them to operators only)
-        self.metrics_ports = {id(c): _free_port() for c in self.commands if "--port" in c}
         self.procs: list[subprocess.Popen] = []
         self.others: dict[str, int] = {}  # servers the platform uses (FerretDB, Kafka): name → pid, for their CPU
         self._peak_rss: dict[str, float] = {}
@@ -93,6 +93,11 @@ class Platform:
                 await asyncio.sleep(0.1)
         raise SystemExit("the platform did not become ready")
 
+    def _env_of(self, command: list[str]) -> dict[str, str]:
+        if command[1] in ("up", "api"):
+            return {**self.env, "PPA_METRICS_PORT": str(self.metrics_port)}
+        return self.env
+
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of every running process so far."""
         return sum(self.cpu_each().values())
@@ -106,16 +111,11 @@ class Platform:
         (one process per connection) count while they run, not only once they exit."""
         return {name: _cpu_tree(pid) for name, pid in self.others.items()}
 
-    def _env_of(self, command: list[str]) -> dict[str, str]:
-        if id(command) not in self.metrics_ports:
-            return self.env
-        return {**self.env, "PPA_METRICS_HOST": "127.0.0.1", "PPA_METRICS_PORT": str(self.metrics_ports[id(command)])}
-
     def metrics_urls(self) -> dict[str, str]:
-        """Each process's Prometheus endpoint, by command: the API's metrics port, a worker's health port."""
+        """Each process's Prometheus endpoint, by command: the API's port, a worker's health port."""
         out = {}
         for c in self.commands:
-            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.metrics_ports[id(c)])
+            port = c[c.index("--health-port") + 1] if "--health-port" in c else str(self.metrics_port)
             out[self._name(c)] = f"http://127.0.0.1:{port}/metrics"
         return out
 

@@ -290,12 +290,35 @@ async def apply_versioned(coll: Collection, doc_id: str, version: int, update: d
     """Apply an update to a projection document once per aggregate version (idempotent, order-safe).
 
     The document records the last applied version in `_v`; a repeat or older event matches nothing.
+
+    The document is read by `_id` first: a repeat ends there, and a new document is inserted. Only a newer version
+    of a stored document is the conditional update `{_id, _v < version}`, which stays atomic on MongoDB; on a
+    MongoDB-protocol server that serves nothing but `{_id: x}` from an index (FerretDB 1.24) that filter reads the
+    whole collection, so the repeats and first applications (most of them: every consumer applies every event,
+    a bulk import writes the read model before its consumers apply it) no longer pay it.
     """
     update = {**update, "$set": {**update.get("$set", {}), "_v": version}}
+    stored = await coll.get(doc_id)
+    if stored is not None and stored.get("_v", 0) >= version:
+        return False
+    if stored is None and (doc := _inserted(doc_id, update)) is not None:
+        try:
+            await coll.insert(doc)
+            return True
+        except DuplicateKey:
+            pass  # written meanwhile (or another unique index): decided by the conditional update, as before
     try:
         return await coll.update({"_id": doc_id, "_v": {"$lt": version}}, update, upsert=True)
     except DuplicateKey:
         return False
+
+
+def _inserted(doc_id: str, update: dict) -> dict[str, Any] | None:
+    """The document an upsert of `update` would create where none is stored; None for an update it cannot say
+    so simply (another operator, a dotted path)."""
+    if set(update) - {"$set", "$unset", "$inc"} or any("." in k for op in update.values() for k in op):
+        return None
+    return {**update.get("$inc", {}), **update["$set"], "_id": doc_id}
 
 
 async def record_deletion(deletions: Collection, doc_id: str, version: int) -> None:
