@@ -256,7 +256,8 @@ async def test_a_text_search_reads_the_search_buckets_which_follow_every_change(
     async def found(text: str, expected: list[str]):
         return await names(text) == expected or None
 
-    await until(lambda: found("顧客0031", [NUMBERS[1]]), "the search entry of a new line")
+    await until(lambda: found("顧客", list(NUMBERS)), "the search entries of every line")
+    assert await names("顧客0031") == [NUMBERS[1]]
     texts = {d["_id"]: d["text"] for d in await service.invoice_list.search.find({"agency_id": agency})}
     assert texts == {f"{agency}:2024/01:1120230": "1120230030\t顧客0030\t\n1120230031\t顧客0031\t",
                      f"{agency}:2024/01:1120241": "1120241001\t顧客1001\t"}
