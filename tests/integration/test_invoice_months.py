@@ -4,8 +4,10 @@ is the base fee and says 計測データなし; a lone 00:00 reading makes neith
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
+import httpx
 import pytest
 from billing_support import customer, day, values
 from support import eventually, portal
@@ -33,6 +35,15 @@ async def site(runtime, request):
         clock = Clock(date(2024, 3, 20))  # 2024/03 (03-16 .. 04-15) with the default closing day 15
         p.host.service("billing").invoice_list.today = clock
         yield p, clock
+
+
+async def logged_in(p) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(transport=p.client._transport, base_url="http://t")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', (await client.get("/agency/login")).text).group(1)
+    done = await client.post("/agency/login", data={"email": "a@example.jp", "password": "password123",
+                                                    "csrf_token": token})
+    assert done.status_code == 303
+    return client
 
 
 def months_of(p, number: str):
@@ -75,6 +86,16 @@ async def test_months_from_a_mid_period_contract_start_to_now_each_the_base_fee_
     # the invoice's detail and the agency's list page say so
     detail = (await p.client.get(f"/api/v1/invoices/2402{NUMBERS[0]}", headers=p.tokens["a"])).json()
     assert (detail["daily"], detail["metered_days"], detail["total"]) == ([], 0, "980")
+    page = await logged_in(p)
+    try:
+        listed = (await page.get("/agency/invoices", params={"month": "2024/02"})).text
+        assert '<td class="no-data" colspan="3">計測データなし</td>' in listed and "全 1 件" in listed
+        own = (await page.get(f"/agency/customers/{NUMBERS[0]}/invoices")).text
+        assert own.count("計測データなし") == 3
+        shown = (await page.get(f"/agency/invoices/2402{NUMBERS[0]}")).text
+        assert 'id="no-data">計測データなし' in shown and "980 円" in shown
+    finally:
+        await page.aclose()
 
 
 async def test_readings_before_the_contract_open_the_months_from_the_first_metered_day(site, runtime):
