@@ -318,7 +318,8 @@ def expected_daily(homes_readings: Mapping[Any, Iterable[Mapping[str, str]]]) ->
 
     Per channel the readings are deduplicated by instant and sorted; each interval's energy (the register
     difference; a register going down counts as a reset, 0) belongs to the day it lies in, and one crossing
-    JST midnight is split pro rata by time (an interval ending exactly at 00:00 lies in the earlier day).
+    JST midnight is split pro rata by time (an interval ending exactly at 00:00 lies in the earlier day, and a
+    lone reading at 00:00 makes no day).
     """
     names = {"pv_generation": "generation_kwh", "grid_export": "sold_kwh", "grid_import": "import_kwh"}
     out: dict[Any, dict[date, dict]] = {}
@@ -338,7 +339,9 @@ def expected_daily(homes_readings: Mapping[Any, Iterable[Mapping[str, str]]]) ->
             ordered = sorted(points.items())
             if name is None or not ordered:
                 continue
-            row(ordered[0][0].astimezone(JST).date())
+            first = ordered[0][0].astimezone(JST)
+            if (first.hour, first.minute, first.second, first.microsecond) != (0, 0, 0, 0):  # a reading at 00:00 ends the day before: it opens no day by itself
+                row(first.date())
             for (t0, v0), (t1, v1) in pairwise(ordered):
                 energy = v1 - v0 if v1 >= v0 else ZERO
                 whole = Decimal((t1 - t0) // _US)

@@ -32,6 +32,7 @@ def usage(agency_id: str, day: str, gen: str, sold: str) -> Envelope:
 async def test_customer_to_invoice_screens_in_chromium(runtime, browser_page, runtime_kind):
     page = browser_page
     async with live_portal(runtime, ["identity", "billing"]) as (url, host):
+        host.service("billing").invoice_list.today = lambda: date(2024, 1, 27)  # 2024/01, the seed's month
         agency_id = await host.service("identity").create_agency("shop@example.jp", "password123",
                                                                  AgencyProfile(company="ブラウザ電力"))
         await page.goto(f"{url}/agency/login")

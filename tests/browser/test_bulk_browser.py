@@ -31,8 +31,10 @@ def settings(runtime_kind: str, tmp_path: Path, request: pytest.FixtureRequest, 
 
 
 def customers_file(tmp_path: Path) -> Path:
-    rows = [BAD.get(n, f"1120240{n:03d},BRW{n:04d},顧客{n:04d},コキャク,2024/01/01,,980,16.00,27.00,c{n}@example.jp")
-            for n in range(1, 301)]
+    # the first 50 (those with a day in 2024/01) under contract since 2024/01/01, the others from 2024/02 (a month
+    # after the test's today): 2024/01 lists exactly the 50
+    rows = [BAD.get(n, f"1120240{n:03d},BRW{n:04d},顧客{n:04d},コキャク,{'2024/01/01' if n <= 50 else '2024/02/16'},,"
+                       f"980,16.00,27.00,c{n}@example.jp") for n in range(1, 301)]
     path = tmp_path / "顧客一覧.csv"
     path.write_bytes(("\r\n".join([HEADER, *rows]) + "\r\n").encode("cp932"))  # as Excel saves it
     return path
@@ -51,6 +53,7 @@ async def test_import_300_rows_and_issue_50_invoices_in_one_action(runtime, brow
                                                                    tmp_path):
     page, (handler, _) = browser_page, inbox
     async with live_portal(runtime, ["identity", "billing", "notify"]) as (url, host):
+        host.service("billing").invoice_list.today = lambda: date(2024, 1, 20)  # 2024/01 is the current month
         agency_id = await host.service("identity").create_agency("bulk@example.jp", "password123",
                                                                  AgencyProfile(company="一括電力"))
         await page.goto(f"{url}/agency/login")

@@ -99,6 +99,15 @@ def test_expected_daily_splits_midnight_pro_rata():
     assert got[date(2024, 1, 16)]["estimated"] and got[date(2024, 1, 16)]["usage_kwh"] == 4
 
 
+def test_expected_daily_makes_no_day_of_a_lone_midnight_reading():
+    got = expected_daily({"h": [
+        {"at": "2024-01-16T18:00:00+09:00", "channel": "pv_generation", "kwh": "100"},
+        {"at": "2024-01-17T00:00:00+09:00", "channel": "pv_generation", "kwh": "101"},
+        {"at": "2024-01-18T00:00:00+09:00", "channel": "grid_export", "kwh": "3"},
+    ]})["h"]
+    assert list(got) == [date(2024, 1, 16)] and got[date(2024, 1, 16)]["generation_kwh"] == 1
+
+
 async def test_simulated_fleet_matches_independent_recomputation(platform):
     args = parse("--homes", str(HOMES), "--days", str(DAYS), "--start", START.isoformat(), "--url", platform,
                  "--agency-email", EMAIL, "--agency-password", PASSWORD, "--register", "--seed", str(SEED),

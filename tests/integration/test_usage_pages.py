@@ -80,8 +80,8 @@ async def test_a_month_of_daily_usage_as_chart_and_table_with_navigation(site):
     assert re.findall(r'class="bar usage_kwh"[^>]*data-value="([\d.]+)"', html) == ["7.50", "3.75"]
     assert 'href="?month=2024/01"' in html and 'href="?month=2024/03"' in html
     march = (await a.get("/agency/customers/1120240002/usage", params={"month": "2024-03"})).text
-    # 03-02 has only its midnight reading so far: the day is there with nothing yet.
-    assert re.findall(r'class="bar sold_kwh"[^>]*data-value="([\d.]+)"', march) == ["4.50", "0.00"]
+    # 03-02 has only its midnight reading so far: that reading closes 03-01, and 03-02 is no day yet (no 0 kWh)
+    assert re.findall(r'class="bar sold_kwh"[^>]*data-value="([\d.]+)"', march) == ["4.50"]
     assert ">2024/02/29</a>" not in march and "2024/03/01 ~ 2024/03/31" in march
     empty = (await a.get("/agency/customers/1120240002/usage", params={"month": "2023/12"})).text
     assert "この期間の利用データはまだありません" in empty and 'class="bar ' not in empty

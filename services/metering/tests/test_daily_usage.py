@@ -110,6 +110,27 @@ CASES = {
         {JAN16: dict(import_kwh=D("4.321"), battery_charge_kwh=D("2.500"),
                      battery_discharge_kwh=D("1.250"), generation_kwh=D("0.000"))},
     ),
+    "a lone reading at 00:00 ends the day before and opens no day of 0 kWh": (
+        [r(PV, "2024-01-16 18:00", "100.000"), r(PV, "2024-01-17 00:00", "100.600")],
+        {JAN16: dict(generation_kwh=D("0.600"), estimated=False)},
+    ),
+    "a 00:00 reading's day opens with the first reading inside it": (
+        [r(PV, "2024-01-16 18:00", "100.000"), r(PV, "2024-01-17 00:00", "100.600"),
+         r(PV, "2024-01-17 00:30", "100.600")],
+        {JAN16: dict(generation_kwh=D("0.600")), JAN17: dict(generation_kwh=D("0.000"), estimated=False)},
+    ),
+    "an interval from a 00:00 reading to the next midnight is the whole day": (
+        [r(PV, "2024-01-16 00:00", "100.000"), r(PV, "2024-01-17 00:00", "104.000")],
+        {JAN16: dict(generation_kwh=D("4.000"), estimated=False)},
+    ),
+    "a first reading at 00:00 alone opens no day": (
+        [r(PV, "2024-01-17 00:00", "100.000")],
+        {},
+    ),
+    "a reset at 00:00 flags the day it ends, not a day of its own": (
+        [r(PV, "2024-01-16 18:00", "500.000"), r(PV, "2024-01-17 00:00", "3.000")],
+        {JAN16: dict(generation_kwh=D("0.000"), reset=True)},
+    ),
     "a lone first reading opens a day with nothing yet": (
         [r(PV, "2024-01-16 06:00", "100.000")],
         {JAN16: dict(generation_kwh=D("0.000"), estimated=False, reset=False)},

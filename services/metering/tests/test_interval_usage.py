@@ -38,6 +38,14 @@ def test_an_interval_crossing_midnight_is_shared_by_time_between_the_half_hours_
     assert days[date(2024, 4, 1)].estimated and days[date(2024, 4, 2)].estimated
 
 
+def test_a_lone_reading_at_midnight_ends_the_last_half_hour_and_opens_no_day():
+    readings = [Reading("pv_generation", at(1, 23, 30), Decimal("100"), None),
+                Reading("pv_generation", at(2, 0, 0), Decimal("100.6"), None)]
+    days = compute_intervals(readings)
+    assert list(days) == [date(2024, 4, 1)]
+    assert days[date(2024, 4, 1)].channels["pv_generation"][47] == Decimal("0.600")
+
+
 def test_a_wrapping_register_counts_through_its_declared_size():
     readings = [Reading("grid_export", at(3, 12), Decimal("9999.5"), Decimal("10000")),
                 Reading("grid_export", at(3, 12, 30), Decimal("0.7"), Decimal("10000"))]

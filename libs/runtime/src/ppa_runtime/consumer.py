@@ -113,6 +113,10 @@ class ConsumerSpec:
     # (topics, position): the group may run as shards that split these topics' records by a digit of their
     # subject (`Shard`)
     split_by: tuple[frozenset[str], int] | None = None
+    # run when the group starts and between fetches (at most every half second), by the group's own task: work
+    # that time brings (a new billing month) written by the single writer; it returns at once when nothing is due,
+    # and one that fails is tried again at the next turn
+    on_tick: Callable[[], Awaitable[None]] | None = None
 
 
 class Consumer:
@@ -146,6 +150,7 @@ class Consumer:
         token = _shard.set(self.shard)
         try:
             while not stop.is_set():
+                await self._tick()
                 fetched = await sub.fetch(timeout=0.5, max_records=self.spec.batch_size)
                 if not fetched:
                     continue
@@ -158,6 +163,15 @@ class Consumer:
             _shard.reset(token)
             self.running = False
             await sub.close()
+
+    async def _tick(self) -> None:
+        if self.spec.on_tick is None:
+            return
+        try:
+            await self.spec.on_tick()
+        except Exception as exc:  # tried again at the next turn; the records keep coming meanwhile
+            metrics.HANDLER_ERRORS.labels(self.spec.group, "tick").inc()
+            log.warning("tick_failed", group=self.group, error=repr(exc))
 
     async def handle_batch(self, records: list[Record]) -> bool:
         """Apply a fetched batch at once with `on_batch`; False when it failed (then each record is applied

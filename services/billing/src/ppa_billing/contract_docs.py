@@ -136,6 +136,7 @@ class InvoicePublic(BaseModel):
     tax_rate_percent: int
     status: Literal["draft", "issued", "voided"]
     revision: int
+    metered_days: int = Field(description="the days with readings in the period; 0: 計測データなし (the base fee only)")
 
 
 class InvoiceDay(BaseModel):

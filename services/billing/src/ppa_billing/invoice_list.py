@@ -26,13 +26,15 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ppa_billing.agency_settings import AgencySettings
 from ppa_billing.customers import Customers
 from ppa_billing.domain.billing_month import BillingMonth, InvalidBillingMonth, month_of
+from ppa_billing.domain.invoice_months import invoice_months
 from ppa_billing.domain.settings import BillingSettings
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import (
@@ -62,8 +64,13 @@ TOTAL_FIELDS = ("base_fee", "generation_kwh", "sold_kwh", "usage_kwh", "sell_fee
 ZERO2 = Decimal("0.00")
 CENTI = Decimal("0.01")
 REFILE_PAGE = 2000
+OPEN_PAGE = 2000  # customers a month opening reads and completes at a time
+OPENED = "~opened"  # in MONTHS_OF, per shard: the JST day the month opening last went over every customer
+TOKYO = ZoneInfo("Asia/Tokyo")
 _COMPUTED = DailyUsageComputed.event_type()
 _DAILY_TYPES = frozenset({_COMPUTED, DailyUsageRevised.event_type()})
+_CUSTOMER_TYPES = frozenset(cls.event_type() for cls in (CustomerRegistered, CustomerChanged, CustomerDeleted,
+                                                          AuthCodeReissued))
 # what the batch handler reads of each record: the type, and of daily usage its day and figures (the computed
 # values, or a revision's new ones) and version
 DAILY_FIELDS = ("$.type", "$.data.agency_id", "$.data.customer_number", "$.data.date",
@@ -73,6 +80,10 @@ DaysChanged = Callable[[str, dict[str, set[str]]], Awaitable[None]]  # agency, c
 # shards split these topics' records by the digit 4th from the end of their subject (a customer number, or an
 # invoice number that ends with one): the last digit of the customer's totals bucket
 SPLIT_BY = (frozenset({METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_INVOICE}), -4)
+
+
+def today_in_japan() -> date:
+    return datetime.now(TOKYO).date()
 
 
 def bucket_of(customer_number: str) -> str:
@@ -136,6 +147,8 @@ class InvoiceList:
         self.settings = settings
         # issuing: days of an agency's customers changed (a change after issue makes a revision)
         self.on_days_changed: DaysChanged | None = None
+        self.today: Callable[[], date] = today_in_japan  # the JST day whose billing month is the current one
+        self._opened: dict[str, date] = {}  # per shard: the day the month opening last went over every customer
 
     async def setup(self) -> None:
         await self.lines.ensure_index("agency_id", "month", "listed", "customer_number")
@@ -308,6 +321,7 @@ class InvoiceList:
             out.append(line)
             touched[agency_id].setdefault(number, set()).update(days)
         await self._save(out, created)
+        await self._fill(created)
         # Always, not only when a day changed: a crash after the save must still revise on redelivery.
         if self.on_days_changed is not None:
             for agency_id, days_of in touched.items():
@@ -315,15 +329,111 @@ class InvoiceList:
 
     # customers and settings
     async def recompute_customer(self, agency_id: str, customer_number: str) -> None:
-        """Recompute every line of a customer with the current customer and settings."""
-        lines = await customer_lines(self.lines, self.months_of, agency_id, [customer_number])
+        """Recompute every line of a customer with the current customer and settings, and add its missing months."""
+        await self.recompute_customers(agency_id, [customer_number])
+
+    async def recompute_customers(self, agency_id: str, numbers: list[str]) -> None:
+        """`recompute_customer` for customers of one agency at once (a batch of customer events)."""
+        settings = await self.settings.get(agency_id)
+        keys = [f"{agency_id}:{n}" for n in numbers]
+        customers, found = await asyncio.gather(self.customers.coll.get_many(keys), self.months_of.get_many(keys))
+        wanted = {n: self._months_of(customers.get(k), found.get(k, {}).get("months", ()), settings)
+                  for n, k in zip(numbers, keys)}
+        ids = {line_id(agency_id, m, n) for n, k in zip(numbers, keys)
+               for m in (*found.get(k, {}).get("months", ()), *wanted[n])}
+        stored = await self.lines.get_many(sorted(ids)) if ids else {}
+        lines = list(stored.values())
+        created: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for number, months in wanted.items():
+            for month in months:
+                if line_id(agency_id, month, number) not in stored:
+                    lines.append(self._new_line(agency_id, month, number, settings.closing_day))
+                    created[(agency_id, number)].add(month)
         if not lines:
             return
-        customer = await self.customers.coll.get(f"{agency_id}:{customer_number}")
-        settings = await self.settings.get(agency_id)
         for line in lines:
-            self._refresh(line, customer, settings)
+            self._refresh(line, customers.get(f"{agency_id}:{line['customer_number']}"), settings)
+        await self._add_months(created)
         await self._save(lines)
+
+    def _months_of(self, customer: dict[str, Any] | None, listed: Any, settings: BillingSettings) -> list[str]:
+        """The billing months a live customer has an invoice for today (none when deleted: it gets no new ones)."""
+        if customer is None:
+            return []
+        start, registered = customer.get("contract_start"), customer.get("registered_at")
+        months = invoice_months(date.fromisoformat(start) if start else None,
+                                BillingMonth.parse(min(listed)) if listed else None,
+                                datetime.fromisoformat(registered).astimezone(TOKYO).date() if registered else None,
+                                self.today(), settings.closing_day)
+        return [str(m) for m in months]
+
+    async def _fill(self, created: dict[tuple[str, str], set[str]]) -> None:
+        """The months up to now of customers that got a new line (a day before their first month opens the
+        months between it and that one)."""
+        by_agency: dict[str, list[str]] = defaultdict(list)
+        for agency_id, number in created:
+            by_agency[agency_id].append(f"{agency_id}:{number}")
+        for agency_id, keys in by_agency.items():
+            docs = await self.customers.coll.get_many(keys)
+            live = await self.customers._live(list(docs.values()))
+            if live:
+                await self._open(agency_id, live)
+
+    async def open_months(self) -> None:
+        """Once a JST day (and when the group starts): give every live customer (of this shard) its lines for the
+        months it has none in yet, the new current month above all, so a customer that sends nothing still has
+        its month. Idempotent: a line is only created where none is; a crash midway is completed by the next
+        pass. Reads the customers by `_id`, OPEN_PAGE at a time, and their months and lines by `_id`."""
+        shard = current_shard()
+        key = OPENED if shard is None else f"{OPENED}:{shard.index}of{shard.count}"
+        today = self.today()
+        if self._opened.get(key) == today:
+            return
+        done = await self.months_of.get(key)
+        if done is None or done.get("day") != today.isoformat():
+            after = ""
+            while True:
+                page = await self.customers.coll.find({"_id": {"$gt": after}}, sort=[("_id", 1)], limit=OPEN_PAGE)
+                if not page:
+                    break
+                after = page[-1]["_id"]
+                by_agency: dict[str, list[dict[str, Any]]] = defaultdict(list)
+                for doc in await self.customers._live(page):
+                    if shard is None or shard.of(doc["customer_number"]) == shard.index:
+                        by_agency[doc["agency_id"]].append(doc)
+                for agency_id, docs in by_agency.items():
+                    await self._open(agency_id, docs)
+            await self.months_of.replace({"_id": key, "day": today.isoformat()})
+        self._opened[key] = today
+
+    async def _open(self, agency_id: str, docs: list[dict[str, Any]], every_month: bool = False) -> None:
+        """Create the missing lines of these live customers of an agency (existing lines stay as they are):
+        of the months not in their month lists and the current month, or with `every_month` of every month
+        they have an invoice for (after a refile, which deletes lines their lists still name)."""
+        settings = await self.settings.get(agency_id)
+        found = await self.months_of.get_many([d["_id"] for d in docs])
+        wanted: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for doc in docs:
+            listed = found.get(doc["_id"], {}).get("months", ())
+            months = self._months_of(doc, listed, settings)
+            # unlisted months, and the current one (listed before a crash kept its line from being written)
+            todo = months if every_month else [m for m in months if m not in listed] + months[-1:]
+            if todo:
+                wanted[doc["customer_number"]] = (doc, todo)
+        ids = [line_id(agency_id, m, n) for n, (_, todo) in wanted.items() for m in todo]
+        stored = await self.lines.get_many(ids) if ids else {}
+        lines: list[dict[str, Any]] = []
+        created: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for number, (doc, todo) in wanted.items():
+            for month in dict.fromkeys(todo):
+                if line_id(agency_id, month, number) not in stored:
+                    line = self._new_line(agency_id, month, number, settings.closing_day)
+                    self._refresh(line, doc, settings)
+                    lines.append(line)
+                    created[(agency_id, number)].add(month)
+        if lines:
+            await self._add_months(created)
+            await self._save(lines)
 
     async def refile_agency(self, agency_id: str) -> None:
         """File every day of the agency again under the current settings and rebuild its totals (of a shard:
@@ -357,8 +467,13 @@ class InvoiceList:
             created: dict[tuple[str, str], set[str]] = defaultdict(set)
             for line in new_lines:
                 created[(agency_id, line["customer_number"])].add(line["month"])
+            # the lists become the refiled months (union first, so a crash never leaves a line unlisted): the
+            # months only the deleted lines had would pass for metered months when the months are opened again
             await self._add_months(created)
             await self.lines.replace_many(new_lines)
+            await self.months_of.replace_many([
+                {"_id": f"{agency_id}:{number}", "agency_id": agency_id, "customer_number": number,
+                 "months": sorted(created.get((agency_id, number), ()))} for number in by_customer])
             if gone:
                 await self.lines.delete({"_id": {"$in": gone}})
             entries += [{k: line[k] for k in ("agency_id", "month", "bucket", "customer_number", "listed", "issued",
@@ -373,6 +488,23 @@ class InvoiceList:
             if ids:
                 await coll.delete({"_id": {"$in": ids}})
         await asyncio.gather(*self._entry_writes(*await self._entries(entries, fresh=True)))
+        await self._open_agency(agency_id)
+
+    async def _open_agency(self, agency_id: str) -> None:
+        """Every month line of the agency's live customers (of this shard), after a refile deleted the lines
+        without days (their months move with the closing day)."""
+        shard = current_shard()
+        after = f"{agency_id}:"
+        while True:
+            page = await self.customers.coll.find({"_id": {"$gt": after, "$lt": f"{agency_id};"}},
+                                                  sort=[("_id", 1)], limit=OPEN_PAGE)
+            if not page:
+                return
+            after = page[-1]["_id"]
+            mine = [d for d in await self.customers._live(page)
+                    if shard is None or shard.of(d["customer_number"]) == shard.index]
+            if mine:
+                await self._open(agency_id, mine, every_month=True)
 
     def _refiled(self, agency_id: str, number: str, lines: list[dict[str, Any]],
                  settings: BillingSettings) -> dict[str, dict[str, Any]]:
@@ -428,28 +560,45 @@ class InvoiceList:
         # the envelope is neither decoded nor validated): anything malformed raises here, and the consumer then
         # applies each record through `handlers`, which validate it.
         daily: list[tuple[str, str, str, str, str, int]] = []
+        # customers whose events were applied, by agency: recomputed together when the run of them ends
+        customers: dict[str, dict[str, None]] = defaultdict(dict)
+
+        async def flush() -> None:
+            if daily:
+                await self.on_daily_batch(daily)
+                daily.clear()
+            for agency_id, numbers in customers.items():
+                await self.recompute_customers(agency_id, list(numbers))
+            customers.clear()
+
         for record in records:
             kind, agency_id, number, day, generation, sold, new_generation, new_sold, version = record.pick(
                 DAILY_FIELDS)
             if kind in _DAILY_TYPES:
+                if customers:
+                    await flush()
                 if kind != _COMPUTED:
                     generation, sold = new_generation, new_sold
                 if not (type(agency_id) is type(number) is type(generation) is type(sold) is str):
                     raise ValueError(f"daily usage at offset {record.offset} is not as its model says")
                 daily.append((agency_id, number, date.fromisoformat(day).isoformat(), generation, sold,
                               int(version or 0)))
+            elif kind in _CUSTOMER_TYPES:
+                if daily:
+                    await flush()
+                env = record.envelope
+                event = env.payload()
+                await self.customers.apply(event, env.aggregateversion or 0, env.time)
+                customers[event.agency_id][event.customer_number] = None
             else:
                 if type(kind) is not str:
                     raise ValueError(f"the record at offset {record.offset} has no event type")
-                if daily:
-                    await self.on_daily_batch(daily)
-                    daily = []
+                await flush()
                 handler = self._handlers().get(kind)
                 if handler is not None:
                     env = record.envelope
                     await handler(env.payload(), env)
-        if daily:
-            await self.on_daily_batch(daily)
+        await flush()
 
     async def _on_daily(self, event: DailyUsageComputed | DailyUsageRevised, env: Envelope) -> None:
         values = event.values if isinstance(event, DailyUsageComputed) else event.new
@@ -482,4 +631,4 @@ class InvoiceList:
             topics=[METERING_DAILY_USAGE, BILLING_CUSTOMER, BILLING_SETTINGS, BILLING_INVOICE],
             collections=[LINES, SEARCH, BUCKETS, SUMS, MONTHS_OF], setup=self.setup, dedupe=False, batch_size=5000,
             handlers=self._handlers(), on_batch=self._on_batch, fields=DAILY_FIELDS, picked_only=_DAILY_TYPES,
-            split_by=SPLIT_BY)
+            split_by=SPLIT_BY, on_tick=self.open_months)

@@ -90,6 +90,7 @@ def draft_of(customer: dict[str, Any], month: BillingMonth, closing_day: Closing
     the same arithmetic and JSON, without building the figures' model, for the month list's thousands of lines a
     batch."""
     period = _period(month, closing_day)
+    first, last = period.start.isoformat(), period.end.isoformat()
     start, end = _date(customer.get("contract_start")), _date(customer.get("contract_end"))
     a = compute_totals(base_fee=Decimal(customer["base_fee"]), sell_unit_price=Decimal(customer["sell_unit_price"]),
                        usage_unit_price=Decimal(customer["usage_unit_price"]), period=period, days=days,
@@ -98,7 +99,8 @@ def draft_of(customer: dict[str, Any], month: BillingMonth, closing_day: Closing
                "period_end": period.end.isoformat(), "contract_start": start and start.isoformat(),
                "contract_end": end and end.isoformat(), "consumption_tax": str(included_consumption_tax(
                    a.total, tax_rate_percent)), "tax_rate_percent": tax_rate_percent,
-               **{k: str(getattr(a, k)) for k in (*TOTAL_FIELDS, "sell_unit_price", "usage_unit_price")}}
+               **{k: str(getattr(a, k)) for k in (*TOTAL_FIELDS, "sell_unit_price", "usage_unit_price")},
+               "metered_days": sum(1 for day in days if first <= day <= last)}
     number = customer["customer_number"]
     return public(invoice_number(month, number), str(month), number, figures, "draft", 0, False)
 
@@ -110,7 +112,9 @@ def public(number: str, month: str, customer_number: str, figures: dict[str, Any
            **{k: figures.get(k) for k in ("period_start", "period_end", "contract_start", "contract_end")},
            **{k: figures[k] for k in (*TOTAL_FIELDS[:4], "sell_unit_price", "usage_unit_price", *TOTAL_FIELDS[4:])},
            "consumption_tax": figures["consumption_tax"], "tax_rate_percent": figures["tax_rate_percent"],
-           "status": status, "revision": revision}
+           "status": status, "revision": revision,
+           # 0: a month without readings (the base fee only; the screens say 計測データなし)
+           "metered_days": figures.get("metered_days", len(figures.get("daily") or ()))}
     if with_daily:
         out["daily"] = figures["daily"]
     return out
@@ -198,10 +202,11 @@ class Invoices:
         rows = await self.rows(agency_id, numbers, period.start, period.end) if numbers else {}
         out = []
         for c in customers:
-            figures = figures_of(c, period, rows.get(c["customer_number"], []), settings.rounding,
-                                 settings.tax_rate_percent, with_daily)
+            own = rows.get(c["customer_number"], [])
+            figures = figures_of(c, period, own, settings.rounding, settings.tax_rate_percent, with_daily)
             out.append(public(invoice_number(month, c["customer_number"]), str(month), c["customer_number"],
-                              figures.model_dump(mode="json"), "draft", 0, with_daily))
+                              {**figures.model_dump(mode="json"), "metered_days": sum(1 for r in own if r.date in period)},
+                              "draft", 0, with_daily))
         return out
 
     @staticmethod
@@ -402,7 +407,8 @@ class Invoices:
         lines = await customer_lines(self.lines, self.months_of, agency_id, [customer_number])
         issued = {d["month"]: d for d in await self.issued.find({"agency_id": agency_id,
                                                                  "customer_number": customer_number})}
-        months = {month_of(date.fromisoformat(day), settings.closing_day) for line in lines for day in line["days"]}
+        # every month the list has a line for (one without days too: the base fee, 計測データなし)
+        months = {BillingMonth.parse(line["month"]) for line in lines if line.get("listed")}
         months |= {BillingMonth.parse(m) for m in issued}
         if number.strip():
             try:

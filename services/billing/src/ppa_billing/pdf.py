@@ -20,6 +20,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from ppa_billing.domain.invoice_months import NO_DATA
 from ppa_billing.documents import InvoiceDocument
 from ppa_billing.formatting import kwh, slash_date, yen
 from ppa_contracts.billing import InvoiceFigures
@@ -124,6 +125,8 @@ def render_invoice_pdf(doc: InvoiceDocument) -> bytes:
     rows += [[slash_date(d.date), kwh(d.generation_kwh), kwh(d.sold_kwh), kwh(d.usage_kwh), kwh(d.sell_fee),
               kwh(d.usage_fee)] for d in f.daily]
     story.append(_grid(rows, [29 * mm] * 6, header=True, numeric_from=1, size=8))
+    if not f.daily:  # a month without readings: the base fee only
+        story.append(Paragraph(f"{NO_DATA}（この期間の計測データがありません。基本料金のみの請求です。）", _style(8.5)))
     story.append(Spacer(1, 3 * mm))
     story.append(Paragraph("金額は税込です。円未満の端数は請求書ごとに一度だけ処理しています。", _style(7.5)))
     pdf.build(story)

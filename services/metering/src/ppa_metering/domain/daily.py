@@ -202,21 +202,31 @@ def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: di
           bucket: Callable[[datetime], Any] = jst_date, end_of: Callable[[Any], datetime] = _day_end,
           after: Callable[[Any], Any] = _next_day) -> None:
     """Add one channel's energy to the per-bucket rows (JST days unless `bucket` / `end_of` / `after` say
-    otherwise: a bucket of an instant, the first instant after a bucket, the bucket that follows one)."""
+    otherwise: a bucket of an instant, the first instant after a bucket, the bucket that follows one).
+
+    A reading exactly at 00:00 JST ends the interval of the day before: it opens no row of its own (day, or
+    half-hour 00:00–00:30). Its bucket gets a row once a later reading falls inside it or an interval from it
+    reaches into it, so a lone 00:00 reading never makes a day of 0 kWh."""
     end = _DAWN  # the end of the previous reading's day; the first reading takes the slow path
-    row: list = []
+    row: list | None = []
+    day: Any = None
     last_at, last_kwh, base, last_max = None, ZERO, ZERO, ZERO
     for index, (at, kwh, register_max) in enumerate(points):
         if at < end and kwh >= last_kwh:
             # Same day, register up: a run whose energy is its last value minus its base. Repeats
             # of one instant sort by value, so the run ends on the winner whatever came between.
+            if row is None:  # a reading inside the day its 00:00 reading left without a row
+                row = days.setdefault(day, [*_EMPTY_ROW])
             last_at, last_kwh, last_max = at, kwh, register_max
             continue
         if index + 1 < len(points) and points[index + 1][0] == at:
             continue  # a losing value of a repeated instant
+        if row is None and at <= end:  # inside the day after its 00:00 reading, or ending it at the next
+            row = days.setdefault(day, [*_EMPTY_ROW])
         energy: Decimal | None = None
         if last_at is not None:
-            row[column] += last_kwh - base
+            if row is not None:
+                row[column] += last_kwh - base
             if kwh >= last_kwh:
                 energy = kwh - last_kwh
             elif (wrap := register_max or last_max) and last_kwh <= wrap:
@@ -228,13 +238,21 @@ def _walk(points: list[tuple[datetime, Decimal, Decimal]], column: int, days: di
         if at >= end:
             day = bucket(at)
             end = end_of(day)
-            row = days.setdefault(day, [*_EMPTY_ROW])
+            # a reading at 00:00 JST closes the day before: no row for its own bucket yet
+            row = None if _at_midnight(at) else days.setdefault(day, [*_EMPTY_ROW])
         if energy is None and last_at is not None:
-            row[_RESET] = True
+            # a reset: flagged on the reading's day (at 00:00: on the day whose interval it ends)
+            flagged = row if row is not None else days.setdefault(bucket(at - _US), [*_EMPTY_ROW])
+            flagged[_RESET] = True
         base = last_kwh = kwh
         last_at, last_max = at, register_max
-    if last_at is not None:
+    if last_at is not None and row is not None:
         row[column] += last_kwh - base
+
+
+def _at_midnight(at: datetime) -> bool:
+    """Whether a UTC instant is 00:00 JST (15:00 UTC; Japan has no daylight saving)."""
+    return at.hour == 15 and not (at.minute or at.second or at.microsecond)
 
 
 def _split(days: dict, column: int, start: datetime, stop: datetime, energy: Decimal,
