@@ -112,6 +112,19 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await rt.close()
 
 
+@pytest.fixture
+async def distributed_runtime(servers, tmp_path: Path) -> AsyncIterator[Runtime]:
+    """The Kafka + MongoDB runtime alone, for tests of that runtime's own machinery; its topics and databases go
+    afterwards."""
+    settings = make_settings("distributed", tmp_path, servers)
+    rt = await Runtime.open(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+        await drop_namespace(settings)
+
+
 CHROMIUM = os.environ.get("PPA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]

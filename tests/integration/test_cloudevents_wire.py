@@ -17,8 +17,7 @@ from cloudevents.core.formats.json import JSONFormat
 from ppa_contracts import dlq
 from ppa_contracts.ops import DeadLetter
 from ppa_contracts.topics import NOTIFY_REQUESTS
-from ppa_runtime.runtime import Runtime
-from support import drop_namespace, make_settings, portal
+from support import portal
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -29,17 +28,6 @@ FOREIGN = [
     (b"legacy-0042", [("origin", b"legacy-exporter"), ("trace", b"\xff\xfe")], b"\x00\x01not json\xff"),
     (None, [], b'{"recipient": "x@example.jp"}'),
 ]
-
-
-@pytest.fixture
-async def kafka_runtime(servers, tmp_path):
-    settings = make_settings("distributed", tmp_path, servers)
-    rt = await Runtime.open(settings)
-    try:
-        yield rt
-    finally:
-        await rt.close()
-        await drop_namespace(settings)
 
 
 async def every_record(bus) -> dict[str, list]:
@@ -75,9 +63,9 @@ def parsed(message):
     return from_binary(KafkaMessage(headers=dict(message.headers), key=message.key, value=message.value), JSONFormat())
 
 
-async def test_every_record_on_every_topic_dead_letters_included_is_a_cloudevent(kafka_runtime):
-    bus = kafka_runtime.bus
-    async with portal(kafka_runtime, SERVICES):  # two agencies sign up: their events, mails and results
+async def test_every_record_on_every_topic_dead_letters_included_is_a_cloudevent(distributed_runtime):
+    bus = distributed_runtime.bus
+    async with portal(distributed_runtime, SERVICES):  # two agencies sign up: their events, mails and results
         for key, headers, value in FOREIGN:
             await bus.producer.send_and_wait(bus.physical(NOTIFY_REQUESTS), value=value, key=key, headers=headers)
         letters = await dead_letters(bus, NOTIFY_REQUESTS, len(FOREIGN))
