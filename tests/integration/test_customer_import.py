@@ -92,3 +92,53 @@ async def test_a_file_that_cannot_be_read_is_refused_as_a_whole(api):
     assert latin.status_code == 422 and "文字コード" in latin.json()["detail"]
     unauth = await api.client.post("/api/v1/customer-imports", content=csv_of(row(1)))
     assert unauth.status_code == 401
+
+
+async def test_a_run_in_batches_sees_what_changed_between_them(api, monkeypatch):
+    """A run reads what it needs once (on FerretDB) or batch by batch: a serial registered, a customer changed and
+    one deleted by others while the run is between batches are still refused, raced or written back; a claim a
+    stopped run left for its own row is taken up; the file's own repeats across batches are refused."""
+    import ppa_billing.customer_import as customer_import
+
+    monkeypatch.setattr(customer_import, "BATCH", 2)
+    billing = api.host.service("billing")
+    agency_id = api.agency_ids["a"]
+    await _import(api, csv_of(row(40), row(41)))
+    # a claim a stopped run of this file left for row 45 (claimed, no event yet)
+    await billing.customers.serials.insert({"_id": "IMP00000045", "stream": f"customer:{agency_id}:1100000045",
+                                            "at": 0})
+    data = csv_of(row(42), row(43), row(44, serial="IMP00000099"), row(40, name="変更 後"), row(45),
+                  row(46, serial="IMP00000042"), row(41, name="削除 済"))
+    steps = []
+
+    async def between(done: int, total: int) -> None:
+        steps.append(done)
+        if done == 2:  # others act while batch 1 is written and batch 2 not yet
+            created = await api.client.post("/api/v1/customers", headers=api.tokens["a"], json={
+                "customer_number": "1100000098", "serial_number": "IMP00000099", "name": "先 客", "base_fee": "980",
+                "sell_unit_price": "16.00", "usage_unit_price": "27.00", "contract_start": "2024-01-01"})
+            assert created.status_code == 201, created.text
+            changed = await api.client.patch("/api/v1/customers/1100000040", headers=api.tokens["a"],
+                                             json={"name": "別 の人"})
+            assert changed.status_code == 200, changed.text
+            gone = await api.client.delete("/api/v1/customers/1100000041", headers=api.tokens["a"])
+            assert gone.status_code in (200, 204), gone.text
+
+    rows = await billing.customer_import.run(agency_id, data, between)
+    assert steps == [2, 4, 6, 7]
+    result = {r.customer_number: (r.status, list(r.errors.values())) for r in rows}
+    assert result["1100000042"] == ("new", []) and result["1100000043"] == ("new", [])
+    assert result["1100000044"] == ("error", ["この製造番号は既に登録されています。"])
+    # changed by another between the batches: judged against what the run read (then it lost the race and nothing
+    # of the row is written) or against the change (then the file's row is a change on top of it), never between
+    raced = result["1100000040"][0] == "error"
+    assert raced or result["1100000040"] == ("changed", [])
+    assert not raced or "同時に更新" in result["1100000040"][1][0]
+    assert result["1100000045"] == ("new", [])  # its own claim from the stopped run
+    assert result["1100000046"] == ("error", ["この製造番号は既に登録されています。"])  # row 42's, batch 1
+    assert result["1100000041"][0] == "new"  # deleted since: registered again, as a new row of the file is
+    listed = (await api.client.get("/api/v1/customers?per_page=50", headers=api.tokens["a"])).json()
+    names = {c["customer_number"]: c["name"] for c in listed["items"]}
+    assert names["1100000040"] == ("別 の人" if raced else "変更 後") and names["1100000041"] == "削除 済"
+    assert {"1100000042", "1100000043", "1100000045", "1100000098"} <= set(names)
+    assert "1100000044" not in names and "1100000046" not in names

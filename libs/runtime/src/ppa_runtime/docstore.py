@@ -23,6 +23,11 @@ class DuplicateKey(Exception):
 
 
 class Collection(Protocol):
+    # True where a filter other than `_id` equality (`$in` on `_id` too) is one pass over the whole collection,
+    # comparing every document with every listed value (FerretDB 1.x): a caller with thousands of ids to look up
+    # reads what it needs once instead of asking batch by batch.
+    in_is_pass: bool
+
     async def ensure_index(self, *fields: str, unique: bool = False) -> None: ...
 
     async def insert(self, doc: dict[str, Any]) -> None: ...

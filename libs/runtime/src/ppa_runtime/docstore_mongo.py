@@ -92,6 +92,10 @@ class MongoCollection:
     def coll(self) -> AsyncCollection:
         return self.db[physical(self.name)]
 
+    @property
+    def in_is_pass(self) -> bool:
+        return self.gate.limit is not None  # FerretDB (see get_many)
+
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self.coll.create_index([(f, ASCENDING) for f in fields], unique=unique)
 

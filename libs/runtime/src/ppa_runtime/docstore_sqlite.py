@@ -162,6 +162,8 @@ _SMALL_READ = 64  # ids a get_many reads on the event loop's thread (SqliteDb.re
 class SqliteCollection:
     """A collection stored as a SQLite table of JSON documents."""
 
+    in_is_pass = False
+
     def __init__(self, db: SqliteDb, name: str) -> None:
         if not _NAME.match(name):
             raise ValueError(f"bad collection name {name!r}")

@@ -15,6 +15,7 @@ all; one bad row never stops the others. Every read and write is scoped to the a
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -40,18 +41,17 @@ class CustomerImport:
     async def preview(self, agency_id: str, data: bytes) -> list[ImportRow]:
         """Every row's result, nothing written. Raises ImportFileError for a file that cannot be read."""
         rows = parse(data)
+        known = _Known(self.customers, agency_id)
         for at in range(0, len(rows), BATCH):
-            await self._judge(agency_id, rows[at:at + BATCH])
+            await self._judge(agency_id, rows[at:at + BATCH], known)
         return rows
 
-    async def _judge(self, agency_id: str, rows: list[ImportRow]) -> dict[str, dict[str, Any]]:
-        c = self.customers
+    async def _judge(self, agency_id: str, rows: list[ImportRow], known: _Known) -> dict[str, dict[str, Any]]:
         numbers = list(dict.fromkeys(r.customer_number for r in rows if not r.errors))
-        found = await c.coll.find({"agency_id": agency_id, "customer_number": {"$in": numbers}})
-        docs = {d["customer_number"]: d for d in await c._live(found)}
+        docs = await known.customers(numbers)
         serials = list(dict.fromkeys(r.values["serial_number"] for r in rows if r.values["serial_number"]))
         holders: dict[str, str] = {}
-        for serial, claim in (await _by_id(c.serials, serials)).items():
+        for serial, claim in (await known.claims(serials)).items():
             owner, number = claim["stream"].removeprefix("customer:").rsplit(":", 1)
             holders[serial] = number if owner == agency_id else ""
         for number, doc in docs.items():  # a customer stored before serials were claimed holds its serial too
@@ -62,29 +62,32 @@ class CustomerImport:
     async def run(self, agency_id: str, data: bytes, progress: Progress | None = None) -> list[ImportRow]:
         """Import every new or changed row; returns every row's result (rows that lost a race become errors)."""
         rows = parse(data)
+        known = _Known(self.customers, agency_id)
         done = 0
         for at in range(0, len(rows), BATCH):
             batch = rows[at:at + BATCH]
-            await self._write(agency_id, batch)
+            await self._write(agency_id, batch, known)
             done += len(batch)
             if progress is not None and (waiting := progress(done, len(rows))) is not None:
                 await waiting
         return rows
 
-    async def _write(self, agency_id: str, rows: list[ImportRow]) -> None:
+    async def _write(self, agency_id: str, rows: list[ImportRow], known: _Known) -> None:
         c = self.customers
-        docs = await self._judge(agency_id, rows)
+        docs = await self._judge(agency_id, rows, known)
         writes = [r for r in rows if r.status in (NEW, CHANGED)]
         if not writes:
             return
         now = time.time()
-        deleted = await _by_id(c.deletions, [f"{agency_id}:{r.customer_number}" for r in writes if r.status == NEW])
+        deleted = await known.deleted()
         streams = {id(r): stream_of(agency_id, r.customer_number) for r in writes}
         moved = [r for r in writes if r.status == NEW or docs[r.customer_number]["serial_number"]
                  != r.customer.serial_number]
-        await c.serials.insert_many([{"_id": r.customer.serial_number, "stream": streams[id(r)], "at": now}
-                                     for r in moved])
-        claims = await _by_id(c.serials, [r.customer.serial_number for r in moved])
+        mine = [{"_id": r.customer.serial_number, "stream": streams[id(r)], "at": now} for r in moved]
+        if await c.serials.insert_many(mine) == len(mine):  # every claim was free and is this import's now
+            claims = {claim["_id"]: claim for claim in mine}
+        else:  # some were held (by another customer, or by this file's rows from a run that stopped): as stored
+            claims = await c.serials.get_many([r.customer.serial_number for r in moved])
         for r in moved:
             if claims.get(r.customer.serial_number, {}).get("stream") != streams[id(r)]:
                 _refuse(r, "製造番号", SERIAL_TAKEN)
@@ -113,14 +116,19 @@ class CustomerImport:
         for r in lost:
             await c._release_serial(r.customer.serial_number, streams[id(r)])
         applied = [(r, commit) for r, commit in zip(writes, commits, strict=True) if r.status != ERROR]
-        await self._apply(agency_id, applied, docs)
+        written = await self._apply(agency_id, applied, docs, known)
+        released = [r.customer.serial_number for r in lost]
         for r in moved:
             if r.status == CHANGED:
                 await c._release_serial(docs[r.customer_number]["serial_number"], streams[id(r)])
+                released.append(docs[r.customer_number]["serial_number"])
+        known.wrote(written, {r.customer.serial_number: claims[r.customer.serial_number] for r in moved
+                              if r.status != ERROR}, released)
 
-    async def _apply(self, agency_id: str, applied: list, docs: dict[str, dict[str, Any]]) -> None:
+    async def _apply(self, agency_id: str, applied: list, docs: dict[str, dict[str, Any]],
+                     known: _Known) -> list[dict[str, Any]]:
         """The read model and the codes of the appended rows, in bulk (the consumer applies the same events
-        again later: by their version, a no-op)."""
+        again later: by their version, a no-op). Returns the documents written and not deleted since."""
         c = self.customers
         at = datetime.now(UTC).isoformat()
         out, codes, first, fresh_codes = [], [], [], []
@@ -142,18 +150,64 @@ class CustomerImport:
         await c.codes.replace_many(codes)
         out += first
         # deleted while this batch was written (after its events were applied by a consumer): take the write back
-        gone = await _by_id(c.deletions, [d["_id"] for d in out])
+        gone = await known.deleted()
         for doc in out:
             if doc["_id"] in gone and gone[doc["_id"]]["_v"] > doc["_v"]:
                 await c.coll.delete({"_id": doc["_id"], "_v": {"$lt": gone[doc["_id"]]["_v"]}})
+        return [doc for doc in out if doc["_id"] not in gone or gone[doc["_id"]]["_v"] <= doc["_v"]]
 
 
-async def _by_id(coll, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The documents with these `_id`s in one query (`$in`: an index range on MongoDB and SQLite; one pass over the
-    collection on FerretDB 1.x, cheaper there than thousands of point reads)."""
-    if not ids:
-        return {}
-    return {d["_id"]: d for d in await coll.find({"_id": {"$in": ids}})}
+class _Known:
+    """What one preview or import run knows of the agency's customers, its deletions and the serial claims.
+
+    Where `$in` is an index range (MongoDB, SQLite) each batch asks for its own ids. Where it is a pass over the
+    collection comparing every document with every listed id (FerretDB 1.x, `in_is_pass`), a batch of 5,000 ids
+    costs 5,000 comparisons per stored document, and an import into a growing collection grows with its square
+    (20,000 rows: 25 of 34 s): there the agency's customers and the installation's claims are read once per run
+    (one pass each, an equality filter or none), and the run's own writes are added as it goes. Nothing relies on
+    this being fresh: a customer changed by someone else since is caught by its stream's version (the row becomes
+    an error), a serial claimed since by the claim's insert (checked as stored); deletions are read every batch.
+    """
+
+    def __init__(self, customers: Customers, agency_id: str) -> None:
+        self.c, self.agency_id = customers, agency_id
+        self.once = customers.coll.in_is_pass or customers.serials.in_is_pass
+        self._customers: dict[str, dict[str, Any]] | None = None
+        self._claims: dict[str, dict[str, Any]] | None = None
+
+    async def deleted(self) -> dict[str, dict[str, Any]]:
+        """The agency's deleted customers (the version each was deleted at), by document id: a prefix of `_id`
+        (an index range on MongoDB, one pass without a list to compare on FerretDB), read as stored."""
+        found = await self.c.deletions.find({"_id": {"$regex": f"^{re.escape(self.agency_id)}:"}})
+        return {d["_id"]: d for d in found}
+
+    async def customers(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
+        """The agency's live customers with these numbers, by number."""
+        c = self.c
+        if not self.once:
+            found = await c.coll.find({"agency_id": self.agency_id, "customer_number": {"$in": numbers}})
+            return {d["customer_number"]: d for d in await c._live(found)}
+        if self._customers is None:
+            self._customers = {d["customer_number"]: d for d in await c.coll.find({"agency_id": self.agency_id})}
+        wanted = [self._customers[n] for n in numbers if n in self._customers]
+        return {d["customer_number"]: d for d in await c._live(wanted, await self.deleted())}
+
+    async def claims(self, serials: list[str]) -> dict[str, dict[str, Any]]:
+        """The serial claims of these serial numbers, by serial number."""
+        if not self.once:
+            return {d["_id"]: d for d in await self.c.serials.find({"_id": {"$in": serials}})} if serials else {}
+        if self._claims is None:
+            self._claims = {d["_id"]: d for d in await self.c.serials.find()}
+        return {s: self._claims[s] for s in serials if s in self._claims}
+
+    def wrote(self, docs: list[dict[str, Any]], claims: dict[str, dict[str, Any]], released: list[str]) -> None:
+        """What a batch of the run wrote: customer documents, claims taken and claims let go."""
+        if self._customers is not None:
+            self._customers |= {d["customer_number"]: d for d in docs}
+        if self._claims is not None:
+            self._claims |= claims
+            for serial in released:
+                self._claims.pop(serial, None)
 
 
 def _refuse(row: ImportRow, label: str, reason: str) -> None:

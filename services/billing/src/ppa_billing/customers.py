@@ -267,12 +267,15 @@ class Customers:
             flt, sort=[("customer_number", 1)], skip=skip, limit=per_page))
         return await self._live(docs), total
 
-    async def _live(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _live(self, docs: list[dict[str, Any]],
+                    deleted: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The documents of customers not deleted since their version: an older event applied by one writer
-        while another deletes the customer leaves a document for a moment (see `apply`), which no one reads."""
+        while another deletes the customer leaves a document for a moment (see `apply`), which no one reads.
+        `deleted`: the deletions already read (at least those of these documents), else they are looked up."""
         if not docs:
             return docs
-        deleted = await self.deletions.get_many([d["_id"] for d in docs])
+        if deleted is None:
+            deleted = await self.deletions.get_many([d["_id"] for d in docs])
         return [d for d in docs if d["_id"] not in deleted or deleted[d["_id"]]["_v"] < d["_v"]]
 
     def chunks(self, agency_id: str, q: str = "", customer_number: str = "", name: str = "",
