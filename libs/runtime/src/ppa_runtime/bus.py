@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -201,6 +203,37 @@ class Tail(Protocol):
     async def close(self) -> None: ...
 
 
+class Leadership(Protocol):
+    """Held by one process at a time of all that ask the bus for the same name (on Kafka: the member of a consumer
+    group that the group's single partition is assigned to), for work that must not run in every replica."""
+
+    held: asyncio.Event  # set while this process holds it
+
+    def turn(self) -> AbstractAsyncContextManager[bool]:
+        """One step of the leader's work: yields whether this process holds the leadership; a hand-over to another
+        process waits for the step in progress to end."""
+        ...
+
+    async def close(self) -> None:
+        """Leave: another process takes over at once."""
+        ...
+
+
+class SoleLeadership:
+    """Where one process runs each service's worker (the embedded runtime): always held."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+        self.held.set()
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[bool]:
+        yield True
+
+    async def close(self) -> None:
+        return None
+
+
 class EventBus(Protocol):
     async def publish(self, topic: str, events: list[Envelope], timeout: float | None = None) -> None:
         """Durably publish events, keyed by their subject, in order; with `timeout`, raise
@@ -235,6 +268,10 @@ class EventBus(Protocol):
 
     async def tail(self, topics: list[str], start: Start = "end") -> Tail:
         """Read these topics from a position without a group; partitions missing from a mapping start at 0."""
+        ...
+
+    async def leadership(self, name: str) -> Leadership:
+        """Join the processes that ask for `name`; one of them holds it at a time."""
         ...
 
     async def close(self) -> None: ...

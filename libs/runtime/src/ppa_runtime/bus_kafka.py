@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -43,6 +45,9 @@ PRODUCER_SETTINGS: dict[str, Any] = {
 }
 # publishes of this many events or more are sent as batches of their own (`KafkaBus._send_batches`)
 OWN_BATCHES_FROM = 64
+# one partition: the member of a group on this topic that Kafka assigns it holds the group's leadership (no record
+# is ever written to it)
+LEADERSHIP_TOPIC = "ppa.runtime.leadership"
 CONSUMER_SETTINGS: dict[str, Any] = {
     "max_partition_fetch_bytes": 8 * 1024 * 1024,
     "fetch_max_bytes": 32 * 1024 * 1024,
@@ -160,6 +165,62 @@ class KafkaSubscription(ConsumerRebalanceListener):
         await self.consumer.stop()
 
 
+class KafkaLeadership(ConsumerRebalanceListener):
+    """Leadership by Kafka's group membership: every process asking for a name joins the consumer group of that
+    name on the one-partition leadership topic, and the member the partition is assigned to holds it. When it
+    stops (or leaves), the partition is revoked and given to another member: on a clean leave at once and only
+    after the leader's step in progress ends (`turn`); after a crash once its session times out (10 s)."""
+
+    def __init__(self, bus: KafkaBus, name: str) -> None:
+        self.bus, self.name = bus, name
+        self.held = asyncio.Event()
+        self._step = asyncio.Lock()
+        self.consumer = AIOKafkaConsumer(**bus.connection, group_id=f"{bus.namespace}{name}",
+                                         enable_auto_commit=False)
+        self._member: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.consumer.subscribe([self.bus.physical(LEADERSHIP_TOPIC)], listener=self)
+        await self.consumer.start()
+        self._member = asyncio.create_task(self._stay(), name=f"leadership:{self.name}")
+
+    async def _stay(self) -> None:
+        """Poll, which keeps this process a member of the group (nothing ever arrives)."""
+        while True:
+            try:
+                await self.consumer.getmany(timeout_ms=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker is away for a while: the coordinator rejoins when it is back
+                log.warning("leadership_poll_failed", name=self.name, error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked and self.held.is_set():
+            self.held.clear()
+            async with self._step:  # the step in progress ends before another member is given the partition
+                pass
+            log.info("leadership_given_up", name=self.name)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned:
+            self.held.set()
+            log.info("leadership_taken", name=self.name)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[bool]:
+        async with self._step:
+            yield self.held.is_set()
+
+    async def close(self) -> None:
+        if self._member is not None:
+            self._member.cancel()
+            await asyncio.gather(self._member, return_exceptions=True)
+            self._member = None
+        await self.consumer.stop()  # leaves the group: the partition is revoked here and assigned elsewhere
+        self.held.clear()
+
+
 class KafkaTail:
     """A consumer without a group, assigned every partition of some topics; commits nothing."""
 
@@ -265,6 +326,9 @@ class KafkaBus:
             wanted = [NewTopic(self.physical(name), num_partitions=self.partitions_of(name),
                                replication_factor=self.replication_factor)
                       for name in names if self.physical(name) not in existing]
+            if self.physical(LEADERSHIP_TOPIC) not in existing:
+                wanted.append(NewTopic(self.physical(LEADERSHIP_TOPIC), num_partitions=1,
+                                       replication_factor=self.replication_factor))
             if wanted:
                 try:
                     created = await admin.create_topics(wanted)
@@ -487,8 +551,9 @@ class KafkaBus:
 
     async def topics(self) -> list[str]:
         names = await (await self._admin_client()).list_topics()
-        return sorted(self.logical(n) for n in names
-                      if not n.startswith("__") and (not self.namespace or n.startswith(self.namespace)))
+        hidden = self.physical(LEADERSHIP_TOPIC)
+        return sorted(self.logical(n) for n in names if not n.startswith("__") and n != hidden
+                      and (not self.namespace or n.startswith(self.namespace)))
 
     async def ends(self, topics: list[str]) -> dict[Position, int]:
         tps = await self.partitions(topics)
@@ -529,6 +594,11 @@ class KafkaBus:
             await consumer.stop()
             raise
         return KafkaTail(self, consumer, {(self.logical(tp.topic), tp.partition): o for tp, o in first.items()})
+
+    async def leadership(self, name: str) -> KafkaLeadership:
+        leadership = KafkaLeadership(self, name)
+        await leadership.start()
+        return leadership
 
     async def close(self) -> None:
         if self.producer is not None:

@@ -12,7 +12,7 @@ import orjson
 
 from ppa_contracts import Envelope
 from ppa_runtime import tracing
-from ppa_runtime.bus import GroupLag, Position, Record, Start
+from ppa_runtime.bus import GroupLag, Position, Record, SoleLeadership, Start
 from ppa_runtime.consumer import Shard
 from ppa_runtime.sqlite import SqliteDb
 
@@ -409,6 +409,9 @@ class SqliteBus:
         else:
             positions = {(t, 0): start.get((t, 0), 0) for t in topics}
         return SqliteTail(self, positions)
+
+    async def leadership(self, name: str) -> SoleLeadership:
+        return SoleLeadership()  # one process runs a service's worker on this runtime
 
     async def close(self) -> None:
         return None

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from ppa_runtime import metrics
+from ppa_runtime.bus import Leadership
 from ppa_runtime.consumer import Consumer, shards_of
 from ppa_runtime.logging import flush_repeats
-from ppa_runtime.relay import OutboxRelay
+from ppa_runtime.relay import OutboxRelay, first_of
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.service import Service
 
 log = structlog.get_logger(__name__)
+LEADERSHIP_CHECK_SECONDS = 0.5  # how soon a background loop is stopped once its process gives the leadership up
+
+
+def _after(seconds: float) -> asyncio.Event:
+    """An event set after this many seconds."""
+    event = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, event.set)
+    return event
 
 
 class Host:
@@ -21,7 +31,8 @@ class Host:
 
     A consumer group configured to run as shards (`Settings.consumer_shards`) runs every shard here, unless
     `shard` names one: then only that shard of such groups runs here, and the rest of the workers (the other
-    groups, relays and loops) only in shard 0's process."""
+    groups, relays and loops) only in shard 0's process. With several replicas of a service's workers, its relay
+    and loops run in one of them at a time: the one holding the service's leadership on the bus."""
 
     def __init__(self, runtime: Runtime, services: list[Service], workers: bool = True,
                  shard: int | None = None) -> None:
@@ -31,6 +42,7 @@ class Host:
         self.shard = shard
         self.consumers: list[Consumer] = []
         self.relays: list[OutboxRelay] = []
+        self.leaderships: list[Leadership] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.started = False
@@ -51,10 +63,15 @@ class Host:
         if self.workers:
             first = self.shard in (None, 0)
             for svc in self.services:
-                if svc.has_outbox and first:
+                # one replica of the service's workers publishes its outbox and runs its loops at a time
+                leadership = None
+                if first and (svc.has_outbox or svc.background()):
+                    leadership = await self.runtime.bus.leadership(f"{svc.name}.leader")
+                    self.leaderships.append(leadership)
+                if svc.has_outbox and leadership is not None:
                     relay = OutboxRelay(svc.name, svc.events, self.runtime.bus)
                     self.relays.append(relay)
-                    self._spawn(relay.run(self._stop), f"relay:{svc.name}")
+                    self._spawn(relay.run(self._stop, leadership), f"relay:{svc.name}")
                 for spec in svc.consumers():
                     for shard in shards_of(spec, settings.shards_of(spec.group)):
                         if (shard is None and not first) or (
@@ -64,9 +81,9 @@ class Host:
                                             settings.consumer_max_attempts, settings.consumer_backoff_seconds, shard)
                         self.consumers.append(consumer)
                         self._spawn(consumer.run(self._stop), f"consumer:{consumer.group}")
-                if first:
+                if leadership is not None:
                     for loop in svc.background():
-                        self._spawn(loop(self._stop), f"background:{svc.name}:{loop.__name__}")
+                        self._spawn(self._led(leadership, loop), f"background:{svc.name}:{loop.__name__}")
             if self.consumers and settings.lag_sample_seconds > 0:
                 self._spawn(self._sample_lag(settings.lag_sample_seconds), "lag-sampler")
         self._spawn(flush_repeats(self._stop), "log-repeats")
@@ -88,6 +105,20 @@ class Host:
                         metrics.CONSUMER_LAG.labels(p.group, p.topic, str(p.partition)).set(p.lag)
                 except Exception as exc:  # the bus is unavailable for a moment: try again next round
                     log.warning("lag_sample_failed", group=consumer.group, error=repr(exc))
+
+    async def _led(self, leadership: Leadership, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Run a background loop while this process holds the leadership: stopped (as at shutdown) when it is
+        given up, started again when it comes back."""
+        while not self._stop.is_set():
+            await first_of(self._stop, leadership.held)
+            if self._stop.is_set():
+                return
+            tenure = asyncio.Event()
+            running = asyncio.create_task(loop(tenure))
+            while leadership.held.is_set() and not self._stop.is_set() and not running.done():
+                await first_of(self._stop, _after(LEADERSHIP_CHECK_SECONDS))
+            tenure.set()
+            await running
 
     def _spawn(self, coro, name: str) -> None:
         task = asyncio.create_task(self._guard(coro, name), name=name)
@@ -114,11 +145,16 @@ class Host:
         return [t.get_name() for t in self._tasks if t.done()]
 
     async def stop(self) -> None:
-        """Let the background loops finish their current batch, then return."""
+        """Let the background loops finish their current batch, then return (leaving the leaderships last)."""
         self._stop.set()
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for leadership in self.leaderships:
+            try:
+                await leadership.close()
+            except Exception as exc:  # the bus is away: the group drops this member when its session times out
+                log.warning("leadership_close_failed", error=repr(exc))
         log.info("host_stopped")

@@ -12,7 +12,7 @@ from collections import defaultdict
 import structlog
 
 from ppa_runtime import metrics
-from ppa_runtime.bus import EventBus
+from ppa_runtime.bus import EventBus, Leadership, SoleLeadership
 from ppa_runtime.eventstore import EventStore
 
 log = structlog.get_logger(__name__)
@@ -44,11 +44,18 @@ class OutboxRelay:
         self.published += sum(len(v) for v in by_topic.values())
         return len(items)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, leadership: Leadership | None = None) -> None:
+        """Publish until `stop`; with several replicas of a worker, only while this one holds `leadership` (the
+        others would publish the same events again)."""
+        leadership = leadership or SoleLeadership()
         appended: asyncio.Event | None = getattr(self.store, "appended", None)
         while not stop.is_set():
+            if not leadership.held.is_set():
+                await first_of(stop, leadership.held)
+                continue
             try:
-                sent = await self.run_once()
+                async with leadership.turn() as holding:
+                    sent = await self.run_once() if holding else 0
             except Exception as exc:  # the bus or store is unavailable: keep the events, try again
                 log.warning("relay_failed", service=self.service, error=repr(exc))
                 await asyncio.sleep(1.0)
@@ -63,3 +70,13 @@ class OutboxRelay:
                     pass
             else:
                 await asyncio.sleep(self.idle_poll)
+
+
+async def first_of(*events: asyncio.Event) -> None:
+    """Wait until one of the events is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
