@@ -91,6 +91,7 @@ class Runtime:
         import asyncio
 
         import pymongo
+        import pymongo.errors
 
         # nothing listening at any known address: down at once (pymongo would wait and call it a timeout); a
         # connection that takes long is left to the probe's bound (Readiness: slow, not refused)
@@ -107,7 +108,12 @@ class Runtime:
         # `hello`, what drivers monitor servers with: under a benchmark's write load FerretDB left `ping` unanswered
         # for over 10 s though it was there
         with pymongo.timeout(self.readiness.timeout):  # server selection included, which waits 30 s by default
-            await self._mongo_probe.admin.command("hello")
+            try:
+                await self._mongo_probe.admin.command("hello")
+            except pymongo.errors.OperationFailure as exc:
+                if exc.code != 59:  # CommandNotFound: a server that knows the handshake by its older name only
+                    raise
+                await self._mongo_probe.admin.command("isMaster")
 
     def _sqlite(self, name: str):
         from ppa_runtime.sqlite import SqliteDb
