@@ -20,6 +20,7 @@ from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
 # once the held connections reach the pool, every command on that database waits forever (docs/mongodb-server.md).
 FERRETDB_UPDATE_STATEMENTS = 40
 IN_IDS = 1000  # ids per `$in` query of `get_many` on MongoDB
+FIND_BATCH = 2000  # documents per reply of a `find`
 
 
 class UpdateGate:
@@ -83,10 +84,12 @@ class CommandCounter(monitoring.CommandListener):
 class MongoCollection:
     """Thin adapter over an AsyncCollection that speaks the port's vocabulary."""
 
-    def __init__(self, db: AsyncDatabase, name: str, gate: UpdateGate | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, name: str, gate: UpdateGate | None = None,
+                 in_is_pass: bool | None = None) -> None:
         self.db = db
         self.name = name
         self.gate = gate or UpdateGate()
+        self._in_is_pass = in_is_pass
 
     @property
     def coll(self) -> AsyncCollection:
@@ -94,7 +97,8 @@ class MongoCollection:
 
     @property
     def in_is_pass(self) -> bool:
-        return self.gate.limit is not None  # FerretDB (see get_many)
+        """FerretDB (see get_many) and mongo-java-server compare every document with every `$in` value."""
+        return self._in_is_pass if self._in_is_pass is not None else self.gate.limit is not None
 
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self.coll.create_index([(f, ASCENDING) for f in fields], unique=unique)
@@ -141,7 +145,9 @@ class MongoCollection:
     ) -> list[dict[str, Any]]:
         if "_id" in without:
             raise ValueError("cannot leave out '_id'")
-        cursor = self.coll.find(filter or {}, {f: 0 for f in without} or None)
+        # batches of at most FIND_BATCH documents: mongo-java-server otherwise answers a large find in one reply
+        # past the protocol's 48 MB message limit (MongoDB itself caps a batch at 16 MB)
+        cursor = self.coll.find(filter or {}, {f: 0 for f in without} or None, batch_size=FIND_BATCH)
         if sort:
             cursor = cursor.sort([(f, DESCENDING if d < 0 else ASCENDING) for f, d in sort])
         if skip:
@@ -215,9 +221,10 @@ class MongoCollection:
 class MongoDocStore:
     """The documents of one service in its own MongoDB database."""
 
-    def __init__(self, db: AsyncDatabase, gate: UpdateGate | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, gate: UpdateGate | None = None, in_is_pass: bool | None = None) -> None:
         self.db = db
         self.gate = gate or UpdateGate()
+        self.in_is_pass = in_is_pass
 
     def collection(self, name: str) -> MongoCollection:
-        return MongoCollection(self.db, name, self.gate)
+        return MongoCollection(self.db, name, self.gate, self.in_is_pass)

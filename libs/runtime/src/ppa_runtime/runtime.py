@@ -25,6 +25,7 @@ class Runtime:
         self._mongo = None
         self._mongo_probe = None
         self._update_gate = None  # how update commands go out to this MongoDB-protocol server (docstore_mongo)
+        self._in_is_pass = False  # whether it answers `$in` by a pass over the collection
         self.readiness = Readiness({})  # the embedded runtime's stores and log are files of this process
 
     @property
@@ -80,11 +81,15 @@ class Runtime:
             raise MongoUnreachable(f"MongoDB refused or did not answer: {reason}") from None
 
     async def _learn_server(self) -> None:
-        """FerretDB (its `buildInfo` names its version) gets its update commands in small chunks; MongoDB as is."""
+        """FerretDB (its `buildInfo` names its version) gets its update commands in small chunks; MongoDB as is.
+        A server whose `buildInfo` has no `gitVersion` is no MongoDB build (mongo-java-server): like FerretDB it
+        answers `$in` by a pass over the collection (`Collection.in_is_pass`)."""
         from ppa_runtime.docstore_mongo import UpdateGate
 
         info = await self._mongo.admin.command("buildInfo")
-        self._update_gate = UpdateGate() if "ferretdbVersion" in info else UpdateGate(None)
+        ferretdb = "ferretdbVersion" in info
+        self._update_gate = UpdateGate() if ferretdb else UpdateGate(None)
+        self._in_is_pass = ferretdb or "gitVersion" not in info
 
     async def _probe_mongo(self) -> None:
         """Readiness: is MongoDB there (refused at once, slow within the probe's bound)?"""
@@ -131,7 +136,7 @@ class Runtime:
         if self._mongo is not None:
             from ppa_runtime.docstore_mongo import MongoDocStore
 
-            return MongoDocStore(self._mongo_db(service), self._update_gate)
+            return MongoDocStore(self._mongo_db(service), self._update_gate, self._in_is_pass)
         from ppa_runtime.docstore_sqlite import SqliteDocStore
 
         return SqliteDocStore(self._sqlite(service))
