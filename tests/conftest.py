@@ -15,7 +15,7 @@ import pytest
 
 from ppa_runtime.runtime import Runtime
 from ppa_runtime.settings import Settings
-from support import Inbox, drop_namespace, make_settings
+from support import Inbox, distributed, drop_namespace, make_settings
 
 RUNTIMES = ["embedded", "distributed"]
 
@@ -116,13 +116,8 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 async def distributed_runtime(servers, tmp_path: Path) -> AsyncIterator[Runtime]:
     """The Kafka + MongoDB runtime alone, for tests of that runtime's own machinery; its topics and databases go
     afterwards."""
-    settings = make_settings("distributed", tmp_path, servers)
-    rt = await Runtime.open(settings)
-    try:
+    async with distributed(tmp_path, servers) as rt:
         yield rt
-    finally:
-        await rt.close()
-        await drop_namespace(settings)
 
 
 CHROMIUM = os.environ.get("PPA_CHROMIUM", "/usr/bin/chromium")

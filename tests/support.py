@@ -6,10 +6,16 @@ import asyncio
 import email
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email import policy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ppa_runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from ppa_runtime.runtime import Runtime
 
 
 class Inbox:
@@ -73,6 +79,20 @@ def make_settings(kind: str, tmp_path: Path, servers: dict[str, str] | None = No
         fields["kafka_bootstrap_servers"] = None
         fields["mongodb_uri"] = None
     return Settings(**fields)
+
+
+@asynccontextmanager
+async def distributed(tmp_path: Path, servers: dict[str, str]) -> AsyncIterator[Runtime]:
+    """The Kafka + MongoDB runtime of one test on these servers; its topics and databases go afterwards."""
+    from ppa_runtime.runtime import Runtime
+
+    settings = make_settings("distributed", tmp_path, servers)
+    rt = await Runtime.open(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+        await drop_namespace(settings)
 
 
 async def drop_namespace(settings: Settings) -> None:

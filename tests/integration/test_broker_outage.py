@@ -13,7 +13,7 @@ import pytest
 
 from outage_support import Server, fleet, outage_banner, unavailable
 from ppa_runtime.runtime import Runtime
-from support import drop_namespace, make_settings
+from support import distributed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -34,13 +34,8 @@ async def runtime(broker: Server, tmp_path: Path) -> AsyncIterator[Runtime]:
     mongo = os.environ.get("MONGODB_URI")
     if not mongo:
         unavailable("MONGODB_URI is not set (.ci/run starts FerretDB)")
-    settings = make_settings("distributed", tmp_path, {"kafka": broker.address, "mongo": mongo})
-    rt = await Runtime.open(settings)
-    try:
+    async with distributed(tmp_path, {"kafka": broker.address, "mongo": mongo}) as rt:
         yield rt
-    finally:
-        await rt.close()
-        await drop_namespace(settings)
 
 
 async def test_a_broker_outage_is_named_refused_quickly_and_the_retry_counts_once(runtime, broker):

@@ -12,7 +12,7 @@ import pytest
 
 from outage_support import Server, fleet, outage_banner, unavailable
 from ppa_runtime.runtime import Runtime
-from support import drop_namespace, make_settings
+from support import distributed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -33,13 +33,8 @@ async def runtime(database: Server, tmp_path: Path) -> AsyncIterator[Runtime]:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not kafka:
         unavailable("KAFKA_BOOTSTRAP_SERVERS is not set (.ci/run starts Kafka)")
-    settings = make_settings("distributed", tmp_path, {"kafka": kafka, "mongo": database.address})
-    rt = await Runtime.open(settings)
-    try:
+    async with distributed(tmp_path, {"kafka": kafka, "mongo": database.address}) as rt:
         yield rt
-    finally:
-        await rt.close()
-        await drop_namespace(settings)
 
 
 async def test_a_database_outage_is_named_refused_quickly_and_the_retry_counts_once(runtime, database):

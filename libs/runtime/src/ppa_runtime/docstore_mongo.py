@@ -89,16 +89,12 @@ class MongoCollection:
         self.db = db
         self.name = name
         self.gate = gate or UpdateGate()
-        self._in_is_pass = in_is_pass
+        # FerretDB (see get_many) and mongo-java-server compare every document with every `$in` value
+        self.in_is_pass = self.gate.limit is not None if in_is_pass is None else in_is_pass
 
     @property
     def coll(self) -> AsyncCollection:
         return self.db[physical(self.name)]
-
-    @property
-    def in_is_pass(self) -> bool:
-        """FerretDB (see get_many) and mongo-java-server compare every document with every `$in` value."""
-        return self._in_is_pass if self._in_is_pass is not None else self.gate.limit is not None
 
     async def ensure_index(self, *fields: str, unique: bool = False) -> None:
         await self.coll.create_index([(f, ASCENDING) for f in fields], unique=unique)

@@ -19,13 +19,6 @@ log = structlog.get_logger(__name__)
 LEADERSHIP_CHECK_SECONDS = 0.5  # how soon a background loop is stopped once its process gives the leadership up
 
 
-def _after(seconds: float) -> asyncio.Event:
-    """An event set after this many seconds."""
-    event = asyncio.Event()
-    asyncio.get_running_loop().call_later(seconds, event.set)
-    return event
-
-
 class Host:
     """The services of one process; `workers` decides whether it runs relays and consumers.
 
@@ -116,7 +109,10 @@ class Host:
             tenure = asyncio.Event()
             running = asyncio.create_task(loop(tenure))
             while leadership.held.is_set() and not self._stop.is_set() and not running.done():
-                await first_of(self._stop, _after(LEADERSHIP_CHECK_SECONDS))
+                try:
+                    await asyncio.wait_for(self._stop.wait(), LEADERSHIP_CHECK_SECONDS)
+                except TimeoutError:
+                    pass
             tenure.set()
             await running
 

@@ -43,12 +43,14 @@ class CustomerImport:
         rows = parse(data)
         known = _Known(self.customers, agency_id)
         for at in range(0, len(rows), BATCH):
-            await self._judge(agency_id, rows[at:at + BATCH], known)
+            await self._judge(agency_id, rows[at:at + BATCH], known, await known.deleted())
         return rows
 
-    async def _judge(self, agency_id: str, rows: list[ImportRow], known: _Known) -> dict[str, dict[str, Any]]:
+    async def _judge(self, agency_id: str, rows: list[ImportRow], known: _Known,
+                     deleted: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Judge the rows against the agency's live customers (`deleted`: the agency's deletions, as just read)."""
         numbers = list(dict.fromkeys(r.customer_number for r in rows if not r.errors))
-        docs = await known.customers(numbers)
+        docs = await known.customers(numbers, deleted)
         serials = list(dict.fromkeys(r.values["serial_number"] for r in rows if r.values["serial_number"]))
         holders: dict[str, str] = {}
         for serial, claim in (await known.claims(serials)).items():
@@ -74,12 +76,12 @@ class CustomerImport:
 
     async def _write(self, agency_id: str, rows: list[ImportRow], known: _Known) -> None:
         c = self.customers
-        docs = await self._judge(agency_id, rows, known)
+        deleted = await known.deleted()
+        docs = await self._judge(agency_id, rows, known, deleted)
         writes = [r for r in rows if r.status in (NEW, CHANGED)]
         if not writes:
             return
         now = time.time()
-        deleted = await known.deleted()
         streams = {id(r): stream_of(agency_id, r.customer_number) for r in writes}
         moved = [r for r in writes if r.status == NEW or docs[r.customer_number]["serial_number"]
                  != r.customer.serial_number]
@@ -171,7 +173,7 @@ class _Known:
 
     def __init__(self, customers: Customers, agency_id: str) -> None:
         self.c, self.agency_id = customers, agency_id
-        self.once = customers.coll.in_is_pass or customers.serials.in_is_pass
+        self.once = customers.coll.in_is_pass  # one server holds the customers, claims and deletions
         self._customers: dict[str, dict[str, Any]] | None = None
         self._claims: dict[str, dict[str, Any]] | None = None
 
@@ -181,16 +183,16 @@ class _Known:
         found = await self.c.deletions.find({"_id": {"$regex": f"^{re.escape(self.agency_id)}:"}})
         return {d["_id"]: d for d in found}
 
-    async def customers(self, numbers: list[str]) -> dict[str, dict[str, Any]]:
-        """The agency's live customers with these numbers, by number."""
+    async def customers(self, numbers: list[str], deleted: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The agency's live customers with these numbers, by number (`deleted`: the agency's deletions)."""
         c = self.c
         if not self.once:
             found = await c.coll.find({"agency_id": self.agency_id, "customer_number": {"$in": numbers}})
-            return {d["customer_number"]: d for d in await c._live(found)}
+            return {d["customer_number"]: d for d in await c._live(found, deleted)}
         if self._customers is None:
             self._customers = {d["customer_number"]: d for d in await c.coll.find({"agency_id": self.agency_id})}
         wanted = [self._customers[n] for n in numbers if n in self._customers]
-        return {d["customer_number"]: d for d in await c._live(wanted, await self.deleted())}
+        return {d["customer_number"]: d for d in await c._live(wanted, deleted)}
 
     async def claims(self, serials: list[str]) -> dict[str, dict[str, Any]]:
         """The serial claims of these serial numbers, by serial number."""
