@@ -55,6 +55,7 @@ from typing import Any
 
 import httpx
 
+from ppa_billing.domain.billing_month import BillingMonth, invoice_number, month_of, period_of
 from ppa_billing.domain.customer_import import HEADER, KEYS
 from ppa_billing.invoice_list import SPLIT_BY
 from ppa_contracts import Envelope
@@ -65,8 +66,24 @@ from ppa_runtime.consumer import Shard
 from ppa_runtime.runtime import Runtime
 
 EMAIL, PASSWORD = "billing-bench@example.jp", "benchpassword1"
-MONTH = "2024/01"  # closing day 15: 2024-01-16 .. 2024-02-15, 31 days
-FIRST_DAY, DAYS = date(2024, 1, 16), 31
+# The billing month the days are for (`--month`, closing day 15). Its customers' contracts start with it, and the
+# product gives each an invoice line for every month from there to the current one (PRODUCT.md): the default,
+# the last closed month, keeps that to two lines each; `--month 2024/01` is the workload of the figures before
+# 2026-12-08 (contracts from 2023-04-01, about 45 lines per customer).
+MONTH = str(month_of(date.today() - timedelta(days=31)))
+FIRST_DAY, DAYS, CONTRACT_START = date(2024, 1, 16), 31, "2023-04-01"
+
+
+def use_month(text: str) -> None:
+    """Bench the days of billing month `text` (YYYY/MM), with contracts starting at its first day."""
+    global MONTH, FIRST_DAY, DAYS, CONTRACT_START
+    period = period_of(BillingMonth.parse(text))
+    MONTH, FIRST_DAY, DAYS = text, period.start, len(period)
+    CONTRACT_START = "2023-04-01" if text == "2024/01" else period.start.isoformat()
+
+
+def invoice_of(number: str) -> str:
+    return invoice_number(BillingMonth.parse(MONTH), number)
 LIST_GROUP = "billing.invoice-list"
 REGISTER_PATHS = {"import": "POST /api/v1/customer-imports (CSV files)", "api": "POST /api/v1/customers (one by one)"}
 CUSTOMER_GROUPS = ("billing.customers", "metering.devices")  # besides the month list, the groups that apply customers
@@ -86,7 +103,7 @@ def number_of(i: int) -> str:
 def customer_of(i: int) -> dict[str, str]:
     """The bench's customer i (the same whichever path registers it)."""
     return {"customer_number": number_of(i), "serial_number": f"BB{i:08d}", "name": f"ベンチ 顧客{i}",
-            "name_kana": f"ベンチ コキャク{i}", "contract_start": "2023-04-01", "base_fee": "980",
+            "name_kana": f"ベンチ コキャク{i}", "contract_start": CONTRACT_START, "base_fee": "980",
             "sell_unit_price": "16.00", "usage_unit_price": "27.00"}
 
 
@@ -228,8 +245,8 @@ async def verify(client: httpx.AsyncClient, agency: dict[str, str], n: int, samp
     numbers = [number_of(i) for i in random.Random(7).sample(range(1, n + 1), min(sample, n))]
     problems = []
     for number in numbers:
-        invoice = f"2401{number}"
-        found = (await client.get("/api/v1/invoices", params={"month": "2024-01", "invoice_number": invoice},
+        invoice = invoice_of(number)
+        found = (await client.get("/api/v1/invoices", params={"month": MONTH.replace("/", "-"), "invoice_number": invoice},
                                   headers=agency)).json()["items"]
         detail = (await client.get(f"/api/v1/invoices/{invoice}", headers=agency)).json()
         keys = ("generation_kwh", "sold_kwh", "usage_kwh", "sell_fee", "usage_fee", "total")
@@ -320,18 +337,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cookie = await session_cookie(client)
         bearer = f"Authorization: Bearer {token['access_token']}"
         middle = number_of(n // 2 + 1)
+        iso = MONTH.replace("/", "-")
         targets = {
-            "api_first_page": (f"{server.url}/api/v1/invoices?month=2024-01", bearer),
-            "api_search_invoice_number": (f"{server.url}/api/v1/invoices?month=2024-01&invoice_number=2401{middle}",
-                                          bearer),
-            "api_search_name": (f"{server.url}/api/v1/invoices?month=2024-01&name=%E9%A1%A7%E5%AE%A2{n // 2 + 1}",
+            "api_first_page": (f"{server.url}/api/v1/invoices?month={iso}", bearer),
+            "api_search_invoice_number": (
+                f"{server.url}/api/v1/invoices?month={iso}&invoice_number={invoice_of(middle)}", bearer),
+            "api_search_name": (f"{server.url}/api/v1/invoices?month={iso}&name=%E9%A1%A7%E5%AE%A2{n // 2 + 1}",
                                 bearer),
-            "page_first": (f"{server.url}/agency/invoices?month=2024%2F01", f"Cookie: ppa_session={cookie}"),
+            "page_first": (f"{server.url}/agency/invoices?month={iso}", f"Cookie: ppa_session={cookie}"),
             "page_search_invoice_number": (
-                f"{server.url}/agency/invoices?month=2024%2F01&invoice_number=2401{middle}",
+                f"{server.url}/agency/invoices?month={iso}&invoice_number={invoice_of(middle)}",
                 f"Cookie: ppa_session={cookie}"),
             # a broad part (顧客5: one customer in nine), with the totals row over every match
-            "page_search_name": (f"{server.url}/agency/invoices?month=2024%2F01&name=%E9%A1%A7%E5%AE%A25",
+            "page_search_name": (f"{server.url}/agency/invoices?month={iso}&name=%E9%A1%A7%E5%AE%A25",
                                  f"Cookie: ppa_session={cookie}"),
             # 顧客管理 over the 100,000 customers: any field on the API, the name on the page (one match each)
             "api_customers_search": (f"{server.url}/api/v1/customers?q=%E9%A1%A7%E5%AE%A2{n // 2 + 1}", bearer),
@@ -368,6 +386,7 @@ def main() -> int:
     p.add_argument("--shards", type=int, default=1, help="shards of the month list, each its own billing worker "
                                                          "(split topology)")
     p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--month", default=MONTH, help="billing month of the days, YYYY/MM (default: the last closed one)")
     p.add_argument("--register", choices=list(REGISTER_PATHS), default="import",
                    help="import: CSV files to the customer import API; api: one POST per customer")
     p.add_argument("--import-rows", type=int, default=5000, help="rows per imported file (--register import)")
@@ -383,6 +402,7 @@ def main() -> int:
     p.add_argument("--synchronous", default="FULL", help="embedded SQLite synchronous setting while timed")
     p.add_argument("--hey", help="path of the hey binary")
     args = p.parse_args()
+    use_month(args.month)
     print(json.dumps(asyncio.run(run(args)), indent=2, ensure_ascii=False))
     return 0
 

@@ -81,7 +81,9 @@ class Platform:
         async with httpx.AsyncClient(base_url=self.url) as client:
             for _ in range(1200):
                 try:
-                    if (await client.get("/healthz")).status_code == 200:
+                    # every process answers: a worker's health port may open after the API's
+                    urls = ["/healthz", *self.metrics_urls().values()]
+                    if all(r.status_code == 200 for r in await asyncio.gather(*map(client.get, urls))):
                         # e.g. for a sampling profiler: uvx py-spy record -p PID -o profile.txt -f raw
                         pids = ", ".join(f"{' '.join(c[1:3])} {p.pid}" for c, p in zip(self.commands, self.procs))
                         print(f"running: {pids}", file=sys.stderr, flush=True)

@@ -275,3 +275,39 @@ def test_spreadsheet_cells_neutralise_formula_starts_but_not_numbers():
         assert safe_cell(text) == "'" + text
     for value in ("-1.50", "+3", "-980", "山田", "", "1=1", Decimal("-1.50"), -3, None):
         assert safe_cell(value) == value
+
+
+def test_a_slow_mongodb_command_is_logged_with_its_shape_and_none_of_its_values():
+    from datetime import timedelta
+
+    import structlog
+    from pymongo import monitoring
+
+    from ppa_runtime.docstore_mongo import CommandCounter
+
+    secret = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+    find = {"find": "device_serials", "filter": {"auth_code_hash": secret, "_id": {"$in": ["A", "B"]}},
+            "sort": {"customer_number": 1}}
+    update = {"update": "invoice_lines", "updates": [{"q": {"_id": "x"}, "u": {"$set": {"a": 1}}}] * 3}
+    address = ("127.0.0.1", 27017)
+
+    def run(listener: CommandCounter, command: dict, request_id: int, took: timedelta) -> None:
+        name = next(iter(command))
+        listener.started(monitoring.CommandStartedEvent(command, "ppa_metering", request_id, address, None))
+        listener.succeeded(monitoring.CommandSucceededEvent(took, {"ok": 1}, name, request_id, address, None,
+                                                            database_name="ppa_metering"))
+
+    with structlog.testing.capture_logs() as logs:
+        slow = CommandCounter(slow_ms=100)
+        run(slow, find, 1, timedelta(milliseconds=250))
+        run(slow, find, 2, timedelta(milliseconds=20))  # quick: not logged
+        run(slow, update, 3, timedelta(seconds=2))
+        run(CommandCounter(), find, 4, timedelta(seconds=5))  # no threshold: nothing logged, nothing kept
+    assert [(e["event"], e["ms"], e["command"], e["collection"]) for e in logs] == [
+        ("mongodb_command_slow", 250, "find", "device_serials"),
+        ("mongodb_command_slow", 2000, "update", "invoice_lines")]
+    assert logs[0]["filter"] == {"auth_code_hash": "?", "_id": {"$in": "[2]"}}
+    assert logs[0]["sort"] == {"customer_number": "?"}
+    assert logs[1]["updates[0].q"] == {"_id": "?"} and logs[1]["updates"] == 3
+    assert secret not in repr(logs) and "'A'" not in repr(logs)
+    assert slow._asked == {}

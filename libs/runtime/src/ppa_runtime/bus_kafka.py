@@ -74,6 +74,14 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
+def _subject(headers: list[tuple[str, bytes]] | tuple) -> str:
+    """The `ce_subject` header's text ("" without one), as `kafka_attributes` would read it."""
+    for name, raw in headers or ():
+        if name == "ce_subject":
+            return raw.decode(errors="replace")
+    return ""
+
+
 class KafkaSubscription(ConsumerRebalanceListener):
     """A member of a Kafka consumer group; commits only what the caller says is done.
 
@@ -126,11 +134,12 @@ class KafkaSubscription(ConsumerRebalanceListener):
                                wire=Wire(m.key, tuple(m.headers), m.value)) for m in messages]
                 continue
             for m in messages:
-                raw = kafka_attributes(m.headers, m.value)
-                if not shard.owns(topic, str(raw.get("subject") or "")):
+                # another shard's record is skipped on its subject header alone, its value never decoded
+                if not shard.owns(topic, _subject(m.headers)):
                     out.append(Record(topic, partition, m.offset, picked=((), ()), skip=True))
                 else:
-                    out.append(Record(topic, partition, m.offset, raw=raw, wire=Wire(m.key, tuple(m.headers), m.value)))
+                    out.append(Record(topic, partition, m.offset, raw=kafka_attributes(m.headers, m.value),
+                                      wire=Wire(m.key, tuple(m.headers), m.value)))
         if not out and took:
             self.in_hand.release()
         return out

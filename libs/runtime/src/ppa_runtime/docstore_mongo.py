@@ -12,6 +12,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+import structlog
+
 from ppa_runtime import metrics
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
 
@@ -21,6 +23,8 @@ from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
 FERRETDB_UPDATE_STATEMENTS = 40
 IN_IDS = 1000  # ids per `$in` query of `get_many` on MongoDB
 FIND_BATCH = 2000  # documents per reply of a `find`
+
+log = structlog.get_logger(__name__)
 
 
 class UpdateGate:
@@ -63,22 +67,64 @@ class UpdateGate:
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts the commands (round trips) a process sends to MongoDB, by name, in a Prometheus counter."""
+    """Counts the commands (round trips) a process sends to MongoDB, by name, in a Prometheus counter; with
+    `slow_ms`, logs each command that took longer (`mongodb_command_slow`) with the shape of what it asked, never
+    its values: the query that scans a collection is found in the log, not guessed."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_ms: int = 0) -> None:
         self._counters: dict[str, Any] = {}
+        self.slow_us = slow_ms * 1000
+        self._asked: dict[tuple[Any, int], dict[str, Any]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         counter = self._counters.get(event.command_name)
         if counter is None:
             counter = self._counters[event.command_name] = metrics.MONGODB_COMMANDS.labels(event.command_name)
         counter.inc()
+        if self.slow_us:
+            self._asked[(event.connection_id, event.request_id)] = command_shape(event.command_name, event.command)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        """Counted when it started."""
+        self._ended(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        """Counted when it started."""
+        self._ended(event)
+
+    def _ended(self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent) -> None:
+        if not self.slow_us:
+            return
+        asked = self._asked.pop((event.connection_id, event.request_id), None)
+        if asked is not None and event.duration_micros >= self.slow_us:
+            log.warning("mongodb_command_slow", ms=event.duration_micros // 1000, database=event.database_name,
+                        **asked)
+
+
+SHAPED = ("filter", "sort", "q", "query")  # the parts of a command whose shape says how the server can answer it
+
+
+def command_shape(name: str, command: Any) -> dict[str, Any]:
+    """A command's name, collection and the shape of its filter and sort (keys and operators; every value a `?`,
+    a list `[n]`): enough to see which query scans, nothing of the data (a filter may hold a secret's hash)."""
+    out: dict[str, Any] = {"command": name, "collection": command.get(name) if isinstance(command.get(name), str)
+                           else None}
+    for part in SHAPED:
+        if part in command:
+            out[part] = _shape(command[part])
+    for many in ("updates", "deletes"):
+        if many in command and command[many]:
+            out[f"{many}[0].q"] = _shape(command[many][0].get("q"))
+            out[many] = len(command[many])
+    if "documents" in command:
+        out["documents"] = len(command["documents"])
+    return out
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return f"[{len(value)}]"
+    return "?"
 
 
 class MongoCollection:

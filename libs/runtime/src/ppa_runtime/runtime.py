@@ -44,7 +44,8 @@ class Runtime:
             from ppa_runtime.docstore_mongo import CommandCounter
             from ppa_runtime.kafka_security import client_options
 
-            rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True, event_listeners=[CommandCounter()])
+            rt._mongo = AsyncMongoClient(settings.mongodb_uri_value, tz_aware=True,
+                                         event_listeners=[CommandCounter(settings.mongodb_slow_ms)])
             await rt._ping_mongo()
             bus = KafkaBus(settings.kafka_bootstrap_servers or "", settings.namespace, client_options(settings),
                            settings.kafka_replication_factor, partitions=settings.partitions())

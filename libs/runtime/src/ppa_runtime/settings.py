@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # a SecretStr: the URI carries the database password (mongodb+srv://user:pass@host/?tls=true)
     mongodb_uri: SecretStr | None = Field(None, validation_alias=AliasChoices("MONGODB_URI"))
     mongodb_uri_file: Path | None = Field(None, validation_alias=AliasChoices("MONGODB_URI_FILE"))
+    # a MongoDB command that takes longer is logged (`mongodb_command_slow`: its name, collection and the shape
+    # of its filter, no values); 0: none
+    mongodb_slow_ms: int = Field(0, ge=0, validation_alias=AliasChoices("PPA_MONGODB_SLOW_MS"))
     # Managed Kafka (MSK, Confluent Cloud, Aiven): TLS and SASL, applied to every client (ppa_runtime.kafka_security)
     kafka_security_protocol: str = Field("PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"))
     kafka_sasl_mechanism: str | None = Field(None, validation_alias=AliasChoices("KAFKA_SASL_MECHANISM"))

@@ -8,12 +8,14 @@ customer no longer has are remembered on its document and their copies removed, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 
 from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
+from ppa_runtime.bus import Record
 from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
 from ppa_runtime.docstore import Collection
 
@@ -81,6 +83,36 @@ class DeviceRegistry:
             if serial != current["serial_number"]:
                 await self._forget(serial, doc_id)
 
+    async def on_batch(self, records: list[Record]) -> None:
+        """A fetched batch of customer events. A batch of registrations alone (an import's thousands) is applied
+        with a handful of round trips: the customers' documents and deletions read at once, the new documents
+        inserted and the serial copies written in one bulk each. Anything else (a change, a deletion, a customer
+        twice, one deleted after the event, an insert that met a document written meanwhile) goes event by event
+        through `on_event`, as the consumer would; both are idempotent, so a batch that stopped half-way is
+        completed by its redelivery."""
+        events = [(r.envelope.payload(), r.envelope) for r in records if r.type in self._types]
+        if not events:
+            return
+        ids = [f"{e.agency_id}:{e.customer_number}" for e, _ in events]
+        registrations = all(isinstance(e, CustomerRegistered) for e, _ in events) and len(set(ids)) == len(ids)
+        if registrations:
+            stored, deleted = await asyncio.gather(self.coll.get_many(ids), self.deletions.get_many(ids))
+            fresh = [{"_id": doc_id, "agency_id": e.agency_id, "customer_number": e.customer_number,
+                      "serial_number": e.serial_number, "auth_code_hash": e.auth_code_hash,
+                      "_v": env.aggregateversion or 0}
+                     for (e, env), doc_id in zip(events, ids, strict=True) if doc_id not in stored]
+            # a stored one must be this event applied again (a redelivery) and keep no retired serials
+            plain = all(doc["_v"] >= (env.aggregateversion or 0) and not doc.get("retired_serials")
+                        for (_, env), doc_id in zip(events, ids, strict=True) if (doc := stored.get(doc_id)))
+            if plain and not deleted and await self.coll.insert_many(fresh) == len(fresh):
+                current = [*stored.values(), *fresh]
+                await self.serials.replace_many([
+                    {"_id": doc["serial_number"], "customer": doc["_id"], **{k: doc.get(k) for k in COPIED}}
+                    for doc in current if doc.get("serial_number")])
+                return
+        for event, env in events:
+            await self.on_event(event, env)
+
     async def _forget(self, serial: str, doc_id: str) -> None:
         """Remove a serial's copy if it is still this customer's (another may have the serial by now)."""
         copy = await self.serials.get(serial)
@@ -91,7 +123,8 @@ class DeviceRegistry:
         return ConsumerSpec(
             group="metering.devices", name=DEVICES, topics=[BILLING_CUSTOMER],
             collections=[DEVICES, SERIALS, DELETIONS],
-            setup=self.setup, dedupe=False,
-            handlers={c.event_type(): self.on_event
-                      for c in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued)},
+            setup=self.setup, dedupe=False, on_batch=self.on_batch,
+            handlers={t: self.on_event for t in self._types},
         )
+
+    _types = frozenset(c.event_type() for c in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued))
