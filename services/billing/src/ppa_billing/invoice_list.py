@@ -560,13 +560,17 @@ class InvoiceList:
         # the envelope is neither decoded nor validated): anything malformed raises here, and the consumer then
         # applies each record through `handlers`, which validate it.
         daily: list[tuple[str, str, str, str, str, int]] = []
-        # customers whose events were applied, by agency: recomputed together when the run of them ends
+        # a run of customer events, applied together, then their customers (by agency) recomputed together
+        applying: list[tuple[Payload, int, datetime]] = []
         customers: dict[str, dict[str, None]] = defaultdict(dict)
 
         async def flush() -> None:
             if daily:
                 await self.on_daily_batch(daily)
                 daily.clear()
+            if applying:
+                await self.customers.apply_many(applying)
+                applying.clear()
             for agency_id, numbers in customers.items():
                 await self.recompute_customers(agency_id, list(numbers))
             customers.clear()
@@ -588,7 +592,7 @@ class InvoiceList:
                     await flush()
                 env = record.envelope
                 event = env.payload()
-                await self.customers.apply(event, env.aggregateversion or 0, env.time)
+                applying.append((event, env.aggregateversion or 0, env.time))
                 customers[event.agency_id][event.customer_number] = None
             else:
                 if type(kind) is not str:
