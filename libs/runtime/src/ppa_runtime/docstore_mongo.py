@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from pymongo import ASCENDING, DESCENDING, ReplaceOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
-
-import structlog
 
 from ppa_runtime import metrics
 from ppa_runtime.docstore import DuplicateKey, Filter, Sort, physical
