@@ -36,6 +36,11 @@ STATES = "device_state"
 VALUE_FIELDS = ("generation_kwh", "sold_kwh", "usage_kwh", "import_kwh", "battery_charge_kwh",
                 "battery_discharge_kwh", "estimated", "reset", "usage_clamped")
 _ONE_DAY = timedelta(days=1)
+# the values of a day that had energy from an interval over it until a late reading made that interval a reset:
+# none measured, none estimated any more (a rebuild leaves such a day out; the totals are the same)
+WITHDRAWN = DailyValues(generation_kwh=Decimal("0.000"), sold_kwh=Decimal("0.000"), usage_kwh=Decimal("0.000"),
+                        import_kwh=Decimal("0.000"), battery_charge_kwh=Decimal("0.000"),
+                        battery_discharge_kwh=Decimal("0.000"), estimated=True, reset=False, usage_clamped=False)
 BATCH_RECORDS = 50
 _EVENT_IDS = uuid.UUID("6f1c2d0e-3b0a-4c57-9a39-2f0d5b8e7c11")  # uuid5 namespace of daily usage event ids
 _READINGS_TYPE = ReadingBatchAccepted.event_type()
@@ -290,6 +295,11 @@ class DailyProjection:
             computed = compute_daily(d.window(affected[d.serial]), only=affected[d.serial])
             for day, usage in computed.items():
                 self._changed(d, day, values_of(usage), stored.get(f"{d.serial}|{day.isoformat()}"), events, docs)
+            for day in sorted(affected[d.serial] - computed.keys()):
+                # a stored day no interval reaches any more (a late reading made the one over it a reset): its
+                # energy is gone, and a revision to zero says so to billing and the owner's view
+                if (old := stored.get(f"{d.serial}|{day.isoformat()}")) is not None:
+                    self._changed(d, day, WITHDRAWN, old, events, docs)
         for d in devices:
             missing = d.missing()
             if missing:

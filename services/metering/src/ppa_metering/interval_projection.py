@@ -134,10 +134,21 @@ class IntervalProjection(DailyProjection):
     async def derive(self, devices: list[Device], affected: dict[str, set[date]]) -> None:
         docs: list[dict[str, Any]] = []
         by_month: dict[str, tuple[Device, list[IntervalDay]]] = {}
+        gone: list[tuple[Device, date]] = []
         for d in devices:
-            for day in compute_intervals(d.window(affected[d.serial]), only=affected[d.serial]).values():
+            computed = compute_intervals(d.window(affected[d.serial]), only=affected[d.serial])
+            gone += [(d, day) for day in sorted(affected[d.serial] - computed.keys())]
+            for day in computed.values():
                 docs.append(day_doc(d, day))
                 by_month.setdefault(f"{d.serial}|{day.date:%Y-%m}", (d, []))[1].append(day)
+        # a stored day no interval reaches any more (a late reading made the one over it a reset) loses its energy:
+        # its half-hours become zero, and its month's sums lose them
+        stored = await self.daily.get_many([f"{d.serial}|{day.isoformat()}" for d, day in gone]) if gone else {}
+        for d, day in gone:
+            if f"{d.serial}|{day.isoformat()}" in stored:
+                empty = IntervalDay(day, {c: (ZERO,) * SLOTS for c in CHANNELS}, estimated=True)
+                docs.append(day_doc(d, empty))
+                by_month.setdefault(f"{d.serial}|{day:%Y-%m}", (d, []))[1].append(empty)
         year_ids = sorted({month_id[:-3] for month_id in by_month})  # "serial|YYYY"
         before, years_before = await asyncio.gather(self.months.get_many(list(by_month)),
                                                     self.years.get_many(year_ids))
