@@ -327,6 +327,28 @@ async def apply_versioned(coll: Collection, doc_id: str, version: int, update: d
         return False
 
 
+async def apply_versioned_new(coll: Collection, updates: list[tuple[str, int, dict]]) -> dict[str, dict] | None:
+    """`apply_versioned` for many documents at once (doc id, version, update), where each is new or already at its
+    version (first applications and repeats: an import's registrations), in two round trips: one read, one insert.
+    The documents as they now are, by id; None when that does not hold (a document named twice, stored at an older
+    version, or written meanwhile): nothing more is written then, and the caller applies each update with
+    `apply_versioned` (what was inserted is a repeat there)."""
+    ids = [doc_id for doc_id, _, _ in updates]
+    if len(set(ids)) != len(ids):
+        return None
+    stored = await coll.get_many(ids)
+    if any(doc.get("_v", 0) < version for doc_id, version, _ in updates if (doc := stored.get(doc_id)) is not None):
+        return None
+    fresh = [_inserted(doc_id, {**update, "$set": {**update.get("$set", {}), "_v": version}})
+             for doc_id, version, update in updates if doc_id not in stored]
+    if any(doc is None for doc in fresh):
+        return None
+    docs = [doc for doc in fresh if doc is not None]
+    if await coll.insert_many(docs) != len(docs):
+        return None
+    return stored | {doc["_id"]: doc for doc in docs}
+
+
 def _inserted(doc_id: str, update: dict) -> dict[str, Any] | None:
     """The document an upsert of `update` would create where none is stored; None for an update it cannot say
     so simply (another operator, a dotted path)."""

@@ -18,7 +18,8 @@ from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDel
 from ppa_contracts.text import normalized
 from ppa_contracts.topics import BILLING_CUSTOMER
 from ppa_runtime.bus import Record
-from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
+from ppa_runtime.consumer import (ConsumerSpec, apply_versioned, apply_versioned_new, deleted_after,
+                                  record_deletion)
 from ppa_runtime.docstore import DocStore, DuplicateKey
 from ppa_runtime.eventstore import ConcurrencyConflict
 
@@ -304,14 +305,8 @@ class Customers:
             return
         if await self._deleted_after(doc_id, version):
             return
-        data = event.model_dump(mode="json")
         if isinstance(event, (CustomerRegistered, CustomerChanged)):
-            fields = {k: data[k] for k in ("agency_id", "customer_number", *_fields_keys())}
-            fields["updated_at"] = at.isoformat()
-            if isinstance(event, CustomerRegistered):
-                fields["registered_at"] = at.isoformat()
-                fields["auth_code_hash"] = event.auth_code_hash
-            written = await apply_versioned(self.coll, doc_id, version, {"$set": fields})
+            written = await apply_versioned(self.coll, doc_id, version, {"$set": _fields_of(event, at)})
         elif isinstance(event, AuthCodeReissued):
             written = await apply_versioned(self.coll, doc_id, version, {
                 "$set": {"auth_code_hash": event.auth_code_hash, "updated_at": at.isoformat()}})
@@ -324,32 +319,21 @@ class Customers:
     async def apply_many(self, events: list[tuple[Payload, int, datetime]]) -> None:
         """`apply` for events in order (event, version, time). A run of registrations alone, each of its own
         customer (an import's, which its API wrote already or its consumers apply first), takes a handful of round
-        trips: the documents and deletions read at once, the new ones inserted in one go. Anything else goes event
-        by event, as does a batch whose insert met a document written meanwhile (every step is idempotent)."""
+        trips: the deletions read, then the documents written at once (`apply_versioned_new`). Anything else goes
+        event by event, as does a run it cannot write at once (every step is idempotent)."""
         ids = [f"{e.agency_id}:{e.customer_number}" for e, _, _ in events]
-        if ids and len(set(ids)) == len(ids) and all(isinstance(e, CustomerRegistered) for e, _, _ in events):
-            stored, deleted = await asyncio.gather(self.coll.get_many(ids), self.deletions.get_many(ids))
-            pairs = list(zip(events, ids, strict=True))
-            # a stored one must be this registration applied already (by the API, another group, a redelivery)
-            if not deleted and all(doc.get("_v", 0) >= version for (_, version, _), doc_id in pairs
-                                   if (doc := stored.get(doc_id)) is not None):
-                fresh = [self._registered(event, version, at) for (event, version, at), doc_id in pairs
-                         if doc_id not in stored]
-                if await self.coll.insert_many(fresh) == len(fresh):
-                    # deleted between the look above and the insert: take those back, as `apply` does
-                    for doc_id, deletion in (await self.deletions.get_many([d["_id"] for d in fresh])).items():
-                        await self.coll.delete({"_id": doc_id, "_v": {"$lt": deletion["_v"]}})
-                    return
+        if ids and all(isinstance(e, CustomerRegistered) for e, _, _ in events) and (
+                not await self.deletions.get_many(ids)):
+            written = await apply_versioned_new(self.coll, [
+                (doc_id, version, {"$set": _fields_of(event, at)})
+                for (event, version, at), doc_id in zip(events, ids, strict=True)])
+            if written is not None:
+                # deleted between the look above and the insert: take those back, as `apply` does
+                for doc_id, deletion in (await self.deletions.get_many(ids)).items():
+                    await self.coll.delete({"_id": doc_id, "_v": {"$lt": deletion["_v"]}})
+                return
         for event, version, at in events:
             await self.apply(event, version, at)
-
-    @staticmethod
-    def _registered(event: CustomerRegistered, version: int, at: datetime) -> dict[str, Any]:
-        """The document `apply` inserts for a customer's registration."""
-        data = event.model_dump(mode="json")
-        return {**{k: data[k] for k in ("agency_id", "customer_number", *_fields_keys())},
-                "updated_at": at.isoformat(), "registered_at": at.isoformat(), "auth_code_hash": event.auth_code_hash,
-                "_v": version, "_id": f"{event.agency_id}:{event.customer_number}"}
 
     async def _on_batch(self, records: list[Record]) -> None:
         await self.apply_many([(r.envelope.payload(), r.envelope.aggregateversion or 0, r.envelope.time)
@@ -372,6 +356,17 @@ class Customers:
 
 CUSTOMER_EVENTS = frozenset(c.event_type() for c in (CustomerRegistered, CustomerChanged, CustomerDeleted,
                                                      AuthCodeReissued))
+
+
+def _fields_of(event: CustomerRegistered | CustomerChanged, at: datetime) -> dict[str, Any]:
+    """The read model's fields an event of a customer's details sets (registered: its time and auth code too)."""
+    data = event.model_dump(mode="json")
+    fields = {k: data[k] for k in ("agency_id", "customer_number", *_fields_keys())}
+    fields["updated_at"] = at.isoformat()
+    if isinstance(event, CustomerRegistered):
+        fields["registered_at"] = at.isoformat()
+        fields["auth_code_hash"] = event.auth_code_hash
+    return fields
 
 
 def _fields_keys() -> tuple[str, ...]:

@@ -8,7 +8,6 @@ customer no longer has are remembered on its document and their copies removed, 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 
@@ -16,7 +15,8 @@ from ppa_contracts import Envelope, Payload
 from ppa_contracts.billing import AuthCodeReissued, CustomerChanged, CustomerDeleted, CustomerRegistered
 from ppa_contracts.topics import BILLING_CUSTOMER
 from ppa_runtime.bus import Record
-from ppa_runtime.consumer import ConsumerSpec, apply_versioned, deleted_after, record_deletion
+from ppa_runtime.consumer import (ConsumerSpec, apply_versioned, apply_versioned_new, deleted_after,
+                                  record_deletion)
 from ppa_runtime.docstore import Collection
 
 DEVICES = "devices"
@@ -77,38 +77,29 @@ class DeviceRegistry:
         current = await self.coll.get(doc_id)
         if current is None or not current.get("serial_number"):
             return
-        await self.serials.replace({"_id": current["serial_number"], "customer": doc_id,
-                                    **{k: current.get(k) for k in COPIED}})
+        await self.serials.replace(_serial_copy(current))
         for serial in current.get("retired_serials", []):
             if serial != current["serial_number"]:
                 await self._forget(serial, doc_id)
 
     async def on_batch(self, records: list[Record]) -> None:
         """A fetched batch of customer events. A batch of registrations alone (an import's thousands) is applied
-        with a handful of round trips: the customers' documents and deletions read at once, the new documents
-        inserted and the serial copies written in one bulk each. Anything else (a change, a deletion, a customer
-        twice, one deleted after the event, an insert that met a document written meanwhile) goes event by event
-        through `on_event`, as the consumer would; both are idempotent, so a batch that stopped half-way is
-        completed by its redelivery."""
+        with a handful of round trips: the deletions read, then the documents (`apply_versioned_new`), then the
+        serial copies written in one bulk. Anything else (a change, a deletion, a customer twice, one ever deleted,
+        an insert that met a document written meanwhile) goes event by event through `on_event`, as the consumer
+        would; both are idempotent, so a batch that stopped half-way is completed by its redelivery."""
         events = [(r.envelope.payload(), r.envelope) for r in records if r.type in self._types]
         if not events:
             return
         ids = [f"{e.agency_id}:{e.customer_number}" for e, _ in events]
-        registrations = all(isinstance(e, CustomerRegistered) for e, _ in events) and len(set(ids)) == len(ids)
-        if registrations:
-            stored, deleted = await asyncio.gather(self.coll.get_many(ids), self.deletions.get_many(ids))
-            fresh = [{"_id": doc_id, "agency_id": e.agency_id, "customer_number": e.customer_number,
-                      "serial_number": e.serial_number, "auth_code_hash": e.auth_code_hash,
-                      "_v": env.aggregateversion or 0}
-                     for (e, env), doc_id in zip(events, ids, strict=True) if doc_id not in stored]
-            # a stored one must be this event applied again (a redelivery) and keep no retired serials
-            plain = all(doc["_v"] >= (env.aggregateversion or 0) and not doc.get("retired_serials")
-                        for (_, env), doc_id in zip(events, ids, strict=True) if (doc := stored.get(doc_id)))
-            if plain and not deleted and await self.coll.insert_many(fresh) == len(fresh):
-                current = [*stored.values(), *fresh]
-                await self.serials.replace_many([
-                    {"_id": doc["serial_number"], "customer": doc["_id"], **{k: doc.get(k) for k in COPIED}}
-                    for doc in current if doc.get("serial_number")])
+        if all(isinstance(e, CustomerRegistered) for e, _ in events) and not await self.deletions.get_many(ids):
+            current = await apply_versioned_new(self.coll, [
+                (doc_id, env.aggregateversion or 0, {"$set": {k: getattr(e, k) for k in COPIED}})
+                for (e, env), doc_id in zip(events, ids, strict=True)])
+            # one stored with retired serials has copies to remove: the event-by-event way does that
+            if current is not None and not any(doc.get("retired_serials") for doc in current.values()):
+                await self.serials.replace_many([_serial_copy(doc) for doc in current.values()
+                                                 if doc.get("serial_number")])
                 return
         for event, env in events:
             await self.on_event(event, env)
@@ -128,3 +119,8 @@ class DeviceRegistry:
         )
 
     _types = frozenset(c.event_type() for c in (CustomerRegistered, CustomerChanged, CustomerDeleted, AuthCodeReissued))
+
+
+def _serial_copy(doc: dict) -> dict:
+    """The copy of a customer's device record under its current serial number (`device_serials`)."""
+    return {"_id": doc["serial_number"], "customer": doc["_id"], **{k: doc.get(k) for k in COPIED}}
